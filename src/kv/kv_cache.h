@@ -1,0 +1,74 @@
+// The pluggable KV-cache interface. Every format (fp32, fp16, and the quantised ones of later
+// issues) implements it, so tools and benchmarks take any format through `--kv FORMAT`.
+// A format sees keys both before and after RoPE: which one it stores is its own choice.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "model/config.h"
+#include "util/tensor.h"
+#include "util/thread_pool.h"
+
+namespace cqkv {
+
+// Shape of the cache of one sequence: per layer, n_kv_heads heads of head_dim channels per token.
+struct KvShape {
+  int n_layers = 0;
+  int n_heads = 0;     // query heads (GQA: n_heads / n_kv_heads queries share a KV head)
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int max_tokens = 0;  // capacity; appending beyond it is an error
+  // RoPE parameters, for formats that store pre-RoPE keys and must rotate them when attending.
+  float rope_freq_base = 10000.0f;
+  RopeType rope_type = RopeType::kNorm;
+
+  int kv_dim() const { return n_kv_heads * head_dim; }
+  int q_dim() const { return n_heads * head_dim; }
+  static KvShape FromModel(const ModelConfig& c, int max_tokens);
+};
+
+// The keys and values of a block of consecutive new tokens of one layer.
+struct KvBlock {
+  int64_t pos0 = 0;  // absolute position of the block's first token
+  ConstMat k_pre;    // (n, kv_dim) keys before RoPE
+  ConstMat k;        // (n, kv_dim) keys after RoPE (what attention scores use)
+  ConstMat v;        // (n, kv_dim) values
+};
+
+class KvCache {
+ public:
+  virtual ~KvCache() = default;
+
+  // The spec this cache was made from, e.g. "fp16".
+  virtual std::string format() const = 0;
+  // Stores a block for `layer`. Blocks arrive in position order per layer:
+  // block.pos0 == tokens(layer) before the call.
+  virtual void Append(int layer, const KvBlock& block) = 0;
+  // Causal attention for n queries q (n, n_heads*head_dim), already rotated; query i sits at
+  // position pos0 + i and attends to cached positions [0, pos0 + i] (its own K/V must already
+  // be appended). Writes out (n, n_heads*head_dim). Scores are scaled by 1/sqrt(head_dim).
+  virtual void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const = 0;
+  // Tokens cached in `layer`.
+  virtual int64_t tokens(int layer) const = 0;
+  // Drops every cached token (capacity is kept).
+  virtual void Clear() = 0;
+  // Exact bytes per cached token over all layers, keys and values, including per-token scales
+  // and amortised side tables (codebooks are amortised over max_tokens).
+  virtual double BytesPerToken() const = 0;
+
+  const KvShape& shape() const { return shape_; }
+
+ protected:
+  explicit KvCache(const KvShape& shape) : shape_(shape) {}
+  KvShape shape_;
+};
+
+// Makes a cache from a `--kv` spec ("fp32", "fp16"). Throws cqkv::Error naming the spec when
+// it is unknown or malformed.
+std::unique_ptr<KvCache> MakeKvCache(const std::string& spec, const KvShape& shape);
+// One line per known format, for --help.
+std::string KvFormatsHelp();
+
+}  // namespace cqkv
