@@ -1,0 +1,45 @@
+// Perplexity with the standard protocol (GPTQ / KVQuant / the CQ paper): tokenize the whole text
+// once, cut consecutive non-overlapping windows of ctx tokens (last partial window dropped),
+// predict every token of a window from its prefix inside the window. Optionally compares each
+// next-token distribution with a baseline cache (KL divergence, top-1 agreement).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+#include "util/thread_pool.h"
+
+namespace cqkv {
+
+struct PerplexityOptions {
+  int ctx = 256;
+  std::string kv = "fp32";
+  std::string kl_base;        // empty: no KL; else a --kv spec for the reference cache
+  int64_t max_windows = -1;   // < 0: all windows
+  int batch = 512;            // tokens per forward call (prefill chunk)
+};
+
+struct PerplexityResult {
+  double ppl = 0;
+  double nll = 0;           // mean negative log-likelihood (nats) per predicted token
+  int64_t tokens = 0;       // predicted tokens
+  int64_t windows = 0;
+  bool has_kl = false;
+  double kld = 0;           // mean KL(base || kv) over predicted positions (nats)
+  double top1_agree = 0;    // fraction where argmax(base) == argmax(kv)
+  double base_ppl = 0;      // perplexity of the baseline cache on the same windows
+  double kv_bytes_per_token = 0;
+  double seconds = 0;
+};
+
+using ProgressFn = std::function<void(int64_t done, int64_t total, double running_ppl)>;
+
+// Throws cqkv::Error when ctx exceeds the model's context or the text has less than one window.
+PerplexityResult EvalPerplexity(const Model& model, const std::vector<int32_t>& tokens,
+                                const PerplexityOptions& opt, ThreadPool& pool,
+                                const ProgressFn& progress = nullptr);
+
+}  // namespace cqkv

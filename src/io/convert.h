@@ -1,0 +1,21 @@
+// Writes a loaded model (e.g. a llama2.c checkpoint) and its vocabulary as a GGUF v3 `llama`
+// file with llama.cpp's metadata names, so every feature can also be exercised through GGUF.
+#pragma once
+
+#include <string>
+
+#include "model/model.h"
+
+namespace cqkv {
+
+struct ConvertOptions {
+  std::string name = "cqkv-converted";  // general.name
+  DType matrix_type = DType::kF32;      // F32, F16, BF16, Q8_0 or Q4_0 for 2-D weights
+};
+
+// Both llama2.c and GGUF `llama` pair RoPE channels (2i, 2i+1), so Q/K rows are copied as they
+// are. Throws cqkv::Error naming the output file on failure; never leaves a partial file.
+void WriteModelAsGguf(const Model& model, const Vocab& vocab, const std::string& out_path,
+                      const ConvertOptions& opt);
+
+}  // namespace cqkv

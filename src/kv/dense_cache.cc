@@ -1,0 +1,109 @@
+#include "kv/dense_cache.h"
+
+#include <vector>
+
+#include "kernels/ops.h"
+#include "kv/attention.h"
+#include "util/error.h"
+
+namespace cqkv {
+namespace {
+
+// Element storage of a dense cache: fp32 as is, fp16 as raw IEEE half bits.
+template <typename T>
+struct Elem;
+template <>
+struct Elem<float> {
+  static constexpr const char* kName = "fp32";
+  static void Store(const float* x, float* out, int64_t n) {
+    std::copy(x, x + n, out);
+  }
+  static float Dot(const float* k, const float* q, int64_t n) { return cqkv::Dot(k, q, n); }
+  static void Axpy(float p, const float* v, float* out, int64_t n) { cqkv::Axpy(p, v, out, n); }
+};
+template <>
+struct Elem<uint16_t> {
+  static constexpr const char* kName = "fp16";
+  static void Store(const float* x, uint16_t* out, int64_t n) { F32ToF16Row(x, out, n); }
+  static float Dot(const uint16_t* k, const float* q, int64_t n) { return DotF16(k, q, n); }
+  static void Axpy(float p, const uint16_t* v, float* out, int64_t n) {
+    AxpyF16(p, v, out, n);
+  }
+};
+
+// Per layer: K and V as (tokens, kv_dim) row-major arrays, grown as tokens arrive so memory
+// follows the context actually used, up to shape.max_tokens.
+template <typename T>
+class DenseKvCache final : public KvCache {
+ public:
+  explicit DenseKvCache(const KvShape& shape)
+      : KvCache(shape), k_(shape.n_layers), v_(shape.n_layers), n_(shape.n_layers, 0) {}
+
+  std::string format() const override { return Elem<T>::kName; }
+
+  void Append(int layer, const KvBlock& block) override {
+    const int64_t kv_dim = shape_.kv_dim();
+    const int64_t n = block.k.rows;
+    CQKV_CHECK(block.pos0 == n_[layer], "kv cache: layer {} expected position {}, got {}", layer,
+               n_[layer], block.pos0);
+    CQKV_CHECK(n_[layer] + n <= shape_.max_tokens,
+               "kv cache: context of {} tokens exceeds the cache capacity of {}", n_[layer] + n,
+               shape_.max_tokens);
+    const size_t need = static_cast<size_t>((n_[layer] + n) * kv_dim);
+    k_[layer].resize(need);
+    v_[layer].resize(need);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t off = (n_[layer] + i) * kv_dim;
+      Elem<T>::Store(block.k.Row(i), k_[layer].data() + off, kv_dim);
+      Elem<T>::Store(block.v.Row(i), v_[layer].data() + off, kv_dim);
+    }
+    n_[layer] += n;
+  }
+
+  void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const override {
+    CQKV_CHECK(pos0 + q.rows <= n_[layer], "kv cache: attending past the cached tokens");
+    struct Ops {
+      const T* k;
+      const T* v;
+      int64_t kv_dim;
+      int hd;
+      float Score(int64_t t, int kvh, const float* qh) const {
+        return Elem<T>::Dot(k + t * kv_dim + int64_t{kvh} * hd, qh, hd);
+      }
+      void AddValue(int64_t t, int kvh, float p, float* o) const {
+        Elem<T>::Axpy(p, v + t * kv_dim + int64_t{kvh} * hd, o, hd);
+      }
+    };
+    const Ops ops{k_[layer].data(), v_[layer].data(), shape_.kv_dim(), shape_.head_dim};
+    CausalAttention(shape_, ops, q, pos0, out, pool);
+  }
+
+  int64_t tokens(int layer) const override { return n_[layer]; }
+
+  void Clear() override {
+    for (int l = 0; l < shape_.n_layers; ++l) {
+      k_[l].clear();
+      v_[l].clear();
+      n_[l] = 0;
+    }
+  }
+
+  double BytesPerToken() const override {
+    return 2.0 * shape_.n_layers * shape_.kv_dim() * sizeof(T);
+  }
+
+ private:
+  std::vector<std::vector<T>> k_, v_;
+  std::vector<int64_t> n_;
+};
+
+}  // namespace
+
+std::unique_ptr<KvCache> MakeFp32Cache(const KvShape& shape) {
+  return std::make_unique<DenseKvCache<float>>(shape);
+}
+std::unique_ptr<KvCache> MakeFp16Cache(const KvShape& shape) {
+  return std::make_unique<DenseKvCache<uint16_t>>(shape);
+}
+
+}  // namespace cqkv

@@ -1,0 +1,58 @@
+#include "model/rope.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+namespace cqkv {
+namespace {
+
+TEST(Rope, PositionZeroIsIdentity) {
+  std::vector<float> x{1, 2, 3, 4, 5, 6, 7, 8};
+  auto y = x;
+  ApplyRope(y.data(), 2, 4, 0, 10000.0f, RopeType::kNorm);
+  EXPECT_EQ(x, y);
+}
+
+// Closed form: pair 0 rotates by theta = pos (base^0 = 1); pair i by pos * base^(-2i/d).
+TEST(Rope, NormPairsConsecutiveChannels) {
+  std::vector<float> x{1, 0, 1, 0};  // head_dim 4: pairs (0,1) and (2,3)
+  ApplyRope(x.data(), 1, 4, 3, 100.0f, RopeType::kNorm);
+  EXPECT_NEAR(x[0], std::cos(3.0), 1e-6);
+  EXPECT_NEAR(x[1], std::sin(3.0), 1e-6);
+  const double t1 = 3.0 * std::pow(100.0, -2.0 / 4);
+  EXPECT_NEAR(x[2], std::cos(t1), 1e-6);
+  EXPECT_NEAR(x[3], std::sin(t1), 1e-6);
+}
+
+TEST(Rope, NeoxPairsHalves) {
+  std::vector<float> x{1, 1, 0, 0};  // pairs (0,2) and (1,3)
+  ApplyRope(x.data(), 1, 4, 3, 100.0f, RopeType::kNeox);
+  EXPECT_NEAR(x[0], std::cos(3.0), 1e-6);
+  EXPECT_NEAR(x[2], std::sin(3.0), 1e-6);
+  const double t1 = 3.0 * std::pow(100.0, -2.0 / 4);
+  EXPECT_NEAR(x[1], std::cos(t1), 1e-6);
+  EXPECT_NEAR(x[3], std::sin(t1), 1e-6);
+}
+
+// Attention scores depend only on relative position: <R(p)q, R(p+k)k> is the same for all p.
+TEST(Rope, ScoresDependOnRelativePosition) {
+  for (RopeType type : {RopeType::kNorm, RopeType::kNeox}) {
+    std::vector<float> q0{0.3f, -1.2f, 0.7f, 2.0f, -0.5f, 0.1f, 1.1f, -0.9f};
+    std::vector<float> k0{1.0f, 0.4f, -0.6f, 0.2f, 0.9f, -1.3f, 0.5f, 0.8f};
+    double first = 0;
+    for (int64_t p : {0, 5, 100, 1000}) {
+      auto q = q0, k = k0;
+      ApplyRope(q.data(), 1, 8, p + 7, 10000.0f, type);
+      ApplyRope(k.data(), 1, 8, p, 10000.0f, type);
+      double dot = 0;
+      for (int i = 0; i < 8; ++i) dot += double(q[i]) * k[i];
+      if (p == 0) first = dot;
+      EXPECT_NEAR(dot, first, 1e-4);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cqkv
