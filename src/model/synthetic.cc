@@ -1,0 +1,76 @@
+#include "model/synthetic.h"
+
+#include <vector>
+
+namespace cqkv {
+namespace {
+
+class XorShift {
+ public:
+  explicit XorShift(uint64_t seed) : s_(seed * 0x9e3779b97f4a7c15ull + 1) {}
+  // Uniform in [-1, 1).
+  float Next() {
+    s_ ^= s_ << 13;
+    s_ ^= s_ >> 7;
+    s_ ^= s_ << 17;
+    return static_cast<float>(static_cast<int64_t>(s_ >> 11) - (int64_t{1} << 52)) *
+           (1.0f / static_cast<float>(int64_t{1} << 52));
+  }
+
+ private:
+  uint64_t s_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> MakeSyntheticModel(const ModelConfig& c, uint64_t seed, float scale) {
+  auto model = std::make_unique<Model>();
+  model->path = "<synthetic>";
+  model->file_format = "synthetic";
+  model->config = c;
+  auto store = std::make_shared<std::vector<std::vector<float>>>();
+  store->reserve(static_cast<size_t>(4 + 9 * c.n_layers));  // data pointers must stay stable
+  XorShift rng(seed);
+  auto alloc = [&](int64_t n, float mean, float amp) {
+    auto& v = store->emplace_back(static_cast<size_t>(n));
+    for (auto& x : v) x = mean + amp * rng.Next();
+    return v.data();
+  };
+  auto mat = [&](int64_t rows, int64_t cols, const char* name) {
+    return WeightMatrix{DType::kF32, rows, cols, alloc(rows * cols, 0.0f, scale), name};
+  };
+  const int64_t q_dim = int64_t{c.n_heads} * c.head_dim();
+  ModelWeights& w = model->weights;
+  w.tok_embd = mat(c.vocab_size, c.dim, "token_embd");
+  for (int l = 0; l < c.n_layers; ++l) {
+    LayerWeights lw;
+    lw.attn_norm = alloc(c.dim, 1.0f, 0.1f);
+    lw.wq = mat(q_dim, c.dim, "attn_q");
+    lw.wk = mat(c.kv_dim(), c.dim, "attn_k");
+    lw.wv = mat(c.kv_dim(), c.dim, "attn_v");
+    lw.wo = mat(c.dim, q_dim, "attn_output");
+    lw.ffn_norm = alloc(c.dim, 1.0f, 0.1f);
+    lw.w_gate = mat(c.hidden_dim, c.dim, "ffn_gate");
+    lw.w_down = mat(c.dim, c.hidden_dim, "ffn_down");
+    lw.w_up = mat(c.hidden_dim, c.dim, "ffn_up");
+    w.layers.push_back(lw);
+  }
+  w.output_norm = alloc(c.dim, 1.0f, 0.1f);
+  w.output = mat(c.vocab_size, c.dim, "output");
+  model->storage = store;
+  return model;
+}
+
+ModelConfig SevenBShape(int n_layers, int n_kv_heads, int vocab, int ctx) {
+  ModelConfig c;
+  c.dim = 4096;
+  c.hidden_dim = 11008;
+  c.n_layers = n_layers;
+  c.n_heads = 32;
+  c.n_kv_heads = n_kv_heads;
+  c.vocab_size = vocab;
+  c.max_seq_len = ctx;
+  return c;
+}
+
+}  // namespace cqkv
