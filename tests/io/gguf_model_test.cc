@@ -1,0 +1,298 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "io/gguf.h"
+#include "kernels/dequant.h"
+#include "model/model.h"
+#include "util/error.h"
+#include "util/fp16.h"
+
+namespace cqkv {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string TempPath(const std::string& name) {
+  return ::testing::TempDir() + "cqkv_gguf_model_test_" + name;
+}
+
+void ExpectLoadError(const std::string& path, const std::vector<std::string>& parts) {
+  try {
+    LoadGgufModel(path);
+    ADD_FAILURE() << "no cqkv::Error thrown for " << path;
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(path), std::string::npos) << msg;
+    for (const auto& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << msg << "\n  lacks: " << p;
+  }
+}
+
+// A tiny random llama GGUF mixing every stored type. Tests edit `tensors` / `kv` before Write.
+struct TinyLlama {
+  static constexpr int kDim = 32, kHidden = 64, kLayers = 2, kHeads = 4, kKvHeads = 2, kVocab = 40;
+  struct T {
+    DType type;
+    std::vector<int64_t> ne;
+  };
+  std::map<std::string, GgufValue> kv;
+  std::vector<std::pair<std::string, T>> tensors;
+  std::map<std::string, std::vector<uint8_t>> data;
+
+  TinyLlama() {
+    kv["general.architecture"] = GgufValue::Str("llama");
+    kv["llama.embedding_length"] = GgufValue::U32(kDim);
+    kv["llama.feed_forward_length"] = GgufValue::U32(kHidden);
+    kv["llama.block_count"] = GgufValue::U32(kLayers);
+    kv["llama.attention.head_count"] = GgufValue::U32(kHeads);
+    kv["llama.attention.head_count_kv"] = GgufValue::U32(kKvHeads);
+    kv["llama.context_length"] = GgufValue::U32(256);
+    kv["llama.rope.freq_base"] = GgufValue::F32(500000.0f);
+    kv["llama.attention.layer_norm_rms_epsilon"] = GgufValue::F32(1e-6f);
+    const int64_t kv_dim = kKvHeads * (kDim / kHeads);
+    tensors = {{"token_embd.weight", {DType::kF16, {kDim, kVocab}}},
+               {"output_norm.weight", {DType::kBF16, {kDim}}}};
+    for (int l = 0; l < kLayers; ++l) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      tensors.push_back({p + "attn_norm.weight", {DType::kF16, {kDim}}});
+      tensors.push_back({p + "attn_q.weight", {DType::kQ8_0, {kDim, kDim}}});
+      tensors.push_back({p + "attn_k.weight", {DType::kQ8_0, {kDim, kv_dim}}});
+      tensors.push_back({p + "attn_v.weight", {DType::kQ4_0, {kDim, kv_dim}}});
+      tensors.push_back({p + "attn_output.weight", {DType::kBF16, {kDim, kDim}}});
+      tensors.push_back({p + "ffn_norm.weight", {DType::kF32, {kDim}}});
+      tensors.push_back({p + "ffn_gate.weight", {DType::kQ4_0, {kDim, kHidden}}});
+      tensors.push_back({p + "ffn_down.weight", {DType::kF32, {kHidden, kDim}}});
+      tensors.push_back({p + "ffn_up.weight", {DType::kF16, {kDim, kHidden}}});
+    }
+  }
+
+  T* Find(const std::string& name) {
+    for (auto& [n, t] : tensors) {
+      if (n == name) return &t;
+    }
+    return nullptr;
+  }
+
+  void Write(const std::string& path) {
+    GgufWriter w;
+    for (const auto& [k, v] : kv) w.Set(k, v);
+    uint32_t seed = 1;
+    for (const auto& [name, t] : tensors) {
+      int64_t n = 1;
+      for (int64_t d : t.ne) n *= d;
+      std::vector<float> x(n);
+      for (int64_t i = 0; i < n; ++i) x[i] = std::sin(0.1f * static_cast<float>(i + seed++));
+      auto& bytes = data[name];
+      bytes.assign(DTypeRowBytes(t.type, n), 0);  // shapes keep ne[0] a whole number of blocks
+      for (int64_t i = 0; i < n; ++i) {
+        if (t.type == DType::kF32) std::memcpy(&bytes[4 * i], &x[i], 4);
+        const uint16_t h = t.type == DType::kF16 ? F32ToF16(x[i]) : F32ToBF16(x[i]);
+        if (t.type == DType::kF16 || t.type == DType::kBF16) std::memcpy(&bytes[2 * i], &h, 2);
+      }
+      if (t.type == DType::kQ8_0) QuantizeRowQ8_0(x.data(), n, bytes.data());
+      if (t.type == DType::kQ4_0) QuantizeRowQ4_0(x.data(), n, bytes.data());
+      w.AddTensor(name, t.type, t.ne, bytes.data());
+    }
+    w.Write(path);
+  }
+};
+
+TEST(GgufModelTest, LoadsTinyMixedTypeModel) {
+  const std::string path = TempPath("tiny.gguf");
+  TinyLlama tiny;
+  tiny.Write(path);
+  auto m = LoadGgufModel(path);
+  EXPECT_EQ(m->file_format, "gguf");
+  EXPECT_EQ(m->path, path);
+  EXPECT_EQ(m->tokenizer, nullptr);
+  const ModelConfig& c = m->config;
+  EXPECT_EQ(c.arch, "llama");
+  EXPECT_EQ(c.dim, 32);
+  EXPECT_EQ(c.hidden_dim, 64);
+  EXPECT_EQ(c.n_layers, 2);
+  EXPECT_EQ(c.n_heads, 4);
+  EXPECT_EQ(c.n_kv_heads, 2);
+  EXPECT_EQ(c.vocab_size, 40);
+  EXPECT_EQ(c.max_seq_len, 256);
+  EXPECT_EQ(c.rope_freq_base, 500000.0f);
+  EXPECT_EQ(c.rms_eps, 1e-6f);
+  EXPECT_EQ(c.rope_type, RopeType::kNorm);
+
+  const ModelWeights& w = m->weights;
+  EXPECT_EQ(w.tok_embd.type, DType::kF16);
+  EXPECT_EQ(w.tok_embd.rows, 40);
+  EXPECT_EQ(w.tok_embd.cols, 32);
+  EXPECT_EQ(std::memcmp(w.tok_embd.data, tiny.data["token_embd.weight"].data(),
+                        tiny.data["token_embd.weight"].size()),
+            0);
+  // No output.weight: the classifier is tied to the embeddings.
+  EXPECT_EQ(w.output.data, w.tok_embd.data);
+  EXPECT_EQ(w.output.rows, 40);
+  ASSERT_EQ(w.layers.size(), 2u);
+  const LayerWeights& l1 = w.layers[1];
+  EXPECT_STREQ(l1.wk.name, "blk.1.attn_k.weight");
+  EXPECT_EQ(l1.wk.type, DType::kQ8_0);
+  EXPECT_EQ(l1.wk.rows, 16);
+  EXPECT_EQ(l1.wk.cols, 32);
+  EXPECT_EQ(l1.wv.type, DType::kQ4_0);
+  EXPECT_EQ(l1.wo.type, DType::kBF16);
+  EXPECT_EQ(l1.w_gate.rows, 64);
+  EXPECT_EQ(l1.w_down.rows, 32);
+  EXPECT_EQ(l1.w_down.cols, 64);
+  EXPECT_EQ(std::memcmp(l1.w_down.data, tiny.data["blk.1.ffn_down.weight"].data(), 64 * 32 * 4), 0);
+  // Rows are contiguous in stored form.
+  EXPECT_EQ(l1.wk.RowPtr(1), static_cast<const uint8_t*>(l1.wk.data) + 34);
+
+  // F16 / BF16 norms are widened; F32 ones point into the file.
+  std::vector<float> want(32);
+  DequantizeRowRef(DType::kF16, tiny.data["blk.1.attn_norm.weight"].data(), 32, want.data());
+  EXPECT_EQ(std::memcmp(l1.attn_norm, want.data(), 32 * 4), 0);
+  DequantizeRowRef(DType::kBF16, tiny.data["output_norm.weight"].data(), 32, want.data());
+  EXPECT_EQ(std::memcmp(w.output_norm, want.data(), 32 * 4), 0);
+  EXPECT_EQ(std::memcmp(l1.ffn_norm, tiny.data["blk.1.ffn_norm.weight"].data(), 32 * 4), 0);
+  EXPECT_EQ(w.owned_norms.size(), 3u);  // output_norm + 2 attn_norm
+
+  // The weights outlive every other handle: only Model::storage keeps the file mapped.
+  EXPECT_NE(m->storage, nullptr);
+}
+
+TEST(GgufModelTest, SeparateOutputAndDefaults) {
+  const std::string path = TempPath("tiny_out.gguf");
+  TinyLlama tiny;
+  tiny.tensors.push_back({"output.weight", {DType::kQ8_0, {32, 40}}});
+  tiny.kv.erase("llama.attention.head_count_kv");
+  tiny.kv.erase("llama.rope.freq_base");
+  tiny.kv.erase("llama.attention.layer_norm_rms_epsilon");
+  // Without head_count_kv every head has its own K/V.
+  for (int l = 0; l < 2; ++l) {
+    tiny.Find("blk." + std::to_string(l) + ".attn_k.weight")->ne = {32, 32};
+    tiny.Find("blk." + std::to_string(l) + ".attn_v.weight")->ne = {32, 32};
+  }
+  tiny.Write(path);
+  auto m = LoadGgufModel(path);
+  EXPECT_EQ(m->config.n_kv_heads, 4);
+  EXPECT_EQ(m->config.rope_freq_base, 10000.0f);
+  EXPECT_EQ(m->config.rms_eps, 1e-5f);
+  EXPECT_NE(m->weights.output.data, m->weights.tok_embd.data);
+  EXPECT_EQ(m->weights.output.type, DType::kQ8_0);
+  EXPECT_STREQ(m->weights.output.name, "output.weight");
+}
+
+TEST(GgufModelTest, ErrorsNameTheTensorOrKey) {
+  const std::string path = TempPath("tiny_bad.gguf");
+  {
+    TinyLlama tiny;
+    tiny.Find("blk.1.attn_k.weight")->ne = {32, 24};
+    tiny.Write(path);
+    ExpectLoadError(path, {"blk.1.attn_k.weight", "[32, 24]", "expected [32, 16]"});
+  }
+  {
+    TinyLlama tiny;
+    tiny.Find("blk.0.ffn_down.weight")->ne = {64, 32, 2};
+    tiny.Write(path);
+    ExpectLoadError(path, {"blk.0.ffn_down.weight", "[64, 32, 2]"});
+  }
+  {
+    TinyLlama tiny;
+    tiny.Find("output_norm.weight")->ne = {64};
+    tiny.Write(path);
+    ExpectLoadError(path, {"output_norm.weight", "[64]", "expected [32]"});
+  }
+  {
+    TinyLlama tiny;
+    std::erase_if(tiny.tensors, [](const auto& t) { return t.first == "blk.0.ffn_up.weight"; });
+    tiny.Write(path);
+    ExpectLoadError(path, {"missing tensor 'blk.0.ffn_up.weight'"});
+  }
+  {
+    TinyLlama tiny;
+    tiny.kv["general.architecture"] = GgufValue::Str("gpt2");
+    tiny.Write(path);
+    ExpectLoadError(path, {"'gpt2'", "not supported"});
+  }
+  {
+    TinyLlama tiny;
+    tiny.kv.erase("llama.block_count");
+    tiny.Write(path);
+    ExpectLoadError(path, {"llama.block_count"});
+  }
+  {
+    TinyLlama tiny;
+    tiny.kv["llama.attention.head_count_kv"] = GgufValue::U32(3);
+    tiny.Write(path);
+    ExpectLoadError(path, {"head_count_kv"});
+  }
+  {
+    TinyLlama tiny;
+    tiny.kv["llama.embedding_length"] = GgufValue::Str("32");
+    tiny.Write(path);
+    ExpectLoadError(path, {"llama.embedding_length", "string"});
+  }
+}
+
+#define REQUIRE_SHARED(path)                          \
+  if (!fs::exists(path))                              \
+  GTEST_SKIP() << "shared data not found: " << (path) \
+               << " (set CQKV_SHARED_DIR to the shared/ folder)"
+
+TEST(GgufModelTest, LoadsStories260K) {
+  const std::string dir = std::string(CQKV_SHARED_DIR) + "/models/stories260K";
+  const std::string path = dir + "/stories260K.llamacpp.gguf";
+  REQUIRE_SHARED(path);
+  auto m = LoadGgufModel(path);
+  const ModelConfig& c = m->config;
+  EXPECT_EQ(c.dim, 64);
+  EXPECT_EQ(c.hidden_dim, 172);
+  EXPECT_EQ(c.n_layers, 5);
+  EXPECT_EQ(c.n_heads, 8);
+  EXPECT_EQ(c.n_kv_heads, 4);
+  EXPECT_EQ(c.vocab_size, 512);
+  EXPECT_EQ(c.max_seq_len, 128);  // the converter's default, not the checkpoint's 512
+  EXPECT_EQ(c.rope_type, RopeType::kNorm);
+  EXPECT_NEAR(c.rms_eps, 1e-5f, 1e-10f);
+  EXPECT_NE(m->weights.output.data, m->weights.tok_embd.data);  // stored separately
+
+  // The same weights as the llama2.c checkpoint it was converted from (no permutation: both
+  // rotate consecutive pairs).
+  const std::string bin = dir + "/model.bin";
+  REQUIRE_SHARED(bin);
+  auto ref = LoadLlama2cModel(bin);
+  auto same = [](const WeightMatrix& a, const WeightMatrix& b) {
+    return a.rows == b.rows && a.cols == b.cols && a.type == b.type &&
+           std::memcmp(a.data, b.data, DTypeRowBytes(a.type, a.cols) * a.rows) == 0;
+  };
+  EXPECT_TRUE(same(m->weights.tok_embd, ref->weights.tok_embd));
+  EXPECT_TRUE(same(m->weights.output, ref->weights.output));
+  EXPECT_EQ(std::memcmp(m->weights.output_norm, ref->weights.output_norm, 64 * 4), 0);
+  for (int l = 0; l < 5; ++l) {
+    SCOPED_TRACE(l);
+    const LayerWeights& a = m->weights.layers[l];
+    const LayerWeights& b = ref->weights.layers[l];
+    EXPECT_TRUE(same(a.wq, b.wq));
+    EXPECT_TRUE(same(a.wk, b.wk));
+    EXPECT_TRUE(same(a.wv, b.wv));
+    EXPECT_TRUE(same(a.wo, b.wo));
+    EXPECT_TRUE(same(a.w_gate, b.w_gate));
+    EXPECT_TRUE(same(a.w_down, b.w_down));
+    EXPECT_TRUE(same(a.w_up, b.w_up));
+    EXPECT_EQ(std::memcmp(a.attn_norm, b.attn_norm, 64 * 4), 0);
+    EXPECT_EQ(std::memcmp(a.ffn_norm, b.ffn_norm, 64 * 4), 0);
+  }
+}
+
+TEST(GgufModelTest, VocabOnlyFileHasNoWeights) {
+  const std::string path =
+      std::string(CQKV_SHARED_DIR) + "/tests/tokenizer-vectors/ggml-vocab-llama-spm.gguf";
+  REQUIRE_SHARED(path);
+  ExpectLoadError(path, {"missing tensor 'token_embd.weight'"});
+}
+
+}  // namespace
+}  // namespace cqkv
