@@ -1,7 +1,7 @@
 // `cqkv info`: what a model file holds (configuration, format, tokenizer) and KV-cache sizes.
 #include <fmt/core.h>
 
-#include "kv/kv_cache.h"
+#include "model/llama.h"
 #include "tools/common.h"
 
 namespace cqkv::tools {
@@ -32,7 +32,7 @@ void RegisterInfo(CLI::App& app) {
                                        ? fmt::format("{} ({} tokens)", model->tokenizer->vocab().model,
                                                      model->tokenizer->size())
                                        : std::string("none"));
-    auto cache = MakeKvCache(o->kv, KvShape::FromModel(c, c.max_seq_len));
+    auto cache = MakeCacheFor(*model, o->kv, c.max_seq_len);
     fmt::print("kv cache      {}: {:.0f} bytes/token, {:.2f} MiB at full context\n", o->kv,
                cache->BytesPerToken(), cache->BytesPerToken() * c.max_seq_len / (1 << 20));
   });

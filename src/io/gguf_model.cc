@@ -1,6 +1,7 @@
 // GGUF `llama` models: hyper-parameters from llama.* metadata and weight views into the mapped
 // file. Every tensor's shape is checked against the configuration before any view is made, so
 // the forward pass can trust the shapes.
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -127,10 +128,14 @@ class LlamaLoader {
   const float* Norm(const std::string& name, int64_t dim, ModelWeights& w) const {
     const GgufTensorInfo& t = Require(name);
     CheckShape(t, {dim});
-    if (t.type == DType::kF32) return static_cast<const float*>(g_->TensorData(t));
+    const void* data = g_->TensorData(t);
+    // A file with general.alignment < 4 may leave F32 data unaligned for direct float access.
+    if (t.type == DType::kF32 && reinterpret_cast<uintptr_t>(data) % alignof(float) == 0) {
+      return static_cast<const float*>(data);
+    }
     // Inner vectors keep their heap buffers when the outer vector grows, so this stays valid.
     std::vector<float>& v = w.owned_norms.emplace_back(dim);
-    DequantizeRow(t.type, g_->TensorData(t), dim, v.data());
+    DequantizeRow(t.type, data, dim, v.data());
     return v.data();
   }
 

@@ -59,9 +59,7 @@ HWY_INLINE hn::Vec<D> LoadF(D d, const float* p) {
 template <class D>
 HWY_INLINE hn::Vec<D> LoadF(D d, const hwy::float16_t* p) {
 #if HWY_TARGET == HWY_SCALAR
-  uint16_t bits;
-  std::memcpy(&bits, p, 2);
-  return hn::Set(d, F16ToF32(bits));
+  return hn::Set(d, ScalarF(p));
 #else
   const hn::Rebind<hwy::float16_t, D> dh;
   return hn::PromoteTo(d, hn::LoadU(dh, p));

@@ -5,7 +5,7 @@
 
 namespace cqkv {
 
-KvShape KvShape::FromModel(const ModelConfig& c, int max_tokens) {
+KvShape KvShape::FromConfig(const ModelConfig& c, int max_tokens) {
   KvShape s;
   s.n_layers = c.n_layers;
   s.n_heads = c.n_heads;

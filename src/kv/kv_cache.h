@@ -23,10 +23,13 @@ struct KvShape {
   // RoPE parameters, for formats that store pre-RoPE keys and must rotate them when attending.
   float rope_freq_base = 10000.0f;
   RopeType rope_type = RopeType::kNorm;
+  // Identity of the model (ModelFingerprint), so formats with learned parameters can refuse
+  // ones learned on another model. 0 when unknown (synthetic shapes in benchmarks).
+  uint64_t model_fingerprint = 0;
 
   int kv_dim() const { return n_kv_heads * head_dim; }
   int q_dim() const { return n_heads * head_dim; }
-  static KvShape FromModel(const ModelConfig& c, int max_tokens);
+  static KvShape FromConfig(const ModelConfig& c, int max_tokens);
 };
 
 // The keys and values of a block of consecutive new tokens of one layer.

@@ -4,6 +4,7 @@
 
 #include "kernels/dequant.h"
 #include "kernels/matmul.h"
+#include "model/fingerprint.h"
 #include "model/rope.h"
 #include "util/error.h"
 
@@ -106,7 +107,9 @@ void LlamaForward::Forward(std::span<const int32_t> tokens, KvCache& cache, Mat 
 
 std::unique_ptr<KvCache> MakeCacheFor(const Model& model, const std::string& spec,
                                       int max_tokens) {
-  return MakeKvCache(spec, KvShape::FromModel(model.config, max_tokens));
+  KvShape shape = KvShape::FromConfig(model.config, max_tokens);
+  shape.model_fingerprint = ModelFingerprint(model);
+  return MakeKvCache(spec, shape);
 }
 
 }  // namespace cqkv

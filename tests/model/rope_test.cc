@@ -56,3 +56,24 @@ TEST(Rope, ScoresDependOnRelativePosition) {
 
 }  // namespace
 }  // namespace cqkv
+
+namespace cqkv {
+namespace {
+
+TEST(RopeTable, MatchesApplyRopeAndInverts) {
+  for (RopeType type : {RopeType::kNorm, RopeType::kNeox}) {
+    const RopeTable table(16, 300, 10000.0f, type);
+    for (int64_t pos : {0, 1, 17, 299}) {
+      std::vector<float> x(16), y(16);
+      for (int i = 0; i < 16; ++i) x[i] = y[i] = 0.1f * i - 0.7f;
+      ApplyRope(x.data(), 1, 16, pos, 10000.0f, type);
+      table.Rotate(y.data(), pos);
+      for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(x[i], y[i]);
+      table.Rotate(y.data(), pos, /*inverse=*/true);
+      for (int i = 0; i < 16; ++i) EXPECT_NEAR(y[i], 0.1f * i - 0.7f, 1e-6);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cqkv
