@@ -20,5 +20,5 @@ for data in "$SHARED/data/wikitext-2/wiki.test.raw" "$SHARED/data/c4/c4_validati
     "$CQKV" perplexity -m "$MODEL" --tokenizer "$TOK" --data "$data" --ctx 256 --kv "$kv" \
       --kl-base fp32 --max-windows "$MAX_WINDOWS" --json "$OUT/${name}_${kv}.json" | tail -n 1
   done
-done | (echo "| model | data | kv | ctx | windows | tokens | ppl | KV bytes/token | base ppl | KL (nats) | top-1 agree |"; echo "|---|---|---|---|---|---|---|---|---|---|---|"; cat)
+done | (echo "| model | data | kv | ctx | windows | tokens | ppl | KV bits/channel | KV bytes/token | base ppl | KL (nats) | top-1 agree |"; echo "|---|---|---|---|---|---|---|---|---|---|---|---|"; cat)
 echo "JSON results in $OUT/" >&2

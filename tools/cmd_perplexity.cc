@@ -63,11 +63,12 @@ void RegisterPerplexity(CLI::App& app) {
     }
     const PerplexityResult r = EvalPerplexity(*model, tokens, o->p, pool, progress);
 
-    fmt::print("| model | data | kv | ctx | windows | tokens | ppl | KV bytes/token |{}\n",
+    fmt::print("| model | data | kv | ctx | windows | tokens | ppl | KV bits/channel | KV bytes/token |{}\n",
                r.has_kl ? " base ppl | KL (nats) | top-1 agree |" : "");
-    fmt::print("|---|---|---|---|---|---|---|---|{}\n", r.has_kl ? "---|---|---|" : "");
-    fmt::print("| {} | {} | {} | {} | {} | {} | {:.4f} | {:.0f} |", model->path, o->data, o->p.kv,
-               o->p.ctx, r.windows, r.tokens, r.ppl, r.kv_bytes_per_token);
+    fmt::print("|---|---|---|---|---|---|---|---|---|{}\n", r.has_kl ? "---|---|---|" : "");
+    fmt::print("| {} | {} | {} | {} | {} | {} | {:.4f} | {:.3g} | {:.0f} |", model->path, o->data,
+               o->p.kv, o->p.ctx, r.windows, r.tokens, r.ppl, r.kv_bits_per_channel,
+               r.kv_bytes_per_token);
     if (r.has_kl) fmt::print(" {:.4f} | {:.4g} | {:.4f} |", r.base_ppl, r.kld, r.top1_agree);
     fmt::print("\n");
     if (!o->json.empty()) {
@@ -78,6 +79,7 @@ void RegisterPerplexity(CLI::App& app) {
                           {"ctx", o->p.ctx},
                           {"kv", o->p.kv},
                           {"kv_bytes_per_token", r.kv_bytes_per_token},
+                          {"kv_bits_per_channel", r.kv_bits_per_channel},
                           {"model", model->path},
                           {"data", o->data},
                           {"threads", pool.size()},

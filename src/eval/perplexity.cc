@@ -99,6 +99,7 @@ PerplexityResult EvalPerplexity(const Model& model, const std::vector<int32_t>& 
   r.nll = nll_sum / count;
   r.ppl = std::exp(r.nll);
   r.kv_bytes_per_token = main.cache->BytesPerToken();
+  r.kv_bits_per_channel = main.cache->BitsPerChannel();
   if (base) {
     r.has_kl = true;
     r.kld = kl_sum / count;

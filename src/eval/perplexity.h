@@ -32,6 +32,7 @@ struct PerplexityResult {
   double top1_agree = 0;    // fraction where argmax(base) == argmax(kv)
   double base_ppl = 0;      // perplexity of the baseline cache on the same windows
   double kv_bytes_per_token = 0;
+  double kv_bits_per_channel = 0;  // KvCache::BitsPerChannel
   double seconds = 0;
 };
 

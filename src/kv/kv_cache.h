@@ -60,6 +60,12 @@ class KvCache {
   // Exact bytes per cached token over all layers, keys and values, including per-token scales
   // and amortised side tables (codebooks are amortised over max_tokens).
   virtual double BytesPerToken() const = 0;
+  // Storage bits per cached channel that grow with every token (codes plus per-token or
+  // per-group scales), excluding tables shared by all sequences such as CQ codebooks and
+  // full-precision windows: the "bits per channel" papers compare at. Default: all bytes.
+  virtual double BitsPerChannel() const {
+    return BytesPerToken() * 8.0 / (2.0 * shape_.n_layers * shape_.kv_dim());
+  }
 
   const KvShape& shape() const { return shape_; }
 
