@@ -50,8 +50,14 @@ double MeasureReadBandwidthGBs(ThreadPool& pool) {
       float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
       int64_t i = b;
       for (; i + 8 <= e; i += 8) {
-        s0 += buf[i]; s1 += buf[i + 1]; s2 += buf[i + 2]; s3 += buf[i + 3];
-        s4 += buf[i + 4]; s5 += buf[i + 5]; s6 += buf[i + 6]; s7 += buf[i + 7];
+        s0 += buf[i];
+        s1 += buf[i + 1];
+        s2 += buf[i + 2];
+        s3 += buf[i + 3];
+        s4 += buf[i + 4];
+        s5 += buf[i + 5];
+        s6 += buf[i + 6];
+        s7 += buf[i + 7];
       }
       for (; i < e; ++i) s0 += buf[i];
       partial[tid] = s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
@@ -156,18 +162,22 @@ int main(int argc, char** argv) {
 
   static auto layer7b = MakeSyntheticModel(SevenBShape(1), 1, 0.02f);
   benchmark::RegisterBenchmark("prefill/7B-layer/512", BM_Prefill, layer7b.get(), &env, 512)
-      ->Unit(benchmark::kMillisecond)->UseRealTime();
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
   benchmark::RegisterBenchmark("decode/7B-layer/ctx512", BM_Decode, layer7b.get(), &env, 512)
-      ->Unit(benchmark::kMillisecond)->UseRealTime();
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
 
   static std::unique_ptr<Model> tiny;
   const std::string tiny_path = shared + "/models/cq-tiny/model.bin";
   if (std::filesystem::exists(tiny_path)) {
     tiny = LoadModel(tiny_path);
     benchmark::RegisterBenchmark("prefill/cq-tiny/256", BM_Prefill, tiny.get(), &env, 255)
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
     benchmark::RegisterBenchmark("decode/cq-tiny/ctx128", BM_Decode, tiny.get(), &env, 128)
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
   } else {
     std::fprintf(stderr, "forward_bench: %s absent, skipping cq-tiny\n", tiny_path.c_str());
   }

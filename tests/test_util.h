@@ -17,9 +17,7 @@ inline std::string SharedDir() {
 
 inline std::string SharedPath(const std::string& rel) { return SharedDir() + "/" + rel; }
 
-inline bool HaveShared(const std::string& rel) {
-  return std::filesystem::exists(SharedPath(rel));
-}
+inline bool HaveShared(const std::string& rel) { return std::filesystem::exists(SharedPath(rel)); }
 
 }  // namespace cqkv::testing
 

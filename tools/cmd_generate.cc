@@ -37,8 +37,8 @@ void RegisterGenerate(CLI::App& app) {
     const auto prompt = tok.Encode(o->prompt, /*add_bos=*/true);
     const int64_t total = static_cast<int64_t>(prompt.size()) + o->n;
     CQKV_CHECK(total <= model->config.max_seq_len,
-               "prompt ({} tokens) + -n {} exceeds the model context of {} tokens",
-               prompt.size(), o->n, model->config.max_seq_len);
+               "prompt ({} tokens) + -n {} exceeds the model context of {} tokens", prompt.size(),
+               o->n, model->config.max_seq_len);
     ThreadPool pool(o->m.threads);
     LlamaForward fwd(*model, pool);
     auto cache = MakeCacheFor(*model, o->kv, static_cast<int>(total));
@@ -59,8 +59,8 @@ void RegisterGenerate(CLI::App& app) {
       out.push_back(next);
       fmt::print("{}", tok.Decode(next));
       std::fflush(stdout);
-      if (i + 1 < o->n) fwd.Forward(std::span<const int32_t>(&next, 1), *cache,
-                                    Mat(logits.data(), 1, V));
+      if (i + 1 < o->n)
+        fwd.Forward(std::span<const int32_t>(&next, 1), *cache, Mat(logits.data(), 1, V));
     }
     const auto t2 = Clock::now();
     const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
@@ -74,9 +74,9 @@ void RegisterGenerate(CLI::App& app) {
                prompt.size(), prefill_tps, out.size(), decode_tps, o->kv, cache->BytesPerToken(),
                pool.size());
     if (!o->json.empty()) {
-      nlohmann::json j = {{"prompt_tokens", prompt.size()}, {"generated", out},
-                          {"prefill_tok_s", prefill_tps},   {"decode_tok_s", decode_tps},
-                          {"kv", o->kv},                    {"threads", pool.size()}};
+      nlohmann::json j = {
+          {"prompt_tokens", prompt.size()}, {"generated", out}, {"prefill_tok_s", prefill_tps},
+          {"decode_tok_s", decode_tps},     {"kv", o->kv},      {"threads", pool.size()}};
       WriteJson(o->json, j.dump(2));
     }
   });

@@ -27,11 +27,12 @@ void RegisterInfo(CLI::App& app) {
     fmt::print("rope          base {} {}\nrms eps       {}\n", c.rope_freq_base,
                c.rope_type == RopeType::kNorm ? "norm (2i, 2i+1)" : "neox (i, i+d/2)", c.rms_eps);
     fmt::print("weights       {} (embedding), {} (layer 0 wq)\n",
-               DTypeName(model->weights.tok_embd.type), DTypeName(model->weights.layers[0].wq.type));
-    fmt::print("tokenizer     {}\n", model->tokenizer
-                                       ? fmt::format("{} ({} tokens)", model->tokenizer->vocab().model,
-                                                     model->tokenizer->size())
-                                       : std::string("none"));
+               DTypeName(model->weights.tok_embd.type),
+               DTypeName(model->weights.layers[0].wq.type));
+    fmt::print("tokenizer     {}\n",
+               model->tokenizer ? fmt::format("{} ({} tokens)", model->tokenizer->vocab().model,
+                                              model->tokenizer->size())
+                                : std::string("none"));
     auto cache = MakeCacheFor(*model, o->kv, c.max_seq_len);
     fmt::print("kv cache      {}: {:.0f} bytes/token, {:.2f} MiB at full context\n", o->kv,
                cache->BytesPerToken(), cache->BytesPerToken() * c.max_seq_len / (1 << 20));

@@ -43,8 +43,8 @@ void RegisterLogits(CLI::App& app) {
     CQKV_CHECK(!ids.empty(), "--tokens: no token ids given");
     auto model = LoadModelFrom(o->m);
     const int64_t n = static_cast<int64_t>(ids.size()), V = model->config.vocab_size;
-    CQKV_CHECK(n <= model->config.max_seq_len, "--tokens: {} tokens exceed the model context {}",
-               n, model->config.max_seq_len);
+    CQKV_CHECK(n <= model->config.max_seq_len, "--tokens: {} tokens exceed the model context {}", n,
+               model->config.max_seq_len);
     ThreadPool pool(o->m.threads);
     LlamaForward fwd(*model, pool);
     auto cache = MakeCacheFor(*model, o->kv, static_cast<int>(n));

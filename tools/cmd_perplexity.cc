@@ -63,8 +63,10 @@ void RegisterPerplexity(CLI::App& app) {
     }
     const PerplexityResult r = EvalPerplexity(*model, tokens, o->p, pool, progress);
 
-    fmt::print("| model | data | kv | ctx | windows | tokens | ppl | KV bits/channel | KV bytes/token |{}\n",
-               r.has_kl ? " base ppl | KL (nats) | top-1 agree |" : "");
+    fmt::print(
+        "| model | data | kv | ctx | windows | tokens | ppl | KV bits/channel | KV bytes/token "
+        "|{}\n",
+        r.has_kl ? " base ppl | KL (nats) | top-1 agree |" : "");
     fmt::print("|---|---|---|---|---|---|---|---|---|{}\n", r.has_kl ? "---|---|---|" : "");
     fmt::print("| {} | {} | {} | {} | {} | {} | {:.4f} | {:.3g} | {:.0f} |", model->path, o->data,
                o->p.kv, o->p.ctx, r.windows, r.tokens, r.ppl, r.kv_bits_per_channel,

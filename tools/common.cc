@@ -23,8 +23,8 @@ std::unique_ptr<Model> LoadModelFrom(const ModelOptions& o) {
   const ModelConfig& c = model->config;
   fmt::print(stderr,
              "model: {} ({}): dim {}, layers {}, heads {}/{} kv, hidden {}, vocab {}, ctx {}\n",
-             o.model, model->file_format, c.dim, c.n_layers, c.n_heads, c.n_kv_heads,
-             c.hidden_dim, c.vocab_size, c.max_seq_len);
+             o.model, model->file_format, c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.hidden_dim,
+             c.vocab_size, c.max_seq_len);
   return model;
 }
 

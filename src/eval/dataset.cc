@@ -11,7 +11,8 @@ namespace cqkv {
 namespace {
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -43,8 +44,8 @@ TextSource ParseTextSource(const std::string& spec) {
 std::string LoadText(const TextSource& src) {
   std::string raw = ReadFile(src.path);
   if (!EndsWith(src.path, ".jsonl")) {
-    CQKV_CHECK(src.doc_begin == 0 && src.doc_end < 0,
-               "{}: a document range needs a .jsonl file", src.path);
+    CQKV_CHECK(src.doc_begin == 0 && src.doc_end < 0, "{}: a document range needs a .jsonl file",
+               src.path);
     CQKV_CHECK(!raw.empty(), "{}: data file is empty", src.path);
     return raw;
   }

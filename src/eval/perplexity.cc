@@ -22,9 +22,7 @@ void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out) {
   for (int64_t i = 0; i < n; ++i) out[i] = logits[i] - lse;
 }
 
-int64_t ArgMax(const float* x, int64_t n) {
-  return std::max_element(x, x + n) - x;
-}
+int64_t ArgMax(const float* x, int64_t n) { return std::max_element(x, x + n) - x; }
 
 // One cache's forward state over a window.
 struct Runner {
@@ -43,9 +41,8 @@ PerplexityResult EvalPerplexity(const Model& model, const std::vector<int32_t>& 
   const auto t0 = std::chrono::steady_clock::now();
   const ModelConfig& c = model.config;
   CQKV_CHECK(opt.ctx >= 2, "--ctx {}: must be at least 2", opt.ctx);
-  CQKV_CHECK(opt.ctx <= c.max_seq_len,
-             "--ctx {}: longer than the context of model {} ({} tokens)", opt.ctx, model.path,
-             c.max_seq_len);
+  CQKV_CHECK(opt.ctx <= c.max_seq_len, "--ctx {}: longer than the context of model {} ({} tokens)",
+             opt.ctx, model.path, c.max_seq_len);
   CQKV_CHECK(opt.batch >= 1, "--batch {}: must be positive", opt.batch);
   int64_t windows = static_cast<int64_t>(tokens.size()) / opt.ctx;
   CQKV_CHECK(windows > 0, "data has {} tokens, fewer than one window of --ctx {}", tokens.size(),

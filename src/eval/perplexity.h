@@ -17,20 +17,20 @@ namespace cqkv {
 struct PerplexityOptions {
   int ctx = 256;
   std::string kv = "fp32";
-  std::string kl_base;        // empty: no KL; else a --kv spec for the reference cache
-  int64_t max_windows = -1;   // < 0: all windows
-  int batch = 512;            // tokens per forward call (prefill chunk)
+  std::string kl_base;       // empty: no KL; else a --kv spec for the reference cache
+  int64_t max_windows = -1;  // < 0: all windows
+  int batch = 512;           // tokens per forward call (prefill chunk)
 };
 
 struct PerplexityResult {
   double ppl = 0;
-  double nll = 0;           // mean negative log-likelihood (nats) per predicted token
-  int64_t tokens = 0;       // predicted tokens
+  double nll = 0;      // mean negative log-likelihood (nats) per predicted token
+  int64_t tokens = 0;  // predicted tokens
   int64_t windows = 0;
   bool has_kl = false;
-  double kld = 0;           // mean KL(base || kv) over predicted positions (nats)
-  double top1_agree = 0;    // fraction where argmax(base) == argmax(kv)
-  double base_ppl = 0;      // perplexity of the baseline cache on the same windows
+  double kld = 0;         // mean KL(base || kv) over predicted positions (nats)
+  double top1_agree = 0;  // fraction where argmax(base) == argmax(kv)
+  double base_ppl = 0;    // perplexity of the baseline cache on the same windows
   double kv_bytes_per_token = 0;
   double kv_bits_per_channel = 0;  // KvCache::BitsPerChannel
   double seconds = 0;

@@ -20,7 +20,8 @@ class TensorEncoder {
   // Adds a 2-D weight as (rows, cols) -> ne = {cols, rows}, re-encoding when types differ.
   void AddMatrix(GgufWriter& w, const std::string& name, const WeightMatrix& m) {
     DType type = target_;
-    // Quantised types need whole blocks per row; fall back to F16 for odd widths, as llama.cpp does.
+    // Quantised types need whole blocks per row; fall back to F16 for odd widths, as llama.cpp
+    // does.
     if (m.cols % DTypeBlockSize(type) != 0) type = DType::kF16;
     if (m.type == type) {
       w.AddTensor(name, type, {m.cols, m.rows}, m.data);

@@ -23,15 +23,15 @@ std::unique_ptr<Model> LoadLlama2cModel(const std::string& path) {
   Header h;
   std::memcpy(&h, file->data(), sizeof(h));
   const bool sane = h.dim > 0 && h.dim <= 65536 && h.hidden_dim > 0 && h.hidden_dim <= 1 << 20 &&
-                    h.n_layers > 0 && h.n_layers <= 1024 && h.n_heads > 0 &&
-                    h.n_heads <= h.dim && h.n_kv_heads > 0 && h.n_kv_heads <= h.n_heads &&
+                    h.n_layers > 0 && h.n_layers <= 1024 && h.n_heads > 0 && h.n_heads <= h.dim &&
+                    h.n_kv_heads > 0 && h.n_kv_heads <= h.n_heads &&
                     h.n_heads % h.n_kv_heads == 0 && h.dim % h.n_heads == 0 &&
                     (h.dim / h.n_heads) % 2 == 0 && h.vocab_size != 0 && h.seq_len > 0;
-  CQKV_CHECK(sane,
-             "{}: not a llama2.c checkpoint (header dim={} hidden={} layers={} heads={} kv_heads={} "
-             "vocab={} seq={})",
-             path, h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size,
-             h.seq_len);
+  CQKV_CHECK(
+      sane,
+      "{}: not a llama2.c checkpoint (header dim={} hidden={} layers={} heads={} kv_heads={} "
+      "vocab={} seq={})",
+      path, h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size, h.seq_len);
 
   auto model = std::make_unique<Model>();
   model->path = path;

@@ -87,7 +87,9 @@ HWY_EXPORT(DotF16Impl);
 HWY_EXPORT(AxpyImpl);
 HWY_EXPORT(AxpyF16Impl);
 
-float Dot(const float* a, const float* b, size_t n) { return HWY_DYNAMIC_DISPATCH(DotImpl)(a, b, n); }
+float Dot(const float* a, const float* b, size_t n) {
+  return HWY_DYNAMIC_DISPATCH(DotImpl)(a, b, n);
+}
 float DotF16(const uint16_t* a, const float* b, size_t n) {
   return HWY_DYNAMIC_DISPATCH(DotF16Impl)(a, b, n);
 }

@@ -15,9 +15,7 @@ struct Elem;
 template <>
 struct Elem<float> {
   static constexpr const char* kName = "fp32";
-  static void Store(const float* x, float* out, int64_t n) {
-    std::copy(x, x + n, out);
-  }
+  static void Store(const float* x, float* out, int64_t n) { std::copy(x, x + n, out); }
   static float Dot(const float* k, const float* q, int64_t n) { return cqkv::Dot(k, q, n); }
   static void Axpy(float p, const float* v, float* out, int64_t n) { cqkv::Axpy(p, v, out, n); }
 };
@@ -26,9 +24,7 @@ struct Elem<uint16_t> {
   static constexpr const char* kName = "fp16";
   static void Store(const float* x, uint16_t* out, int64_t n) { F32ToF16Row(x, out, n); }
   static float Dot(const uint16_t* k, const float* q, int64_t n) { return DotF16(k, q, n); }
-  static void Axpy(float p, const uint16_t* v, float* out, int64_t n) {
-    AxpyF16(p, v, out, n);
-  }
+  static void Axpy(float p, const uint16_t* v, float* out, int64_t n) { AxpyF16(p, v, out, n); }
 };
 
 // Per layer: K and V as (tokens, kv_dim) row-major arrays, grown as tokens arrive so memory

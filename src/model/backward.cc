@@ -104,7 +104,9 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
   const int L = c.n_layers, hd = c.head_dim();
   const int64_t dim = c.dim, kv_dim = c.kv_dim(), q_dim = int64_t{c.n_heads} * hd;
   const int64_t hidden = c.hidden_dim;
-  const auto rows = [n](int64_t width) { return std::vector<float>(static_cast<size_t>(n * width)); };
+  const auto rows = [n](int64_t width) {
+    return std::vector<float>(static_cast<size_t>(n * width));
+  };
 
   acts->n_tokens = n;
   acts->n_layers = L;
@@ -175,8 +177,8 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
   // dx: d loss / d residual stream at the current point of the backward sweep.
   std::vector<float> dx_buf = rows(dim), dq_buf = rows(q_dim), dh_buf = rows(hidden);
   Mat dx(dx_buf.data(), n, dim), dq(dq_buf.data(), n, q_dim), dh(dh_buf.data(), n, hidden);
-  Mat& db = xn;       // d loss / d normed input of the current block (recomputed xn is dead)
-  Mat& dout = att;    // d loss / d attention output
+  Mat& db = xn;     // d loss / d normed input of the current block (recomputed xn is dead)
+  Mat& dout = att;  // d loss / d attention output
   grads->loss = OutputLossBackward(model, x, tokens, pool, dx);
 
   for (int l = L - 1; l >= 0; --l) {
@@ -190,7 +192,7 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
     for (size_t e = 0; e < gate_buf.size(); ++e) {
       const float g = gate_buf[e], sg = 1.0f / (1.0f + std::exp(-g));
       gate_buf[e] = dh_buf[e] * up_buf[e] * sg * (1.0f + g * (1.0f - sg));  // d gate
-      up_buf[e] = dh_buf[e] * g * sg;                                        // d up
+      up_buf[e] = dh_buf[e] * g * sg;                                       // d up
     }
     MatMulTransposed(gate, lw.w_gate, db, pool);
     MatMulTransposed(up, lw.w_up, db, pool, /*accumulate=*/true);

@@ -33,8 +33,7 @@ inline int64_t Balanced(int64_t t, int64_t n) { return (t % 2 == 0) ? t / 2 : n 
 
 }  // namespace
 
-void MatMulTransposed(ConstMat x, const WeightMatrix& w, Mat y, ThreadPool& pool,
-                      bool accumulate) {
+void MatMulTransposed(ConstMat x, const WeightMatrix& w, Mat y, ThreadPool& pool, bool accumulate) {
   CQKV_CHECK(x.cols == w.rows && y.cols == w.cols && x.rows == y.rows,
              "transposed matmul shape mismatch for tensor '{}': x ({}x{}), W ({}x{}), y ({}x{})",
              w.name, x.rows, x.cols, w.rows, w.cols, y.rows, y.cols);
@@ -105,7 +104,7 @@ void RmsNormRows(ConstMat x, const float* w, float eps, Mat out) {
 }
 
 void RmsNormRowsBackward(ConstMat x, const float* w, float eps, ConstMat dy, Mat dx,
-                     bool accumulate) {
+                         bool accumulate) {
   for (int64_t i = 0; i < x.rows; ++i) {
     const float* xi = x.Row(i);
     const float* dyi = dy.Row(i);

@@ -23,7 +23,8 @@ void MatMulTransposedRef(ConstMat x, const WeightMatrix& w, Mat y);
 void RmsNormRows(ConstMat x, const float* w, float eps, Mat out);
 // dx (+)= d/dx of RmsNormRows(x) given dy: with r = (mean(x^2) + eps)^-1/2 and u = dy * w,
 // dx = r u - r^3 x (u . x) / cols. Accumulates into dx when `accumulate`.
-void RmsNormRowsBackward(ConstMat x, const float* w, float eps, ConstMat dy, Mat dx, bool accumulate);
+void RmsNormRowsBackward(ConstMat x, const float* w, float eps, ConstMat dy, Mat dx,
+                         bool accumulate);
 
 // Backward of causal attention with query i at position i over keys 0..i (a fresh window),
 // scores scaled by 1/sqrt(head_dim), query head h reading KV head h / (n_heads / n_kv_heads).

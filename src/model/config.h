@@ -14,11 +14,11 @@ enum class RopeType { kNorm, kNeox };
 
 struct ModelConfig {
   std::string arch = "llama";
-  int dim = 0;          // residual width
-  int hidden_dim = 0;   // SwiGLU inner width
+  int dim = 0;         // residual width
+  int hidden_dim = 0;  // SwiGLU inner width
   int n_layers = 0;
-  int n_heads = 0;      // query heads
-  int n_kv_heads = 0;   // key/value heads (GQA when < n_heads)
+  int n_heads = 0;     // query heads
+  int n_kv_heads = 0;  // key/value heads (GQA when < n_heads)
   int vocab_size = 0;
   int max_seq_len = 0;  // context length the model was trained for
   float rope_freq_base = 10000.0f;

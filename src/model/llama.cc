@@ -105,8 +105,7 @@ void LlamaForward::Forward(std::span<const int32_t> tokens, KvCache& cache, Mat 
   MatMul(xn_out, w.output, logits, pool_);
 }
 
-std::unique_ptr<KvCache> MakeCacheFor(const Model& model, const std::string& spec,
-                                      int max_tokens) {
+std::unique_ptr<KvCache> MakeCacheFor(const Model& model, const std::string& spec, int max_tokens) {
   KvShape shape = KvShape::FromConfig(model.config, max_tokens);
   shape.model_fingerprint = ModelFingerprint(model);
   return MakeKvCache(spec, shape);

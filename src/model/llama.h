@@ -34,7 +34,6 @@ class LlamaForward {
 };
 
 // Convenience: a cache shaped for `model` with `max_tokens` capacity.
-std::unique_ptr<KvCache> MakeCacheFor(const Model& model, const std::string& spec,
-                                      int max_tokens);
+std::unique_ptr<KvCache> MakeCacheFor(const Model& model, const std::string& spec, int max_tokens);
 
 }  // namespace cqkv

@@ -20,15 +20,17 @@ bool HasGgufMagic(const std::string& path) {
 }
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
 
 const Tokenizer& Model::tok() const {
-  CQKV_CHECK(tokenizer != nullptr,
-             "{}: no tokenizer found (pass --tokenizer with a tokenizer.bin, tokenizer.json or GGUF)",
-             path);
+  CQKV_CHECK(
+      tokenizer != nullptr,
+      "{}: no tokenizer found (pass --tokenizer with a tokenizer.bin, tokenizer.json or GGUF)",
+      path);
   return *tokenizer;
 }
 
@@ -46,7 +48,8 @@ std::unique_ptr<Model> LoadModel(const std::string& path, const std::string& tok
     model = LoadGgufModel(path);
     if (tokenizer_path.empty()) {
       auto gguf = GgufFile::Open(path);
-      if (gguf->Has("tokenizer.ggml.tokens")) model->tokenizer = MakeTokenizer(VocabFromGguf(*gguf));
+      if (gguf->Has("tokenizer.ggml.tokens"))
+        model->tokenizer = MakeTokenizer(VocabFromGguf(*gguf));
     }
   } else {
     model = LoadLlama2cModel(path);

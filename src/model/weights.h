@@ -21,10 +21,10 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  WeightMatrix tok_embd;              // (vocab, dim)
-  std::vector<LayerWeights> layers;   // n_layers
-  const float* output_norm = nullptr; // (dim)
-  WeightMatrix output;                // (vocab, dim); same data as tok_embd when tied
+  WeightMatrix tok_embd;               // (vocab, dim)
+  std::vector<LayerWeights> layers;    // n_layers
+  const float* output_norm = nullptr;  // (dim)
+  WeightMatrix output;                 // (vocab, dim); same data as tok_embd when tied
   // Norm vectors stored as F16/BF16 in a file are widened here (they are tiny).
   std::vector<std::vector<float>> owned_norms;
 };

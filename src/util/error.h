@@ -22,7 +22,7 @@ template <typename... Args>
 }  // namespace cqkv
 
 // Throws cqkv::Error with a formatted message when `cond` is false.
-#define CQKV_CHECK(cond, ...)                  \
-  do {                                         \
-    if (!(cond)) ::cqkv::Fail(__VA_ARGS__);    \
+#define CQKV_CHECK(cond, ...)               \
+  do {                                      \
+    if (!(cond)) ::cqkv::Fail(__VA_ARGS__); \
   } while (0)

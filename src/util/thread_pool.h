@@ -24,8 +24,7 @@ class ThreadPool {
   // Calls fn(begin, end, thread) over [0, n) split into contiguous chunks of at least `grain`
   // items, one chunk per thread at most; returns when all are done. Exceptions thrown by fn are
   // rethrown here (the first one).
-  void ParallelFor(int64_t n, int64_t grain,
-                   const std::function<void(int64_t, int64_t, int)>& fn);
+  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn);
 
  private:
   void WorkerLoop(int id);

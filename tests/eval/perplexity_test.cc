@@ -24,8 +24,8 @@ TEST(Perplexity, UniformModelHasPerplexityEqualToVocab) {
   opt.ctx = 16;
   opt.batch = 5;
   const auto r = EvalPerplexity(*m, tokens, opt, pool);
-  EXPECT_EQ(r.windows, 6);        // 100 / 16, last partial window dropped
-  EXPECT_EQ(r.tokens, 6 * 15);    // ctx - 1 predictions per window
+  EXPECT_EQ(r.windows, 6);      // 100 / 16, last partial window dropped
+  EXPECT_EQ(r.tokens, 6 * 15);  // ctx - 1 predictions per window
   EXPECT_NEAR(r.ppl, 50.0, 1e-9 * 50);
 }
 

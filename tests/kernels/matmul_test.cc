@@ -29,11 +29,21 @@ TEST(MatMul, MatchesReferenceForEveryTypeAndPath) {
       uint8_t* dst = bytes.data() + r * DTypeRowBytes(t, cols);
       auto* h = reinterpret_cast<uint16_t*>(dst);
       switch (t) {
-        case DType::kF32: std::memcpy(dst, src, cols * 4); break;
-        case DType::kF16: for (int64_t c = 0; c < cols; ++c) h[c] = F32ToF16(src[c]); break;
-        case DType::kBF16: for (int64_t c = 0; c < cols; ++c) h[c] = F32ToBF16(src[c]); break;
-        case DType::kQ8_0: QuantizeRowQ8_0(src, cols, dst); break;
-        case DType::kQ4_0: QuantizeRowQ4_0(src, cols, dst); break;
+        case DType::kF32:
+          std::memcpy(dst, src, cols * 4);
+          break;
+        case DType::kF16:
+          for (int64_t c = 0; c < cols; ++c) h[c] = F32ToF16(src[c]);
+          break;
+        case DType::kBF16:
+          for (int64_t c = 0; c < cols; ++c) h[c] = F32ToBF16(src[c]);
+          break;
+        case DType::kQ8_0:
+          QuantizeRowQ8_0(src, cols, dst);
+          break;
+        case DType::kQ4_0:
+          QuantizeRowQ4_0(src, cols, dst);
+          break;
       }
     }
     WeightMatrix w{t, rows, cols, bytes.data(), "w"};

@@ -28,8 +28,7 @@ TEST(Ops, DotMatchesReference) {
       magh += std::fabs(F16ToF32(h[i]) * b[i]);
     }
     EXPECT_NEAR(Dot(a.data(), b.data(), n), DotRef(a.data(), b.data(), n), 1e-5 * mag) << n;
-    EXPECT_NEAR(DotF16(h.data(), b.data(), n), DotF16Ref(h.data(), b.data(), n), 1e-5 * magh)
-        << n;
+    EXPECT_NEAR(DotF16(h.data(), b.data(), n), DotF16Ref(h.data(), b.data(), n), 1e-5 * magh) << n;
   }
 }
 
@@ -61,10 +60,10 @@ TEST(Fp16, ClosedFormValues) {
   EXPECT_EQ(F32ToF16(1.0f), 0x3c00);
   EXPECT_EQ(F32ToF16(-2.0f), 0xc000);
   EXPECT_EQ(F32ToF16(65504.0f), 0x7bff);
-  EXPECT_EQ(F32ToF16(1e6f), 0x7c00);                 // overflow -> inf
-  EXPECT_EQ(F32ToF16(5.9604645e-8f), 0x0001);        // smallest subnormal
-  EXPECT_EQ(F32ToF16(1.0f + 1.0f / 2048), 0x3c00);   // tie rounds to even
-  EXPECT_EQ(F32ToF16(1.0f + 3.0f / 2048), 0x3c02);   // tie rounds to even (up)
+  EXPECT_EQ(F32ToF16(1e6f), 0x7c00);                // overflow -> inf
+  EXPECT_EQ(F32ToF16(5.9604645e-8f), 0x0001);       // smallest subnormal
+  EXPECT_EQ(F32ToF16(1.0f + 1.0f / 2048), 0x3c00);  // tie rounds to even
+  EXPECT_EQ(F32ToF16(1.0f + 3.0f / 2048), 0x3c02);  // tie rounds to even (up)
   EXPECT_FLOAT_EQ(F16ToF32(0x3555), 0.333251953125f);
   EXPECT_FLOAT_EQ(F16ToF32(0x0001), 5.9604645e-8f);
   // Every finite half survives a round trip through fp32.

@@ -36,7 +36,8 @@ std::vector<double> NaiveAttention(const KvShape& s, const std::vector<float>& q
       double mx = -1e300;
       for (int64_t t = 0; t < n_ctx; ++t) {
         double d = 0;
-        for (int c = 0; c < hd; ++c) d += double(q[i * qd + h * hd + c]) * k[t * kvd + kvh * hd + c];
+        for (int c = 0; c < hd; ++c)
+          d += double(q[i * qd + h * hd + c]) * k[t * kvd + kvh * hd + c];
         sc[t] = d / std::sqrt(double(hd));
         mx = std::max(mx, sc[t]);
       }
@@ -88,7 +89,8 @@ TEST_P(DenseCacheTest, MatchesNaiveAttention) {
                   pool);
     const auto ref = NaiveAttention(s, q, block, pos, all_k, all_v);
     for (size_t i = 0; i < out.size(); ++i) {
-      ASSERT_NEAR(out[i], ref[i], 1e-5 * (1 + std::fabs(ref[i]))) << "block at " << pos << " i=" << i;
+      ASSERT_NEAR(out[i], ref[i], 1e-5 * (1 + std::fabs(ref[i])))
+          << "block at " << pos << " i=" << i;
     }
     pos += block;
   }

@@ -46,8 +46,8 @@ const char* kStories = "models/stories260K/model.bin";
 
 TEST(Cli, UnknownFlagIsRejected) {
   CQKV_REQUIRE_SHARED(kStories);
-  const auto r = RunCqkv("perplexity -m " + testing::SharedPath(kStories) +
-                         " --data x.txt --bogus-flag 3");
+  const auto r =
+      RunCqkv("perplexity -m " + testing::SharedPath(kStories) + " --data x.txt --bogus-flag 3");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("cqkv: error: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("--bogus-flag"), std::string::npos) << r.output;
@@ -84,9 +84,9 @@ TEST(Cli, TruncatedOrForeignModelFiles) {
 TEST(Cli, ContextLongerThanModelIsAnError) {
   CQKV_REQUIRE_SHARED(kStories);
   const auto data = WriteTemp("story.txt", "Once upon a time there was a cat. ");
-  ExpectCleanError(RunCqkv("perplexity -m " + testing::SharedPath(kStories) + " --data " + data +
-                       " --ctx 4096"),
-                   "--ctx 4096");
+  ExpectCleanError(
+      RunCqkv("perplexity -m " + testing::SharedPath(kStories) + " --data " + data + " --ctx 4096"),
+      "--ctx 4096");
 }
 
 TEST(Cli, EmptyDataFileIsAnError) {
@@ -98,9 +98,9 @@ TEST(Cli, EmptyDataFileIsAnError) {
 
 TEST(Cli, UnknownKvFormatIsAnError) {
   CQKV_REQUIRE_SHARED(kStories);
-  ExpectCleanError(RunCqkv("generate -m " + testing::SharedPath(kStories) +
-                       " -p hi -n 2 --kv int3-bogus"),
-                   "int3-bogus");
+  ExpectCleanError(
+      RunCqkv("generate -m " + testing::SharedPath(kStories) + " -p hi -n 2 --kv int3-bogus"),
+      "int3-bogus");
 }
 
 TEST(Cli, PerplexityWritesJson) {
@@ -109,8 +109,8 @@ TEST(Cli, PerplexityWritesJson) {
   for (int i = 0; i < 40; ++i) text += "Once upon a time, there was a little girl named Lily. ";
   const auto data = WriteTemp("stories.txt", text);
   const std::string json = ::testing::TempDir() + "/ppl.json";
-  const auto r = RunCqkv("perplexity -q -t 2 -m " + testing::SharedPath(kStories) + " --data " + data +
-                     " --ctx 64 --kl-base fp32 --kv fp16 --json " + json);
+  const auto r = RunCqkv("perplexity -q -t 2 -m " + testing::SharedPath(kStories) + " --data " +
+                         data + " --ctx 64 --kl-base fp32 --kv fp16 --json " + json);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::ifstream in(json);
   std::string body((std::istreambuf_iterator<char>(in)), {});
