@@ -7,7 +7,6 @@
 #include "io/gguf.h"
 #include "kernels/dequant.h"
 #include "util/error.h"
-#include "util/fp16.h"
 
 namespace cqkv {
 namespace {
@@ -32,7 +31,7 @@ class TensorEncoder {
     for (int64_t r = 0; r < m.rows; ++r) {
       DequantizeRow(m.type, m.RowPtr(r), m.cols, row.data());
       uint8_t* out = buf.data() + r * DTypeRowBytes(type, m.cols);
-      EncodeRow(type, row.data(), m.cols, out);
+      QuantizeRow(type, row.data(), m.cols, out);
     }
     w.AddTensor(name, type, {m.cols, m.rows}, buf.data());
   }
@@ -42,28 +41,6 @@ class TensorEncoder {
   }
 
  private:
-  static void EncodeRow(DType type, const float* x, int64_t n, uint8_t* out) {
-    auto* h = reinterpret_cast<uint16_t*>(out);
-    switch (type) {
-      case DType::kF32:
-        std::memcpy(out, x, static_cast<size_t>(n) * 4);
-        return;
-      case DType::kF16:
-        for (int64_t i = 0; i < n; ++i) h[i] = F32ToF16(x[i]);
-        return;
-      case DType::kBF16:
-        for (int64_t i = 0; i < n; ++i) h[i] = F32ToBF16(x[i]);
-        return;
-      case DType::kQ8_0:
-        QuantizeRowQ8_0(x, n, out);
-        return;
-      case DType::kQ4_0:
-        QuantizeRowQ4_0(x, n, out);
-        return;
-    }
-    Fail("convert: cannot encode type {}", DTypeName(type));
-  }
-
   DType target_;
   std::deque<std::vector<uint8_t>> buffers_;  // deque: stable addresses as it grows
 };

@@ -383,5 +383,27 @@ void QuantizeRowQ4_0(const float* x, int64_t n, void* out) {
   }
 }
 
+void QuantizeRow(DType t, const float* x, int64_t n, void* out) {
+  auto* h = static_cast<uint16_t*>(out);
+  switch (t) {
+    case DType::kF32:
+      std::memcpy(out, x, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case DType::kF16:
+      for (int64_t i = 0; i < n; ++i) h[i] = F32ToF16(x[i]);
+      return;
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) h[i] = F32ToBF16(x[i]);
+      return;
+    case DType::kQ8_0:
+      QuantizeRowQ8_0(x, n, out);
+      return;
+    case DType::kQ4_0:
+      QuantizeRowQ4_0(x, n, out);
+      return;
+  }
+  Fail("cannot encode rows of type {}", DTypeName(t));
+}
+
 }  // namespace cqkv
 #endif  // HWY_ONCE

@@ -25,5 +25,7 @@ float DotRowRef(DType t, const void* row, const float* x, int64_t n);
 // q = min(15, trunc(x / d + 8.5)), so the extreme value maps exactly to nibble 0.
 void QuantizeRowQ8_0(const float* x, int64_t n, void* out);
 void QuantizeRowQ4_0(const float* x, int64_t n, void* out);
+// Encodes n floats as type t (round to nearest for F16/BF16, the quantisers above otherwise).
+void QuantizeRow(DType t, const float* x, int64_t n, void* out);
 
 }  // namespace cqkv

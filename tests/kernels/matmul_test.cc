@@ -27,24 +27,7 @@ TEST(MatMul, MatchesReferenceForEveryTypeAndPath) {
     for (int64_t r = 0; r < rows; ++r) {
       const float* src = wf.data() + r * cols;
       uint8_t* dst = bytes.data() + r * DTypeRowBytes(t, cols);
-      auto* h = reinterpret_cast<uint16_t*>(dst);
-      switch (t) {
-        case DType::kF32:
-          std::memcpy(dst, src, cols * 4);
-          break;
-        case DType::kF16:
-          for (int64_t c = 0; c < cols; ++c) h[c] = F32ToF16(src[c]);
-          break;
-        case DType::kBF16:
-          for (int64_t c = 0; c < cols; ++c) h[c] = F32ToBF16(src[c]);
-          break;
-        case DType::kQ8_0:
-          QuantizeRowQ8_0(src, cols, dst);
-          break;
-        case DType::kQ4_0:
-          QuantizeRowQ4_0(src, cols, dst);
-          break;
-      }
+      QuantizeRow(t, src, cols, dst);
     }
     WeightMatrix w{t, rows, cols, bytes.data(), "w"};
     ThreadPool pool(2);
