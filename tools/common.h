@@ -30,5 +30,7 @@ void RegisterLogits(CLI::App& app);
 void RegisterPerplexity(CLI::App& app);
 void RegisterGenerate(CLI::App& app);
 void RegisterConvert(CLI::App& app);
+void RegisterCalibrate(CLI::App& app);
+void RegisterKvGrads(CLI::App& app);
 
 }  // namespace cqkv::tools

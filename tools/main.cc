@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   cqkv::tools::RegisterPerplexity(app);
   cqkv::tools::RegisterGenerate(app);
   cqkv::tools::RegisterConvert(app);
+  cqkv::tools::RegisterCalibrate(app);
+  cqkv::tools::RegisterKvGrads(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

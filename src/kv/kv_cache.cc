@@ -1,6 +1,10 @@
 #include "kv/kv_cache.h"
 
+#include "kv/cq_cache.h"
 #include "kv/dense_cache.h"
+#include "kv/int_cache.h"
+#include "kv/kivi_cache.h"
+#include "kv/nf_cache.h"
 #include "util/error.h"
 
 namespace cqkv {
@@ -20,12 +24,28 @@ KvShape KvShape::FromConfig(const ModelConfig& c, int max_tokens) {
 std::unique_ptr<KvCache> MakeKvCache(const std::string& spec, const KvShape& shape) {
   if (spec == "fp32") return MakeFp32Cache(shape);
   if (spec == "fp16") return MakeFp16Cache(shape);
-  Fail("--kv: unknown KV cache format '{}' (known: fp32, fp16)", spec);
+  if (spec.starts_with("cq:")) return MakeCqCache(spec, shape);
+  if (spec.starts_with("int")) return MakeIntCache(spec, shape);
+  if (spec.starts_with("nf")) return MakeNfCache(spec, shape);
+  if (spec.starts_with("kivi")) return MakeKiviCache(spec, shape);
+  Fail("--kv: unknown KV cache format '{}' (known: fp32, fp16, int<B>-token, int<B>-channel, "
+       "nf<B>, kivi<B>)",
+       spec);
 }
 
 std::string KvFormatsHelp() {
   return "fp32  full precision (quality reference)\n"
-         "fp16  IEEE half (speed baseline)";
+         "fp16  IEEE half (speed baseline)\n"
+         "cq:PATH[:r<R>]         coupled quantization with the codebooks in PATH (cqkv "
+         "calibrate): b/c bits per channel; last R tokens also kept fp16 (default 0)\n"
+         "int<B>-token[:g<G>]    B=1,2,4,8 bits per channel; per token, groups of G channels "
+         "(default head_dim), fp16 scale+min: B+32/G bits\n"
+         "int<B>-channel[:g<G>]  per channel, groups of G tokens (default 128), fp16 scale+min: "
+         "B+32/G bits\n"
+         "nf<B>[:g<G>]           B=2,3,4; NormalFloat levels, per token, groups of G channels "
+         "(default head_dim), fp16 absmax: B+16/G bits\n"
+         "kivi<B>[:g<G>][:r<R>]  B=1,2,4; KIVI: keys per channel over G tokens, values per token "
+         "over G channels (default 32), last R tokens fp16 (default 128)";
 }
 
 }  // namespace cqkv

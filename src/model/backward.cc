@@ -71,12 +71,17 @@ double OutputLossBackward(const Model& model, ConstMat x, std::span<const int32_
         float* row = lg.Row(r);
         double mx = -INFINITY;
         for (int64_t j = 0; j < V; ++j) mx = std::max(mx, static_cast<double>(row[j]));
-        double sum = 0;
-        for (int64_t j = 0; j < V; ++j) sum += std::exp(row[j] - mx);
-        const double lse = mx + std::log(sum);
         const int32_t target = tokens[p0 + r + 1];
-        row_loss[p0 + r] = lse - row[target];
-        for (int64_t j = 0; j < V; ++j) row[j] = static_cast<float>(std::exp(row[j] - lse));
+        const float target_logit = row[target];
+        double sum = 0;
+        for (int64_t j = 0; j < V; ++j) {
+          const double e = std::exp(row[j] - mx);
+          sum += e;
+          row[j] = static_cast<float>(e);
+        }
+        row_loss[p0 + r] = mx + std::log(sum) - target_logit;
+        const float inv = static_cast<float>(1.0 / sum);
+        for (int64_t j = 0; j < V; ++j) row[j] *= inv;  // softmax
         row[target] -= 1.0f;
       }
     });

@@ -40,13 +40,16 @@ struct KvGradients {
 //
 // The last token's K/V feed only its own (unscored) prediction, so their gradient rows are 0.
 //
-// Memory (fp32, n tokens): kept for the backward sweep, per layer, the residual stream entering
-// the layer and the attention block (2 * dim) and K/V (3 * kv_dim) = 4 n L (2 dim + 3 kv_dim)
-// bytes; the gradients add 4 n L 3 kv_dim. Everything else is recomputed per layer (layer
-// checkpointing) in one layer's scratch of about 4 n (4 dim + 4 q_dim + 2 kv_dim + 3 hidden +
-// 2 n_heads) bytes, plus the logits in row chunks of at most 16 Mi floats. A 7B model (L 32,
-// dim 4096, hidden 11008) over 2048 tokens: 2.1 GiB kept + 0.5 GiB scratch + 64 MiB logits.
-// Attention is recomputed from K/V and Q row by row, never as an n x n matrix.
+// Memory (fp32, n tokens, L layers), in bytes:
+//   activations (the output)            4 n L 3 kv_dim
+//   gradients (the output)              4 n L 3 kv_dim
+//   layer checkpoints                   4 n L 2 dim   (residual stream entering each layer and
+//                                                      its MLP; freed layer by layer going back)
+//   one layer's scratch                 4 n (4 dim + 3 q_dim + 3 hidden + 2 n_heads)
+//   logits, in row chunks               <= 64 MiB (16 Mi floats) + 8 chunk_rows dim
+// Everything else is recomputed per layer (Q, the MLP's gate/up, attention probabilities row by
+// row from Q and K, never an n x n matrix). E.g. LLaMA-2-7B (L 32, dim = q_dim = kv_dim 4096,
+// hidden 11008) over 2048 tokens: 3 + 3 + 2 + 0.5 GiB, plus the weights.
 //
 // Throws cqkv::Error for fewer than 2 tokens, more than the model's context or ids outside the
 // vocabulary.

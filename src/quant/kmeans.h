@@ -1,4 +1,4 @@
-// Weighted k-means (k-means++ seeding, Lloyd iterations) and nearest-centroid assignment, the
+// Weighted k-means (greedy k-means++ seeding, Lloyd iterations) and nearest-centroid assignment, the
 // learning and encoding halves of coupled quantization. Vectors are tiny (d = CQ group size,
 // 1..64) and problems many, so one call is single-threaded by default and callers parallelise
 // across problems; the assignment kernel is SIMD over centroids (Highway, dispatched per call).
@@ -18,6 +18,8 @@ struct KMeansParams {
   int max_iter = 100;  // Lloyd iterations (centroid updates) per run
   int n_init = 1;      // independent runs (different seeds); the lowest objective wins
   double tol = 1e-5;   // stop when the objective improves by less than tol (relative)
+  // Candidates drawn per k-means++ seed, the best kept (greedy k-means++); 0 = 2 + ln k.
+  int seed_trials = 0;
   uint64_t seed = 1;
 };
 

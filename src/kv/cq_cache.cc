@@ -1,0 +1,286 @@
+#include "kv/cq_cache.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "kv/attention.h"
+#include "model/rope.h"
+#include "quant/kmeans.h"
+#include "util/error.h"
+
+namespace cqkv {
+namespace {
+
+// Pre-RoPE keys are decoded into a stack buffer of one head before rotation.
+constexpr int kMaxHeadDim = 1024;
+
+// Code i of a packed stream: bits [i*b, i*b + b), little-endian. b = 8 and b = 4 are plain
+// byte / nibble reads; other widths load a 32-bit word (b <= 16 plus a shift <= 7 fits).
+inline uint32_t ReadCode(const uint8_t* p, int64_t i, int bits) {
+  if (bits == 8) return p[i];
+  if (bits == 4) return (p[i >> 1] >> ((i & 1) * 4)) & 0xfu;
+  const uint64_t bit = static_cast<uint64_t>(i) * bits;
+  uint32_t w;
+  std::memcpy(&w, p + (bit >> 3), 4);
+  return (w >> (bit & 7)) & ((1u << bits) - 1);
+}
+
+// The codes of one (layer, K/V): code (token * n_groups + group), packed with no padding between
+// tokens so storage is exactly b bits per group. Append-only over zeroed bytes, so writes OR in.
+class CodeStream {
+ public:
+  explicit CodeStream(int bits = 8) : bits_(bits) {}
+  // Room for n codes, plus 4 spare zero bytes so ReadCode's word load stays in bounds.
+  void Resize(int64_t n) {
+    bytes_.resize(static_cast<size_t>((n * bits_ + 7) / 8 + 4), 0);
+  }
+  void Clear() { bytes_.clear(); }
+  void Put(int64_t i, uint32_t code) {
+    assert(code < (1u << bits_));
+    if (bits_ == 8) {
+      bytes_[i] = static_cast<uint8_t>(code);
+    } else if (bits_ == 4) {
+      bytes_[i >> 1] |= static_cast<uint8_t>(code << ((i & 1) * 4));
+    } else {
+      const uint64_t bit = static_cast<uint64_t>(i) * bits_;
+      uint8_t* p = bytes_.data() + (bit >> 3);
+      uint32_t w;
+      std::memcpy(&w, p, 4);
+      w |= code << (bit & 7);
+      std::memcpy(p, &w, 4);
+    }
+  }
+  const uint8_t* data() const { return bytes_.data(); }
+
+ private:
+  int bits_;
+  std::vector<uint8_t> bytes_;
+};
+
+class CqKvCache final : public KvCache {
+ public:
+  CqKvCache(CodebookSet set, const KvShape& shape, int window, std::string spec)
+      : KvCache(shape),
+        spec_(std::move(spec)),
+        config_(set.config),
+        keys_(set.keys),
+        window_(std::min(window, shape.max_tokens)),
+        c_(set.config.channels),
+        bits_(set.config.bits),
+        k_(set.config.n_centroids()),
+        n_groups_(set.n_groups()),
+        groups_per_head_(shape.head_dim / set.config.channels),
+        n_(shape.n_layers, 0) {
+    CQKV_CHECK(window >= 0, "--kv {}: the fp16 window must be >= 0 tokens", spec_);
+    CQKV_CHECK(shape.n_heads % shape.n_kv_heads == 0,
+               "--kv {}: {} query heads are not a multiple of {} KV heads", spec_, shape.n_heads,
+               shape.n_kv_heads);
+    // Tables are re-laid out channel-major per group, (n_groups, c, 2^b), the layout of the
+    // SIMD nearest-centroid search; decoding reads a centroid with stride 2^b. The set's own
+    // copy is dropped so only one table lives in memory.
+    tables_.resize(set.centroids.size());
+    for (size_t t = 0; t < set.centroids.size(); ++t) {
+      tables_[t].resize(set.centroids[t].size());
+      const int64_t per_group = static_cast<int64_t>(k_) * c_;
+      for (int g = 0; g < n_groups_; ++g) {
+        TransposeCentroids(ConstMat(set.centroids[t].data() + g * per_group, k_, c_),
+                           tables_[t].data() + g * per_group);
+      }
+      std::vector<float>().swap(set.centroids[t]);
+    }
+    codes_.assign(static_cast<size_t>(2 * shape.n_layers), CodeStream(bits_));
+    if (window_ > 0) {
+      const size_t win = static_cast<size_t>(window_) * shape.kv_dim();
+      win_k_.assign(shape.n_layers, std::vector<uint16_t>(win));
+      win_v_.assign(shape.n_layers, std::vector<uint16_t>(win));
+    }
+    if (keys_ == KeyPosition::kPreRope) {
+      CQKV_CHECK(shape.head_dim % 2 == 0 && shape.head_dim <= kMaxHeadDim,
+                 "--kv {}: pre-RoPE keys need an even head dim <= {}, got {}", spec_,
+                 kMaxHeadDim, shape.head_dim);
+      // Pre-RoPE codebooks see keys without the position-dependent rotation (the paper's
+      // choice, since channel pairs then keep one distribution across positions), so a
+      // dequantised key must be rotated to its own position at attention time.
+      rope_ = RopeTable(shape.head_dim, shape.max_tokens, shape.rope_freq_base, shape.rope_type);
+    }
+  }
+
+  std::string format() const override { return spec_; }
+
+  void Append(int layer, const KvBlock& block) override {
+    const int64_t n = block.k.rows;
+    const int64_t n0 = n_[layer];
+    CQKV_CHECK(block.pos0 == n0, "kv cache: layer {} expected position {}, got {}", layer, n0,
+               block.pos0);
+    CQKV_CHECK(n0 + n <= shape_.max_tokens,
+               "kv cache: context of {} tokens exceeds the cache capacity of {}", n0 + n,
+               shape_.max_tokens);
+    const bool pre = keys_ == KeyPosition::kPreRope;
+    CQKV_CHECK(!pre || (block.k_pre.data != nullptr && block.k_pre.rows == n),
+               "--kv {}: pre-RoPE codebooks need the keys before RoPE", spec_);
+    assert(block.k.cols == shape_.kv_dim() && block.v.rows == n);
+    std::vector<int32_t> idx(static_cast<size_t>(n));
+    for (int kind = 0; kind < 2; ++kind) {
+      const ConstMat src = kind == 1 ? block.v : pre ? block.k_pre : block.k;
+      CodeStream& codes = codes_[layer * 2 + kind];
+      codes.Resize((n0 + n) * n_groups_);
+      const float* table = tables_[layer * 2 + kind].data();
+      for (int g = 0; g < n_groups_; ++g) {
+        const ConstMat centroids_t(table + static_cast<int64_t>(g) * c_ * k_, c_, k_);
+        AssignNearestT(src.ColRange(static_cast<int64_t>(g) * c_, c_), centroids_t, idx.data());
+        for (int64_t i = 0; i < n; ++i) codes.Put((n0 + i) * n_groups_ + g, idx[i]);
+      }
+    }
+    // Codes are made at append even for tokens inside the window: a token's code does not
+    // depend on when it is computed, so leaving the window is just the ring slot being reused.
+    // The window holds post-RoPE keys, ready for scoring.
+    for (int64_t i = std::max<int64_t>(0, n - window_); i < n; ++i) {
+      const int64_t off = (n0 + i) % window_ * shape_.kv_dim();
+      F32ToF16Row(block.k.Row(i), win_k_[layer].data() + off, shape_.kv_dim());
+      F32ToF16Row(block.v.Row(i), win_v_[layer].data() + off, shape_.kv_dim());
+    }
+    n_[layer] += n;
+  }
+
+  void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const override {
+    CQKV_CHECK(pos0 + q.rows <= n_[layer], "kv cache: attending past the cached tokens");
+    struct Ops {
+      const CqKvCache* self;
+      const uint8_t* k_codes;
+      const uint8_t* v_codes;
+      const float* k_table;
+      const float* v_table;
+      const uint16_t* k_win;
+      const uint16_t* v_win;
+      int64_t window_start;  // tokens at or after it are read from the fp16 window
+
+      // Centroid channel j of the code of (token t, group g) is table[(g*c + j) * 2^b + code].
+      const float* Centroid(const uint8_t* codes, const float* table, int64_t t, int g) const {
+        const CqKvCache& s = *self;
+        const uint32_t code = ReadCode(codes, t * s.n_groups_ + g, s.bits_);
+        return table + static_cast<int64_t>(g) * s.c_ * s.k_ + code;
+      }
+      int64_t WinOffset(int64_t t, int kvh) const {
+        const CqKvCache& s = *self;
+        return t % s.window_ * s.shape_.kv_dim() + int64_t{kvh} * s.shape_.head_dim;
+      }
+      float Score(int64_t t, int kvh, const float* qh) const {
+        const CqKvCache& s = *self;
+        const int hd = s.shape_.head_dim, c = s.c_, k = s.k_;
+        if (t >= window_start) return DotF16(k_win + WinOffset(t, kvh), qh, hd);
+        const int g0 = kvh * s.groups_per_head_;
+        if (s.keys_ == KeyPosition::kPostRope) {
+          float sum = 0;
+          for (int gi = 0; gi < s.groups_per_head_; ++gi) {
+            const float* cent = Centroid(k_codes, k_table, t, g0 + gi);
+            const float* qg = qh + gi * c;
+            for (int j = 0; j < c; ++j) sum += qg[j] * cent[j * k];
+          }
+          return sum;
+        }
+        float key[kMaxHeadDim];
+        for (int gi = 0; gi < s.groups_per_head_; ++gi) {
+          const float* cent = Centroid(k_codes, k_table, t, g0 + gi);
+          for (int j = 0; j < c; ++j) key[gi * c + j] = cent[j * k];
+        }
+        s.rope_.Rotate(key, t);
+        return Dot(key, qh, hd);
+      }
+      void AddValue(int64_t t, int kvh, float p, float* o) const {
+        const CqKvCache& s = *self;
+        const int c = s.c_, k = s.k_;
+        if (t >= window_start) return AxpyF16(p, v_win + WinOffset(t, kvh), o, s.shape_.head_dim);
+        const int g0 = kvh * s.groups_per_head_;
+        for (int gi = 0; gi < s.groups_per_head_; ++gi) {
+          const float* cent = Centroid(v_codes, v_table, t, g0 + gi);
+          float* og = o + gi * c;
+          for (int j = 0; j < c; ++j) og[j] += p * cent[j * k];
+        }
+      }
+    };
+    const bool win = window_ > 0;
+    const Ops ops{this,
+                  codes_[layer * 2].data(),
+                  codes_[layer * 2 + 1].data(),
+                  tables_[layer * 2].data(),
+                  tables_[layer * 2 + 1].data(),
+                  win ? win_k_[layer].data() : nullptr,
+                  win ? win_v_[layer].data() : nullptr,
+                  win ? n_[layer] - window_ : n_[layer]};
+    CausalAttention(shape_, ops, q, pos0, out, pool);
+  }
+
+  int64_t tokens(int layer) const override { return n_[layer]; }
+
+  void Clear() override {
+    for (auto& c : codes_) c.Clear();
+    std::fill(n_.begin(), n_.end(), 0);
+  }
+
+  double BytesPerToken() const override { return CqBytesPerToken(config_, shape_, window_).total(); }
+  double BitsPerChannel() const override { return CqCodeBitsPerChannel(config_); }
+
+ private:
+  std::string spec_;
+  CqConfig config_;
+  KeyPosition keys_;
+  int window_;  // fp16 ring slots, <= max_tokens
+  int c_, bits_, k_, n_groups_, groups_per_head_;
+  // [layer * 2 + kind]: (n_groups, c, 2^b), channel-major within each group.
+  std::vector<std::vector<float>> tables_;
+  std::vector<CodeStream> codes_;  // [layer * 2 + kind]
+  // [layer]: (window, kv_dim) IEEE half; token t in slot t % window. Keys after RoPE.
+  std::vector<std::vector<uint16_t>> win_k_, win_v_;
+  std::vector<int64_t> n_;
+  RopeTable rope_;  // (max_tokens) positions; only for pre-RoPE codebooks
+};
+
+}  // namespace
+
+CqSpec ParseCqSpec(const std::string& spec) {
+  CQKV_CHECK(spec.rfind("cq:", 0) == 0, "--kv {}: a CQ spec is cq:PATH[:rN]", spec);
+  CqSpec out;
+  out.path = spec.substr(3);
+  // A trailing ":r<digits>" is the window; anything else after a colon belongs to the path.
+  const size_t colon = out.path.rfind(':');
+  if (colon != std::string::npos && colon + 1 < out.path.size() && out.path[colon + 1] == 'r') {
+    const std::string digits = out.path.substr(colon + 2);
+    int r = 0;
+    const auto res = std::from_chars(digits.data(), digits.data() + digits.size(), r);
+    if (!digits.empty() && res.ec == std::errc() && res.ptr == digits.data() + digits.size()) {
+      out.window = r;
+      out.path.resize(colon);
+    }
+  }
+  CQKV_CHECK(!out.path.empty(), "--kv {}: missing codebook path (cq:PATH[:rN])", spec);
+  return out;
+}
+
+CqBytes CqBytesPerToken(const CqConfig& config, const KvShape& shape, int window) {
+  const double layers_kv = 2.0 * shape.n_layers;
+  const double n_groups = static_cast<double>(shape.kv_dim()) / config.channels;
+  const double max_tokens = std::max(1, shape.max_tokens);
+  CqBytes b;
+  b.codes = layers_kv * n_groups * config.bits / 8.0;
+  b.tables = layers_kv * n_groups * config.n_centroids() * config.channels * 4.0 / max_tokens;
+  b.window = std::min(window, shape.max_tokens) * layers_kv * shape.kv_dim() * 2.0 / max_tokens;
+  return b;
+}
+
+std::unique_ptr<KvCache> MakeCqCache(CodebookSet codebooks, const KvShape& shape, int window,
+                                     const std::string& spec) {
+  codebooks.CheckCompatible(shape, spec);
+  return std::make_unique<CqKvCache>(std::move(codebooks), shape, window, spec);
+}
+
+std::unique_ptr<KvCache> MakeCqCache(const std::string& spec, const KvShape& shape) {
+  const CqSpec s = ParseCqSpec(spec);
+  CodebookSet set = LoadCodebooks(s.path);
+  set.CheckCompatible(shape, s.path);
+  return std::make_unique<CqKvCache>(std::move(set), shape, s.window, spec);
+}
+
+}  // namespace cqkv

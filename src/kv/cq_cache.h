@@ -1,0 +1,42 @@
+// The coupled-quantization KV cache, `--kv cq:PATH[:rN]`: each token's K and V are stored as one
+// b-bit centroid index per group of c channels, against the per-(layer, K/V, group) codebooks in
+// PATH (quant/codebook.h); `rN` also keeps the N most recent tokens in fp16.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "kv/kv_cache.h"
+#include "quant/codebook.h"
+
+namespace cqkv {
+
+// "cq:PATH" or "cq:PATH:rN". Throws cqkv::Error naming the spec when malformed.
+struct CqSpec {
+  std::string path;
+  int window = 0;  // N most recent tokens kept in fp16 besides their codes
+};
+CqSpec ParseCqSpec(const std::string& spec);
+
+// Bytes per cached token of a CQ cache, split into what grows with the context (codes) and the
+// fixed parts amortised over shape.max_tokens (codebooks, fp16 window of min(window, max) slots).
+struct CqBytes {
+  double codes = 0;   // 2 * n_layers * n_groups * b / 8
+  double tables = 0;  // 2 * n_layers * n_groups * 2^b * c * 4 / max_tokens
+  double window = 0;  // min(R, max_tokens) * 2 * n_layers * kv_dim * 2 / max_tokens
+  double total() const { return codes + tables + window; }
+};
+CqBytes CqBytesPerToken(const CqConfig& config, const KvShape& shape, int window);
+// Pure code bits per channel, b / c: the figure the paper names formats by (CQ-8c8b = 1 bit).
+inline double CqCodeBitsPerChannel(const CqConfig& config) {
+  return static_cast<double>(config.bits) / config.channels;
+}
+
+// Loads the codebooks of `spec` ("cq:PATH[:rN]") and checks they fit `shape`; throws
+// cqkv::Error naming the file otherwise.
+std::unique_ptr<KvCache> MakeCqCache(const std::string& spec, const KvShape& shape);
+// From codebooks already in memory (tests, calibration); format() reports `spec`.
+std::unique_ptr<KvCache> MakeCqCache(CodebookSet codebooks, const KvShape& shape, int window,
+                                     const std::string& spec);
+
+}  // namespace cqkv

@@ -1,0 +1,141 @@
+#include "kv/int_cache.h"
+
+#include <vector>
+
+#include "util/error.h"
+
+namespace cqkv {
+namespace {
+
+// Side parameter bits per group: fp16 scale + min (uniform) or fp16 absmax (NormalFloat).
+int ParamBits(GroupCodec codec) { return codec == GroupCodec::kUniform ? 32 : 16; }
+
+// Per layer, K and V each a TokenGroupRows of kv_dim channels. Groups never straddle heads.
+class TokenGroupCache final : public QuantKvCache {
+ public:
+  TokenGroupCache(const std::string& spec, const KvShape& shape, GroupCodec codec, int bits,
+                  int group)
+      : QuantKvCache(spec, shape), codec_(codec), bits_(bits), group_(group) {
+    for (int l = 0; l < shape.n_layers; ++l) {
+      k_.emplace_back(codec, bits, shape.kv_dim(), group);
+      v_.emplace_back(codec, bits, shape.kv_dim(), group);
+    }
+  }
+
+  void Append(int layer, const KvBlock& block) override {
+    CheckAppend(layer, block);
+    for (int64_t i = 0; i < block.k.rows; ++i) {
+      k_[layer].Append(block.k.Row(i));
+      v_[layer].Append(block.v.Row(i));
+    }
+  }
+
+  void DequantHead(int layer, KvPart part, int64_t t, int kvh, float* out) const override {
+    const TokenGroupRows& rows = part == KvPart::kKey ? k_[layer] : v_[layer];
+    rows.Dequant(t, kvh * shape_.head_dim, shape_.head_dim, out);
+  }
+
+  int64_t tokens(int layer) const override { return k_[layer].rows(); }
+
+  void Clear() override {
+    for (int l = 0; l < shape_.n_layers; ++l) {
+      k_[l].Clear();
+      v_[l].Clear();
+    }
+  }
+
+  // Every token costs the same: packed codes plus kv_dim/G parameter sets, for K and V.
+  double BytesPerToken() const override {
+    const TokenGroupRows probe(codec_, bits_, shape_.kv_dim(), group_);
+    return 2.0 * shape_.n_layers * static_cast<double>(probe.RowBytes());
+  }
+
+  double NominalBitsPerChannel() const override {
+    return bits_ + static_cast<double>(ParamBits(codec_)) / group_;
+  }
+
+ private:
+  GroupCodec codec_;
+  int bits_, group_;
+  std::vector<TokenGroupRows> k_, v_;  // [layer]
+};
+
+// Per layer, K and V each a ChannelGroupRows: groups of G tokens per channel, the last one
+// requantised from an fp32 staging copy while it fills.
+class ChannelGroupCache final : public QuantKvCache {
+ public:
+  ChannelGroupCache(const std::string& spec, const KvShape& shape, int bits, int group)
+      : QuantKvCache(spec, shape), bits_(bits), group_(group) {
+    for (int l = 0; l < shape.n_layers; ++l) {
+      k_.emplace_back(bits, shape.kv_dim(), group);
+      v_.emplace_back(bits, shape.kv_dim(), group);
+    }
+  }
+
+  void Append(int layer, const KvBlock& block) override {
+    CheckAppend(layer, block);
+    k_[layer].Append(block.k);
+    v_[layer].Append(block.v);
+  }
+
+  void DequantHead(int layer, KvPart part, int64_t t, int kvh, float* out) const override {
+    const ChannelGroupRows& rows = part == KvPart::kKey ? k_[layer] : v_[layer];
+    rows.Dequant(t, kvh * shape_.head_dim, shape_.head_dim, out);
+  }
+
+  int64_t tokens(int layer) const override { return k_[layer].rows(); }
+
+  void Clear() override {
+    for (int l = 0; l < shape_.n_layers; ++l) {
+      k_[l].Clear();
+      v_[l].Clear();
+    }
+  }
+
+  // The peak over the sequence, staging included: with max_tokens a multiple of G it is reached
+  // one token short of a full last group, where G-1 fp32 staged rows are held.
+  double BytesPerToken() const override {
+    const ChannelGroupRows probe(bits_, shape_.kv_dim(), group_);
+    return PeakBytesPerToken(shape_.max_tokens, [&](int64_t n) {
+      return 2 * int64_t{shape_.n_layers} * probe.BytesFor(n);
+    });
+  }
+
+  double NominalBitsPerChannel() const override { return bits_ + 32.0 / group_; }
+
+ private:
+  int bits_, group_;
+  std::vector<ChannelGroupRows> k_, v_;  // [layer]
+};
+
+}  // namespace
+
+std::unique_ptr<QuantKvCache> MakeTokenGroupCache(const std::string& spec, const KvShape& shape,
+                                                  GroupCodec codec, int bits, int group) {
+  CQKV_CHECK(group > 0 && shape.head_dim % group == 0,
+             "--kv '{}': group size g{} must be positive and divide head_dim {} (groups of "
+             "channels stay within a head)",
+             spec, group, shape.head_dim);
+  return std::make_unique<TokenGroupCache>(spec, shape, codec, bits, group);
+}
+
+std::unique_ptr<QuantKvCache> MakeIntCache(const std::string& spec, const KvShape& shape) {
+  const QuantSpec s = ParseQuantSpec(spec, "g");
+  const size_t dash = s.head.find('-');
+  CQKV_CHECK(s.head.starts_with("int") && dash != std::string::npos,
+             "--kv '{}': expected int<B>-token[:g<G>] or int<B>-channel[:g<G>]", spec);
+  const int bits = ParseBits(s, std::string_view(s.head).substr(3, dash - 3), {1, 2, 4, 8});
+  const std::string layout = s.head.substr(dash + 1);
+  if (layout == "token") {
+    return MakeTokenGroupCache(spec, shape, GroupCodec::kUniform, bits,
+                               static_cast<int>(s.Get('g', shape.head_dim)));
+  }
+  if (layout == "channel") {
+    const int64_t group = s.Get('g', 128);
+    CQKV_CHECK(group > 0, "--kv '{}': group size g{} must be positive", spec, group);
+    return std::make_unique<ChannelGroupCache>(spec, shape, bits, static_cast<int>(group));
+  }
+  Fail("--kv '{}': unknown layout '{}' (int<B>-token or int<B>-channel)", spec, layout);
+}
+
+}  // namespace cqkv

@@ -1,0 +1,105 @@
+#include "kv/quant_cache.h"
+
+#include <fmt/ranges.h>
+#include <charconv>
+
+#include "kernels/ops.h"
+#include "kv/attention.h"
+#include "util/error.h"
+
+namespace cqkv {
+
+QuantKvCache::QuantKvCache(const std::string& spec, const KvShape& shape)
+    : KvCache(shape), spec_(spec) {
+  CQKV_CHECK(shape.head_dim > 0 && shape.head_dim <= kMaxHeadDim,
+             "--kv '{}': head_dim {} is outside the supported 1..{}", spec, shape.head_dim,
+             kMaxHeadDim);
+}
+
+void QuantKvCache::CheckAppend(int layer, const KvBlock& block) const {
+  const int64_t have = tokens(layer);
+  CQKV_CHECK(block.pos0 == have, "kv cache: layer {} expected position {}, got {}", layer, have,
+             block.pos0);
+  CQKV_CHECK(have + block.k.rows <= shape_.max_tokens,
+             "kv cache: context of {} tokens exceeds the cache capacity of {}", have + block.k.rows,
+             shape_.max_tokens);
+}
+
+void QuantKvCache::Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const {
+  CQKV_CHECK(pos0 + q.rows <= tokens(layer), "kv cache: attending past the cached tokens");
+  // Dequantises each (token, head) row into registers' worth of stack scratch and reuses the
+  // dense dot/axpy; a fused kernel over codes is a later optimisation.
+  struct Ops {
+    const QuantKvCache* cache;
+    int layer;
+    int hd;
+    float Score(int64_t t, int kvh, const float* qh) const {
+      float row[kMaxHeadDim];
+      cache->DequantHead(layer, KvPart::kKey, t, kvh, row);
+      return Dot(row, qh, hd);
+    }
+    void AddValue(int64_t t, int kvh, float p, float* o) const {
+      float row[kMaxHeadDim];
+      cache->DequantHead(layer, KvPart::kValue, t, kvh, row);
+      Axpy(p, row, o, hd);
+    }
+  };
+  CausalAttention(shape_, Ops{this, layer, shape_.head_dim}, q, pos0, out, pool);
+}
+
+double BitsPerChannel(const KvCache& cache) {
+  const KvShape& s = cache.shape();
+  return cache.BytesPerToken() * 8.0 / (2.0 * s.n_layers * s.kv_dim());
+}
+
+int64_t QuantSpec::Get(char letter, int64_t fallback) const {
+  const auto it = options.find(letter);
+  return it == options.end() ? fallback : it->second;
+}
+
+namespace {
+
+// A non-negative decimal below 2^31, or -1.
+int64_t ParseCount(std::string_view s) {
+  int64_t v = -1;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < 0 || v >= (1LL << 31)) {
+    return -1;
+  }
+  return v;
+}
+
+}  // namespace
+
+QuantSpec ParseQuantSpec(const std::string& spec, std::string_view allowed) {
+  QuantSpec out;
+  out.text = spec;
+  size_t start = spec.find(':');
+  out.head = spec.substr(0, start);
+  while (start != std::string::npos) {
+    const size_t next = spec.find(':', start + 1);
+    const std::string_view opt = std::string_view(spec).substr(
+        start + 1, next == std::string::npos ? std::string::npos : next - start - 1);
+    CQKV_CHECK(!opt.empty() && allowed.find(opt[0]) != std::string_view::npos,
+               "--kv '{}': unknown option '{}' (options of this format: {})", spec, opt,
+               fmt::join(allowed, ", "));
+    const int64_t v = ParseCount(opt.substr(1));
+    CQKV_CHECK(v >= 0, "--kv '{}': option '{}' needs a non-negative integer after '{}'", spec, opt,
+               opt[0]);
+    CQKV_CHECK(out.options.emplace(opt[0], v).second, "--kv '{}': option '{}' given twice", spec,
+               opt[0]);
+    start = next;
+  }
+  return out;
+}
+
+int ParseBits(const QuantSpec& spec, std::string_view digits, std::initializer_list<int> allowed) {
+  const int64_t b = ParseCount(digits);
+  for (int a : allowed) {
+    if (b == a) return a;
+  }
+  Fail("--kv '{}': '{}' is not a supported bit width (this format takes {})", spec.text, digits,
+       fmt::join(allowed, ", "));
+}
+
+}  // namespace cqkv

@@ -1,0 +1,61 @@
+// Common base of the baseline quantised KV formats (int, nf, kivi): attention dequantises one
+// (token, head) row at a time through CausalAttention, and the same row accessor lets tests and
+// error analyses see exactly the values attention used. Also parses their "--kv" specs.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "kv/kv_cache.h"
+
+namespace cqkv {
+
+enum class KvPart { kKey, kValue };
+
+class QuantKvCache : public KvCache {
+ public:
+  // Largest head_dim Attend handles (its per-row scratch lives on the stack).
+  static constexpr int kMaxHeadDim = 512;
+
+  std::string format() const override { return spec_; }
+  // Writes the head_dim values of kv head `kvh` of token t (t < tokens(layer)) as attention
+  // sees them: dequantised keys (post-RoPE) or values.
+  virtual void DequantHead(int layer, KvPart part, int64_t t, int kvh, float* out) const = 0;
+  void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const final;
+  // Bits of the quantised representation per cached channel, K and V averaged: codes plus side
+  // parameters amortised over their group. Excludes transient buffers (staging, fp16 window),
+  // which BytesPerToken counts; this is the number papers quote, e.g. 4.25 for int4-token:g128.
+  virtual double NominalBitsPerChannel() const = 0;
+
+ protected:
+  QuantKvCache(const std::string& spec, const KvShape& shape);
+  // Throws unless block continues layer's tokens and fits the capacity.
+  void CheckAppend(int layer, const KvBlock& block) const;
+
+  std::string spec_;
+};
+
+// Bits per cached channel that BytesPerToken implies (everything counted):
+// BytesPerToken * 8 / (2 * n_layers * kv_dim).
+double BitsPerChannel(const KvCache& cache);
+
+// A spec "<head>[:<letter><integer>]...", e.g. "int4-token:g64" or "kivi2:g32:r128".
+struct QuantSpec {
+  std::string text;  // the whole spec, for messages
+  std::string head;  // before the first ':'
+  std::map<char, int64_t> options;
+
+  int64_t Get(char letter, int64_t fallback) const;
+};
+
+// Splits a spec, accepting only the option letters in `allowed`; each option appears at most
+// once and is a non-negative decimal integer. Throws cqkv::Error naming the spec.
+QuantSpec ParseQuantSpec(const std::string& spec, std::string_view allowed);
+// Parses `digits`, the bit count cut from spec.head (the "4" of "int4-token"), and checks it is
+// one of `allowed`. Throws naming the spec.
+int ParseBits(const QuantSpec& spec, std::string_view digits, std::initializer_list<int> allowed);
+
+}  // namespace cqkv

@@ -1,0 +1,144 @@
+#include "kv/quant_rows.h"
+
+#include <algorithm>
+#include <cassert>
+
+#include "kv/group_quant.h"
+
+namespace cqkv {
+
+TokenGroupRows::TokenGroupRows(GroupCodec codec, int bits, int width, int group)
+    : codec_(codec),
+      bits_(bits),
+      width_(width),
+      group_(group),
+      code_bytes_(PackedBytes(width, bits)) {
+  assert(group > 0 && width % group == 0);
+}
+
+void TokenGroupRows::Append(const float* row) {
+  const int n_groups = width_ / group_;
+  const int ppg = params_per_group();
+  codes_.resize(static_cast<size_t>((rows_ + 1) * code_bytes_), 0);
+  params_.resize(static_cast<size_t>((rows_ + 1) * n_groups * ppg));
+  uint8_t* codes = codes_.data() + rows_ * code_bytes_;
+  uint16_t* params = params_.data() + rows_ * n_groups * ppg;
+  for (int g = 0; g < n_groups; ++g) {
+    const float* x = row + g * group_;
+    const int64_t c0 = int64_t{g} * group_;
+    if (codec_ == GroupCodec::kUniform) {
+      const UniformGroup q = UniformGroup::Fit(x, group_, 1, bits_);
+      params[2 * g] = q.scale_half();
+      params[2 * g + 1] = q.min_half();
+      for (int i = 0; i < group_; ++i) PutCode(codes, c0 + i, bits_, q.Encode(x[i]));
+    } else {
+      const NormalFloatGroup q = NormalFloatGroup::Fit(x, group_, 1, bits_);
+      params[g] = q.absmax_half();
+      for (int i = 0; i < group_; ++i) PutCode(codes, c0 + i, bits_, q.Encode(x[i]));
+    }
+  }
+  ++rows_;
+}
+
+void TokenGroupRows::Dequant(int64_t t, int c0, int n, float* out) const {
+  assert(t >= 0 && t < rows_ && c0 % group_ == 0 && n % group_ == 0 && c0 + n <= width_);
+  const int ppg = params_per_group();
+  const uint8_t* codes = codes_.data() + t * code_bytes_;
+  const uint16_t* params = params_.data() + t * (width_ / group_) * ppg;
+  for (int g = c0 / group_; g < (c0 + n) / group_; ++g) {
+    const int64_t base = int64_t{g} * group_;
+    float* o = out + (base - c0);
+    if (codec_ == GroupCodec::kUniform) {
+      const UniformGroup q = UniformGroup::FromHalf(params[2 * g], params[2 * g + 1], bits_);
+      for (int i = 0; i < group_; ++i) o[i] = q.Decode(GetCode(codes, base + i, bits_));
+    } else {
+      const NormalFloatGroup q = NormalFloatGroup::FromHalf(params[g], bits_);
+      for (int i = 0; i < group_; ++i) o[i] = q.Decode(GetCode(codes, base + i, bits_));
+    }
+  }
+}
+
+uint32_t TokenGroupRows::Code(int64_t t, int c) const {
+  return GetCode(codes_.data() + t * code_bytes_, c, bits_);
+}
+
+void TokenGroupRows::Clear() {
+  codes_.clear();
+  params_.clear();
+  rows_ = 0;
+}
+
+int64_t TokenGroupRows::RowBytes() const {
+  return code_bytes_ + int64_t{width_ / group_} * params_per_group() * 2;
+}
+
+ChannelGroupRows::ChannelGroupRows(int bits, int width, int group)
+    : bits_(bits), width_(width), group_(group), code_bytes_(PackedBytes(width, bits)) {
+  assert(group > 0);
+}
+
+void ChannelGroupRows::Append(ConstMat rows) {
+  assert(rows.cols == width_);
+  for (int64_t i = 0; i < rows.rows; ++i) {
+    staging_.insert(staging_.end(), rows.Row(i), rows.Row(i) + width_);
+    ++rows_;
+    if (rows_ % group_ == 0) {
+      QuantizePartialGroup();
+      staging_.clear();  // the group is full: its codes are final
+      staging_.shrink_to_fit();
+    }
+  }
+  // Requantise once per call rather than per row: the rows of one block join together.
+  if (!staging_.empty()) QuantizePartialGroup();
+}
+
+// Fits every channel of the group holding the last row on the staged rows and rewrites the
+// group's codes. Called with staging_ holding exactly the group's rows so far.
+void ChannelGroupRows::QuantizePartialGroup() {
+  const int64_t g = (rows_ - 1) / group_;
+  const int64_t first = g * group_;
+  const int64_t m = rows_ - first;
+  assert(static_cast<int64_t>(staging_.size()) == m * width_);
+  codes_.resize(static_cast<size_t>(rows_ * code_bytes_));
+  std::fill(codes_.begin() + first * code_bytes_, codes_.end(), 0);  // PutCode ORs bits in
+  params_.resize(static_cast<size_t>((g + 1) * width_ * 2));
+  uint16_t* params = params_.data() + g * width_ * 2;
+  for (int c = 0; c < width_; ++c) {
+    const UniformGroup q = UniformGroup::Fit(staging_.data() + c, m, width_, bits_);
+    params[2 * c] = q.scale_half();
+    params[2 * c + 1] = q.min_half();
+    for (int64_t r = 0; r < m; ++r) {
+      PutCode(codes_.data() + (first + r) * code_bytes_, c, bits_,
+              q.Encode(staging_[static_cast<size_t>(r * width_ + c)]));
+    }
+  }
+}
+
+void ChannelGroupRows::Dequant(int64_t t, int c0, int n, float* out) const {
+  assert(t >= 0 && t < rows_ && c0 >= 0 && c0 + n <= width_);
+  const uint8_t* codes = codes_.data() + t * code_bytes_;
+  const uint16_t* params = params_.data() + (t / group_) * width_ * 2;
+  for (int i = 0; i < n; ++i) {
+    const int c = c0 + i;
+    const UniformGroup q = UniformGroup::FromHalf(params[2 * c], params[2 * c + 1], bits_);
+    out[i] = q.Decode(GetCode(codes, c, bits_));
+  }
+}
+
+uint32_t ChannelGroupRows::Code(int64_t t, int c) const {
+  return GetCode(codes_.data() + t * code_bytes_, c, bits_);
+}
+
+void ChannelGroupRows::Clear() {
+  codes_.clear();
+  params_.clear();
+  staging_.clear();
+  rows_ = 0;
+}
+
+int64_t ChannelGroupRows::BytesFor(int64_t n) const {
+  const int64_t groups = (n + group_ - 1) / group_;
+  return n * code_bytes_ + groups * width_ * 2 * 2 + (n % group_) * width_ * 4;
+}
+
+}  // namespace cqkv

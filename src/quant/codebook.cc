@@ -1,0 +1,230 @@
+#include "quant/codebook.h"
+
+#include <bit>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "kv/kv_cache.h"
+#include "util/error.h"
+#include "util/mapped_file.h"
+
+namespace cqkv {
+namespace {
+
+// File layout (all integers little-endian):
+//   "CQCB" | uint32 version | uint64 header_len | JSON header (header_len bytes)
+//   | float32 centroids of (layer 0, K), (layer 0, V), (layer 1, K), ... each (n_groups, 2^b, c)
+//   | uint64 FNV-1a of every byte before it
+constexpr char kMagic[4] = {'C', 'Q', 'C', 'B'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kPrefixBytes = 4 + 4 + 8;
+static_assert(std::endian::native == std::endian::little, "codebook I/O assumes little-endian");
+
+uint64_t Fnv1a(const uint8_t* p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+template <typename T>
+void Put(std::string& out, T v) {
+  char b[sizeof(T)];
+  std::memcpy(b, &v, sizeof(T));
+  out.append(b, sizeof(T));
+}
+
+template <typename T>
+T Get(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+// Floats in one (layer, kind) table.
+uint64_t TableFloats(const CodebookSet& s) {
+  return static_cast<uint64_t>(s.n_groups()) * s.config.n_centroids() * s.config.channels;
+}
+
+// Header-level consistency shared by Save and Load (`what` prefixes the message).
+void CheckShape(const CodebookSet& s, const std::string& what) {
+  const CqConfig& c = s.config;
+  CQKV_CHECK(c.channels >= 1 && c.channels <= 64 && c.bits >= 1 && c.bits <= 16,
+             "{}: config c={} b={} out of range (c 1..64, b 1..16)", what, c.channels, c.bits);
+  CQKV_CHECK(s.n_layers >= 1 && s.n_layers <= 4096 && s.n_kv_heads >= 1 &&
+                 s.n_kv_heads <= 4096 && s.head_dim >= 1 && s.head_dim <= 65536,
+             "{}: implausible shape ({} layers, {} KV heads, head dim {})", what, s.n_layers,
+             s.n_kv_heads, s.head_dim);
+  CQKV_CHECK(s.head_dim % c.channels == 0,
+             "{}: sizes inconsistent: group size c={} does not divide head dim {}", what,
+             c.channels, s.head_dim);
+  CQKV_CHECK(s.objective.empty() || s.objective.size() == static_cast<size_t>(2 * s.n_layers),
+             "{}: sizes inconsistent: {} objective values for {} layers", what,
+             s.objective.size(), s.n_layers);
+}
+
+std::string ParseHex64(const std::string& text, uint64_t* out) {
+  const char* end = text.data() + text.size();
+  const auto r = std::from_chars(text.data(), end, *out, 16);
+  if (text.empty() || text.size() > 16 || r.ec != std::errc() || r.ptr != end) {
+    return "model_fingerprint '" + text + "' is not a hex number";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string CqConfig::Name() const { return fmt::format("{}c{}b", channels, bits); }
+
+CqConfig CqConfig::Parse(const std::string& text) {
+  // Strictly <digits>c<digits>b.
+  const char* p = text.data();
+  const char* end = p + text.size();
+  int c = 0, b = 0;
+  auto r1 = std::from_chars(p, end, c);
+  bool ok = r1.ec == std::errc() && r1.ptr < end && *r1.ptr == 'c';
+  if (ok) {
+    auto r2 = std::from_chars(r1.ptr + 1, end, b);
+    ok = r2.ec == std::errc() && r2.ptr + 1 == end && *r2.ptr == 'b';
+  }
+  CQKV_CHECK(ok, "CQ config '{}' is not of the form <c>c<b>b (e.g. 4c8b)", text);
+  CQKV_CHECK(c >= 1 && c <= 64 && b >= 1 && b <= 16,
+             "CQ config '{}': c must be in 1..64 and b in 1..16", text);
+  return CqConfig{c, b};
+}
+
+const char* KeyPositionName(KeyPosition p) {
+  return p == KeyPosition::kPreRope ? "pre-rope" : "post-rope";
+}
+
+KeyPosition ParseKeyPosition(const std::string& text) {
+  if (text == "pre-rope") return KeyPosition::kPreRope;
+  if (text == "post-rope") return KeyPosition::kPostRope;
+  Fail("key position '{}' must be 'pre-rope' or 'post-rope'", text);
+}
+
+void CodebookSet::CheckCompatible(const KvShape& shape, const std::string& source) const {
+  CQKV_CHECK(n_layers == shape.n_layers && n_kv_heads == shape.n_kv_heads &&
+                 head_dim == shape.head_dim,
+             "codebook {} does not fit this model: it was learned on {} layers x {} KV heads x "
+             "head dim {}, the model has {} layers x {} KV heads x head dim {}",
+             source, n_layers, n_kv_heads, head_dim, shape.n_layers, shape.n_kv_heads,
+             shape.head_dim);
+  CQKV_CHECK(shape.head_dim % config.channels == 0,
+             "codebook {}: group size c={} does not divide the model's head dim {}", source,
+             config.channels, shape.head_dim);
+  CQKV_CHECK(shape.model_fingerprint == 0 || shape.model_fingerprint == model_fingerprint,
+             "codebook {} was learned on another model ('{}', fingerprint {:016x}); this "
+             "model's fingerprint is {:016x}. Calibrate codebooks for this model.",
+             source, model_name, model_fingerprint, shape.model_fingerprint);
+  assert(centroids.size() == static_cast<size_t>(2 * n_layers));
+}
+
+void SaveCodebooks(const CodebookSet& set, const std::string& path) {
+  const std::string what = "codebook file " + path;
+  CheckShape(set, what);
+  const uint64_t floats = TableFloats(set);
+  CQKV_CHECK(set.centroids.size() == static_cast<size_t>(2 * set.n_layers),
+             "{}: {} centroid tables for {} layers x (K, V)", what, set.centroids.size(),
+             set.n_layers);
+  for (const auto& t : set.centroids) {
+    CQKV_CHECK(t.size() == floats, "{}: a centroid table has {} floats, expected {}", what,
+               t.size(), floats);
+  }
+  nlohmann::json h;
+  h["config"] = set.config.Name();
+  h["c"] = set.config.channels;
+  h["b"] = set.config.bits;
+  h["keys"] = KeyPositionName(set.keys);
+  h["fisher"] = set.fisher;
+  h["n_layers"] = set.n_layers;
+  h["n_kv_heads"] = set.n_kv_heads;
+  h["head_dim"] = set.head_dim;
+  // Hex string: JSON readers in other languages lose 64-bit integers.
+  h["model_fingerprint"] = fmt::format("{:016x}", set.model_fingerprint);
+  h["model_name"] = set.model_name;
+  h["calibration"] = set.calibration;
+  h["objective"] = set.objective;
+  h["layout"] = "float32 tables per (layer, K then V), each (n_groups, 2^b, c) row-major";
+  const std::string header = h.dump(1);
+
+  std::string out;
+  out.reserve(kPrefixBytes + header.size() + 2 * set.n_layers * floats * 4 + 8);
+  out.append(kMagic, 4);
+  Put<uint32_t>(out, kVersion);
+  Put<uint64_t>(out, header.size());
+  out += header;
+  for (const auto& t : set.centroids) {
+    out.append(reinterpret_cast<const char*>(t.data()), t.size() * sizeof(float));
+  }
+  Put<uint64_t>(out, Fnv1a(reinterpret_cast<const uint8_t*>(out.data()), out.size()));
+  WriteFileAtomic(path, out);
+}
+
+CodebookSet LoadCodebooks(const std::string& path) {
+  const std::string what = "codebook file " + path;
+  const std::string bytes = ReadFile(path);
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  const size_t size = bytes.size();
+  CQKV_CHECK(size >= 4 && std::memcmp(p, kMagic, 4) == 0,
+             "{}: not a cqkv codebook file (bad magic)", what);
+  CQKV_CHECK(size >= kPrefixBytes, "{}: truncated ({} bytes)", what, size);
+  const uint32_t version = Get<uint32_t>(p + 4);
+  CQKV_CHECK(version == kVersion, "{}: unsupported version {} (this build reads version {})",
+             what, version, kVersion);
+  const uint64_t header_len = Get<uint64_t>(p + 8);
+  CQKV_CHECK(header_len <= size && kPrefixBytes + header_len + 8 <= size,
+             "{}: truncated (header of {} bytes, file of {})", what, header_len, size);
+  // A corrupted header usually fails to parse; say it is corrupt rather than blame the header.
+  const bool checksum_ok = Fnv1a(p, size - 8) == Get<uint64_t>(p + size - 8);
+  CodebookSet s;
+  try {
+    const auto h = nlohmann::json::parse(bytes.begin() + kPrefixBytes,
+                                         bytes.begin() + kPrefixBytes + header_len);
+    s.config.channels = h.at("c").get<int>();
+    s.config.bits = h.at("b").get<int>();
+    s.keys = ParseKeyPosition(h.at("keys").get<std::string>());
+    s.fisher = h.at("fisher").get<bool>();
+    s.n_layers = h.at("n_layers").get<int>();
+    s.n_kv_heads = h.at("n_kv_heads").get<int>();
+    s.head_dim = h.at("head_dim").get<int>();
+    const std::string err = ParseHex64(h.at("model_fingerprint").get<std::string>(),
+                                       &s.model_fingerprint);
+    if (!err.empty()) Fail("{}", err);
+    s.model_name = h.at("model_name").get<std::string>();
+    s.calibration = h.at("calibration").get<std::string>();
+    s.objective = h.at("objective").get<std::vector<double>>();
+  } catch (const std::exception& e) {
+    CQKV_CHECK(checksum_ok, "{}: corrupted (checksum mismatch)", what);
+    Fail("{}: bad header: {}", what, e.what());
+  }
+  try {
+    CheckShape(s, what);
+  } catch (const Error&) {
+    CQKV_CHECK(checksum_ok, "{}: corrupted (checksum mismatch)", what);
+    throw;
+  }
+  const uint64_t floats = TableFloats(s);
+  const uint64_t expected = kPrefixBytes + header_len + 2 * s.n_layers * floats * 4 + 8;
+  CQKV_CHECK(size >= expected, "{}: truncated ({} bytes, the header implies {})", what, size,
+             expected);
+  CQKV_CHECK(size == expected,
+             "{}: sizes inconsistent ({} bytes, the header implies {}: trailing data)", what,
+             size, expected);
+  CQKV_CHECK(checksum_ok, "{}: corrupted (checksum mismatch)", what);
+  const uint8_t* data = p + kPrefixBytes + header_len;
+  s.centroids.resize(static_cast<size_t>(2 * s.n_layers));
+  for (auto& t : s.centroids) {
+    t.resize(floats);
+    std::memcpy(t.data(), data, floats * sizeof(float));
+    data += floats * sizeof(float);
+    for (float v : t) CQKV_CHECK(std::isfinite(v), "{}: non-finite centroid value", what);
+  }
+  return s;
+}
+
+}  // namespace cqkv

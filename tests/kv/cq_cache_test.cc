@@ -1,0 +1,298 @@
+#include "kv/cq_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <vector>
+
+#include "model/rope.h"
+#include "quant/kmeans.h"
+#include "util/error.h"
+#include "util/fp16.h"
+
+namespace cqkv {
+namespace {
+
+KvShape Shape(int n_heads, int n_kv, int hd, int max_tokens) {
+  KvShape s;
+  s.n_layers = 2;
+  s.n_heads = n_heads;
+  s.n_kv_heads = n_kv;
+  s.head_dim = hd;
+  s.max_tokens = max_tokens;
+  s.rope_freq_base = 100.0f;  // low base: every channel pair turns noticeably in 32 positions
+  s.model_fingerprint = 0xabcdef;
+  return s;
+}
+
+// Centroids N(0, 1), the same scale as the test's keys and values.
+CodebookSet RandomCodebooks(const KvShape& shape, CqConfig cfg, KeyPosition keys, int seed) {
+  CodebookSet s;
+  s.config = cfg;
+  s.keys = keys;
+  s.n_layers = shape.n_layers;
+  s.n_kv_heads = shape.n_kv_heads;
+  s.head_dim = shape.head_dim;
+  s.model_fingerprint = shape.model_fingerprint;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  for (int t = 0; t < 2 * shape.n_layers; ++t) {
+    s.centroids.emplace_back(static_cast<size_t>(s.n_groups()) * cfg.n_centroids() * cfg.channels);
+    for (auto& v : s.centroids.back()) v = nd(rng);
+  }
+  return s;
+}
+
+// The dequantised row of `x` (kv_dim) under one (layer, kind) of `cb`: each group replaced by its
+// nearest centroid, found by the double-precision reference search.
+std::vector<float> Dequantise(const CodebookSet& cb, int layer, int kind, const float* x) {
+  const int c = cb.config.channels;
+  std::vector<float> out(static_cast<size_t>(cb.kv_dim()));
+  for (int g = 0; g < cb.n_groups(); ++g) {
+    const float* table = cb.Table(layer, kind, g);
+    int32_t code;
+    AssignNearestRef(ConstMat(x + g * c, 1, c), ConstMat(table, cb.config.n_centroids(), c), &code);
+    std::copy_n(table + code * c, c, out.begin() + g * c);
+  }
+  return out;
+}
+
+// Double-precision causal GQA attention over explicit K (post-RoPE) and V rows.
+std::vector<double> NaiveAttention(const KvShape& s, const std::vector<float>& q, int64_t nq,
+                                   int64_t pos0, const std::vector<std::vector<float>>& k,
+                                   const std::vector<std::vector<float>>& v) {
+  const int hd = s.head_dim, qd = s.q_dim();
+  std::vector<double> out(static_cast<size_t>(nq * qd), 0.0);
+  for (int64_t i = 0; i < nq; ++i) {
+    for (int h = 0; h < s.n_heads; ++h) {
+      const int kvh = h / (s.n_heads / s.n_kv_heads);
+      const int64_t n_ctx = pos0 + i + 1;
+      std::vector<double> sc(static_cast<size_t>(n_ctx));
+      double mx = -1e300;
+      for (int64_t t = 0; t < n_ctx; ++t) {
+        double d = 0;
+        for (int c = 0; c < hd; ++c) d += double(q[i * qd + h * hd + c]) * k[t][kvh * hd + c];
+        sc[t] = d / std::sqrt(double(hd));
+        mx = std::max(mx, sc[t]);
+      }
+      double sum = 0;
+      for (auto& x : sc) sum += (x = std::exp(x - mx));
+      for (int64_t t = 0; t < n_ctx; ++t) {
+        for (int c = 0; c < hd; ++c) out[i * qd + h * hd + c] += sc[t] / sum * v[t][kvh * hd + c];
+      }
+    }
+  }
+  return out;
+}
+
+struct Case {
+  const char* config;
+  int hd;
+};
+
+class CqCacheTest
+    : public ::testing::TestWithParam<std::tuple<Case, int /*q per kv*/, bool /*pre*/, int>> {};
+
+// Appends blocks of varying size (prefill, then decode) to every layer and checks each block's
+// attention in layer 1 against dequantise-then-attend in double. Window tokens use their fp16
+// post-RoPE K and V. The cache sums fp32 products over one head, hence 1e-5 relative.
+TEST_P(CqCacheTest, MatchesDequantisedReference) {
+  const auto& [cs, q_per_kv, pre, window] = GetParam();
+  const KvShape s = Shape(2 * q_per_kv, 2, cs.hd, 32);
+  const CqConfig cfg = CqConfig::Parse(cs.config);
+  const CodebookSet cb =
+      RandomCodebooks(s, cfg, pre ? KeyPosition::kPreRope : KeyPosition::kPostRope, 21);
+  auto cache = MakeCqCache(cb, s, window, "cq:<test>");
+  ThreadPool pool(2);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  const int layer = 1, kvd = s.kv_dim();
+  // Per token: dequantised K (post-RoPE) and V, and the fp16-rounded originals.
+  std::vector<std::vector<float>> deq_k, deq_v, win_k, win_v;
+  int64_t pos = 0;
+  for (int64_t block : {5, 1, 1, 9, 1, 3}) {
+    std::vector<float> k_pre(static_cast<size_t>(block * kvd)), k(k_pre.size()), v(k_pre.size()),
+        q(static_cast<size_t>(block * s.q_dim()));
+    for (auto& x : k_pre) x = nd(rng);
+    for (auto& x : v) x = nd(rng);
+    for (auto& x : q) x = nd(rng);
+    k = k_pre;
+    for (int64_t i = 0; i < block; ++i) {
+      ApplyRope(k.data() + i * kvd, s.n_kv_heads, s.head_dim, pos + i, s.rope_freq_base,
+                s.rope_type);
+      std::vector<float> dk = Dequantise(cb, layer, 0, (pre ? k_pre : k).data() + i * kvd);
+      if (pre) {
+        ApplyRope(dk.data(), s.n_kv_heads, s.head_dim, pos + i, s.rope_freq_base, s.rope_type);
+      }
+      deq_k.push_back(dk);
+      deq_v.push_back(Dequantise(cb, layer, 1, v.data() + i * kvd));
+      std::vector<float> wk(kvd), wv(kvd);
+      for (int c = 0; c < kvd; ++c) {
+        wk[c] = F16ToF32(F32ToF16(k[i * kvd + c]));
+        wv[c] = F16ToF32(F32ToF16(v[i * kvd + c]));
+      }
+      win_k.push_back(wk);
+      win_v.push_back(wv);
+    }
+    const ConstMat kp(k_pre.data(), block, kvd), km(k.data(), block, kvd), vm(v.data(), block, kvd);
+    for (int l = 0; l < s.n_layers; ++l) cache->Append(l, KvBlock{pos, kp, km, vm});
+    pos += block;
+    // The last `window` tokens of the cache are read at full precision.
+    std::vector<std::vector<float>> ref_k = deq_k, ref_v = deq_v;
+    for (int64_t t = std::max<int64_t>(0, pos - window); t < pos; ++t) {
+      ref_k[t] = win_k[t];
+      ref_v[t] = win_v[t];
+    }
+    const int64_t pos0 = pos - block;
+    std::vector<float> out(q.size());
+    cache->Attend(layer, ConstMat(q.data(), block, s.q_dim()), pos0,
+                  Mat(out.data(), block, s.q_dim()), pool);
+    const auto ref = NaiveAttention(s, q, block, pos0, ref_k, ref_v);
+    for (size_t i = 0; i < out.size(); ++i) {
+      ASSERT_NEAR(out[i], ref[i], 1e-5 * (1 + std::fabs(ref[i])))
+          << "block at " << pos0 << " i=" << i;
+    }
+  }
+  EXPECT_EQ(cache->tokens(0), pos);
+  cache->Clear();
+  EXPECT_EQ(cache->tokens(1), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, CqCacheTest,
+                         ::testing::Combine(::testing::Values(Case{"2c8b", 16}, Case{"4c8b", 16},
+                                                              Case{"8c8b", 16}, Case{"4c4b", 16},
+                                                              Case{"8c4b", 16}, Case{"1c1b", 16},
+                                                              Case{"3c5b", 12}, Case{"2c16b", 8}),
+                                            ::testing::Values(1, 2, 4), ::testing::Bool(),
+                                            ::testing::Values(0, 6)));
+
+// One cached token whose every group is exactly a centroid: it must be encoded to that index
+// and decoded to exactly those values, so attention (one key: weight 1) returns V exactly.
+TEST(CqCache, TokenOnACentroidDecodesExactly) {
+  for (const char* config : {"4c8b", "4c4b", "3c5b", "1c1b"}) {
+    for (bool pre : {false, true}) {
+      const CqConfig cfg = CqConfig::Parse(config);
+      const KvShape s = Shape(4, 2, cfg.channels * 4, 4);
+      const CodebookSet cb =
+          RandomCodebooks(s, cfg, pre ? KeyPosition::kPreRope : KeyPosition::kPostRope, 5);
+      auto cache = MakeCqCache(cb, s, 0, "cq:<test>");
+      std::vector<float> k(s.kv_dim()), v(s.kv_dim()), q(s.q_dim(), 0.5f), out(s.q_dim());
+      const int c = cfg.channels;
+      for (int g = 0; g < cb.n_groups(); ++g) {
+        const int code = (g * 37 + 11) % cfg.n_centroids();
+        std::copy_n(cb.Table(0, 0, g) + code * c, c, k.begin() + g * c);
+        std::copy_n(cb.Table(0, 1, g) + code * c, c, v.begin() + g * c);
+      }
+      const ConstMat km(k.data(), 1, s.kv_dim()), vm(v.data(), 1, s.kv_dim());
+      cache->Append(0, KvBlock{0, km, km, vm});
+      ThreadPool pool(1);
+      cache->Attend(0, ConstMat(q.data(), 1, s.q_dim()), 0, Mat(out.data(), 1, s.q_dim()), pool);
+      for (int h = 0; h < s.n_heads; ++h) {
+        const int kvh = h / 2;
+        for (int d = 0; d < s.head_dim; ++d) {
+          ASSERT_EQ(out[h * s.head_dim + d], v[kvh * s.head_dim + d]) << config << " " << h;
+        }
+      }
+    }
+  }
+}
+
+// A window as large as the context keeps everything in fp16: attention is the fp16 cache's.
+TEST(CqCache, WindowCoveringTheContextIsFp16) {
+  const KvShape s = Shape(4, 2, 16, 8);
+  auto cq = MakeCqCache(RandomCodebooks(s, CqConfig{4, 2}, KeyPosition::kPostRope, 1), s, 100,
+                        "cq:<test>:r100");
+  auto fp16 = MakeKvCache("fp16", s);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  std::vector<float> k(8 * s.kv_dim()), v(k.size()), q(8 * s.q_dim()), a(q.size()), b(q.size());
+  for (auto* vec : {&k, &v, &q}) {
+    for (auto& x : *vec) x = nd(rng);
+  }
+  const ConstMat km(k.data(), 8, s.kv_dim()), vm(v.data(), 8, s.kv_dim());
+  cq->Append(0, KvBlock{0, km, km, vm});
+  fp16->Append(0, KvBlock{0, km, km, vm});
+  ThreadPool pool(2);
+  cq->Attend(0, ConstMat(q.data(), 8, s.q_dim()), 0, Mat(a.data(), 8, s.q_dim()), pool);
+  fp16->Attend(0, ConstMat(q.data(), 8, s.q_dim()), 0, Mat(b.data(), 8, s.q_dim()), pool);
+  EXPECT_EQ(a, b);
+  EXPECT_DOUBLE_EQ(cq->BytesPerToken(), CqBytesPerToken(CqConfig{4, 2}, s, 8).total());
+}
+
+TEST(CqCache, BytesPerTokenIsCodeBitsPlusAmortisedTables) {
+  // LLaMA-7B: 32 layers, 32 KV heads of 128 channels, 4096-token context.
+  KvShape llama;
+  llama.n_layers = 32;
+  llama.n_heads = 32;
+  llama.n_kv_heads = 32;
+  llama.head_dim = 128;
+  llama.max_tokens = 4096;
+  const CqConfig c8b8{8, 8};
+  EXPECT_EQ(CqCodeBitsPerChannel(c8b8), 1.0);
+  const CqBytes b = CqBytesPerToken(c8b8, llama, 0);
+  EXPECT_EQ(b.codes, 2.0 * 32 * 4096 / 8);  // exactly 1 bit per channel
+  EXPECT_EQ(b.tables, 2.0 * 32 * 512 * 256 * 8 * 4 / 4096);
+  EXPECT_EQ(b.window, 0.0);
+  const CqBytes w = CqBytesPerToken(CqConfig{4, 8}, llama, 128);
+  EXPECT_EQ(w.codes, 2.0 * 32 * 4096 * 2 / 8);
+  EXPECT_EQ(w.window, 128.0 * 2 * 32 * 4096 * 2 / 4096);
+  EXPECT_EQ(CqCodeBitsPerChannel(CqConfig{3, 5}), 5.0 / 3.0);
+
+  const KvShape s = Shape(4, 2, 24, 64);
+  const CqConfig c3b5{3, 5};
+  auto cache = MakeCqCache(RandomCodebooks(s, c3b5, KeyPosition::kPostRope, 1), s, 16, "cq:x");
+  const double n_groups = 48.0 / 3;
+  EXPECT_DOUBLE_EQ(
+      cache->BytesPerToken(),
+      2 * 2 * n_groups * 5 / 8 + 2 * 2 * n_groups * 32 * 3 * 4 / 64.0 + 16 * 2 * 2 * 48 * 2 / 64.0);
+  EXPECT_DOUBLE_EQ(cache->BitsPerChannel(), 5.0 / 3.0);
+}
+
+TEST(CqCache, SpecParsing) {
+  EXPECT_EQ(ParseCqSpec("cq:/a/b.cqcb").path, "/a/b.cqcb");
+  EXPECT_EQ(ParseCqSpec("cq:/a/b.cqcb").window, 0);
+  const CqSpec r = ParseCqSpec("cq:/a/b.cqcb:r32");
+  EXPECT_EQ(r.path, "/a/b.cqcb");
+  EXPECT_EQ(r.window, 32);
+  EXPECT_EQ(ParseCqSpec("cq:x:rab").path, "x:rab");
+  EXPECT_THROW(ParseCqSpec("cq:"), Error);
+  EXPECT_THROW(ParseCqSpec("cq::r4"), Error);
+}
+
+TEST(CqCache, FromFileThroughMakeKvCache) {
+  const KvShape s = Shape(4, 2, 16, 16);
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "cqkv_cq_cache_test.cqcb").string();
+  SaveCodebooks(RandomCodebooks(s, CqConfig{4, 4}, KeyPosition::kPreRope, 9), path);
+  auto cache = MakeKvCache("cq:" + path + ":r4", s);
+  EXPECT_EQ(cache->format(), "cq:" + path + ":r4");
+  EXPECT_DOUBLE_EQ(cache->BytesPerToken(), CqBytesPerToken(CqConfig{4, 4}, s, 4).total());
+  // Pre-RoPE codebooks need the pre-RoPE keys.
+  std::vector<float> x(s.kv_dim());
+  const ConstMat m(x.data(), 1, s.kv_dim());
+  EXPECT_THROW(cache->Append(0, KvBlock{0, ConstMat(), m, m}), Error);
+  // Another model: the error names the file.
+  KvShape other = s;
+  other.model_fingerprint = 0x99;
+  try {
+    MakeKvCache("cq:" + path, other);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+  other = s;
+  other.n_layers = 3;
+  EXPECT_THROW(MakeKvCache("cq:" + path, other), Error);
+  std::filesystem::remove(path);
+  try {
+    MakeKvCache("cq:" + path, s);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace cqkv

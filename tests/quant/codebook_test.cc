@@ -1,0 +1,169 @@
+#include "quant/codebook.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include "kv/kv_cache.h"
+#include "util/error.h"
+#include "util/mapped_file.h"
+
+namespace cqkv {
+namespace {
+
+CodebookSet RandomSet(CqConfig cfg, int n_layers, int n_kv_heads, int head_dim, uint64_t seed) {
+  CodebookSet s;
+  s.config = cfg;
+  s.keys = KeyPosition::kPreRope;
+  s.fisher = true;
+  s.n_layers = n_layers;
+  s.n_kv_heads = n_kv_heads;
+  s.head_dim = head_dim;
+  s.model_fingerprint = 0xfedcba9876543210ull;
+  s.model_name = "tiny \"model\".bin";
+  s.calibration = "c4 docs 0..9, 4x64 tokens";
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  std::normal_distribution<float> nd;
+  const size_t floats = static_cast<size_t>(s.n_groups()) * cfg.n_centroids() * cfg.channels;
+  for (int t = 0; t < 2 * n_layers; ++t) {
+    s.centroids.emplace_back(floats);
+    for (auto& v : s.centroids.back()) v = nd(rng);
+    s.objective.push_back(0.1 + 1.0 / 3.0 * t);
+  }
+  return s;
+}
+
+std::string TempPath(const std::string& name) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  return (std::filesystem::temp_directory_path() /
+          (std::string("cqkv_codebook_") + info->name() + "_" + name))
+      .string();
+}
+
+// Runs fn, expecting a cqkv::Error whose message contains every one of `parts`.
+template <typename Fn>
+void ExpectErrorMentioning(Fn fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error thrown";
+  } catch (const Error& e) {
+    for (const auto& part : parts) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
+          << "'" << part << "' not in: " << e.what();
+    }
+  }
+}
+
+TEST(CqConfig, ParseAndName) {
+  const CqConfig c = CqConfig::Parse("8c4b");
+  EXPECT_EQ(c.channels, 8);
+  EXPECT_EQ(c.bits, 4);
+  EXPECT_EQ(c.n_centroids(), 16);
+  EXPECT_EQ(c.Name(), "8c4b");
+  EXPECT_EQ(CqConfig::Parse("1c16b").n_centroids(), 65536);
+  for (const char* bad : {"", "4c", "c8b", "4c8", "4x8b", "4c8bb", "0c8b", "4c17b", "65c8b"}) {
+    ExpectErrorMentioning([&] { CqConfig::Parse(bad); }, {std::string("'") + bad + "'"});
+  }
+  EXPECT_EQ(ParseKeyPosition("pre-rope"), KeyPosition::kPreRope);
+  EXPECT_STREQ(KeyPositionName(KeyPosition::kPostRope), "post-rope");
+  EXPECT_THROW(ParseKeyPosition("prerope"), Error);
+}
+
+TEST(Codebook, SaveLoadRoundTripIsExact) {
+  const CodebookSet s = RandomSet(CqConfig{3, 5}, 2, 2, 12, 1);
+  const std::string path = TempPath("rt.cqcb");
+  SaveCodebooks(s, path);
+  const CodebookSet r = LoadCodebooks(path);
+  EXPECT_EQ(r.config.channels, 3);
+  EXPECT_EQ(r.config.bits, 5);
+  EXPECT_EQ(r.keys, s.keys);
+  EXPECT_EQ(r.fisher, s.fisher);
+  EXPECT_EQ(r.n_layers, s.n_layers);
+  EXPECT_EQ(r.n_kv_heads, s.n_kv_heads);
+  EXPECT_EQ(r.head_dim, s.head_dim);
+  EXPECT_EQ(r.model_fingerprint, s.model_fingerprint);
+  EXPECT_EQ(r.model_name, s.model_name);
+  EXPECT_EQ(r.calibration, s.calibration);
+  EXPECT_EQ(r.objective, s.objective);  // bitwise: JSON keeps round-trip digits
+  EXPECT_EQ(r.centroids, s.centroids);
+  EXPECT_EQ(r.Table(1, 1, 3)[2], s.centroids[3][3 * 32 * 3 + 2]);
+  std::filesystem::remove(path);
+}
+
+TEST(Codebook, DamagedFilesAreClearErrors) {
+  const std::string path = TempPath("good.cqcb");
+  SaveCodebooks(RandomSet(CqConfig{4, 4}, 2, 2, 16, 2), path);
+  const std::string bytes = ReadFile(path);
+  const std::string bad = TempPath("bad.cqcb");
+  auto write = [&](const std::string& b) {
+    std::ofstream(bad, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
+  };
+  for (size_t len : {size_t{0}, size_t{3}, size_t{10}, size_t{40}, bytes.size() / 2,
+                     bytes.size() - 9, bytes.size() - 1}) {
+    write(bytes.substr(0, len));
+    ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad});
+  }
+  write(bytes.substr(0, bytes.size() - 100));
+  ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "truncated"});
+  // One flipped bit in the centroid data, and one in the JSON header.
+  std::string flipped = bytes;
+  flipped[bytes.size() - 200] ^= 0x10;
+  write(flipped);
+  ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "checksum"});
+  flipped = bytes;
+  flipped[30] ^= 0x01;
+  write(flipped);
+  ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad});
+  write(bytes + "x");
+  ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "inconsistent"});
+  std::string v2 = bytes;
+  v2[4] = 2;
+  write(v2);
+  ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "unsupported version 2"});
+  write("# a text file, not a codebook\n");
+  ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "not a cqkv codebook file"});
+  ExpectErrorMentioning([&] { LoadCodebooks(bad + ".missing"); }, {bad + ".missing"});
+  std::filesystem::remove(path);
+  std::filesystem::remove(bad);
+}
+
+TEST(Codebook, SaveRejectsInconsistentSets) {
+  CodebookSet s = RandomSet(CqConfig{4, 4}, 2, 2, 16, 3);
+  s.centroids[1].pop_back();
+  EXPECT_THROW(SaveCodebooks(s, TempPath("x.cqcb")), Error);
+  s = RandomSet(CqConfig{4, 4}, 2, 2, 16, 3);
+  s.head_dim = 18;  // c = 4 does not divide it
+  EXPECT_THROW(SaveCodebooks(s, TempPath("x.cqcb")), Error);
+}
+
+TEST(Codebook, CheckCompatible) {
+  const CodebookSet s = RandomSet(CqConfig{4, 4}, 2, 2, 16, 4);
+  KvShape shape;
+  shape.n_layers = 2;
+  shape.n_heads = 4;
+  shape.n_kv_heads = 2;
+  shape.head_dim = 16;
+  shape.max_tokens = 8;
+  shape.model_fingerprint = s.model_fingerprint;
+  s.CheckCompatible(shape, "cb.cqcb");
+  shape.model_fingerprint = 0;  // unknown model: only shapes are checked
+  s.CheckCompatible(shape, "cb.cqcb");
+
+  KvShape other = shape;
+  other.n_layers = 3;
+  ExpectErrorMentioning([&] { s.CheckCompatible(other, "cb.cqcb"); },
+                        {"cb.cqcb", "learned on 2 layers", "the model has 3 layers"});
+  other = shape;
+  other.head_dim = 32;
+  ExpectErrorMentioning([&] { s.CheckCompatible(other, "cb.cqcb"); }, {"cb.cqcb", "head dim"});
+  other = shape;
+  other.model_fingerprint = 0x1234;
+  ExpectErrorMentioning([&] { s.CheckCompatible(other, "cb.cqcb"); },
+                        {"cb.cqcb", "another model", "fedcba9876543210", "0000000000001234"});
+}
+
+}  // namespace
+}  // namespace cqkv

@@ -1,0 +1,90 @@
+// `cqkv kv-grads`: K/V activations and the gradients of the window's summed NLL with respect to
+// them (model/backward.h), as raw float32 for the NumPy reference check and for inspection.
+#include <fmt/core.h>
+
+#include <chrono>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/backward.h"
+#include "tools/common.h"
+#include "util/error.h"
+#include "util/mapped_file.h"
+
+namespace cqkv::tools {
+
+void RegisterKvGrads(CLI::App& app) {
+  struct Opts {
+    ModelOptions m;
+    std::string tokens, out;
+    int random = 0;
+    uint32_t seed = 1;
+  };
+  auto o = std::make_shared<Opts>();
+  CLI::App* cmd = app.add_subcommand(
+      "kv-grads",
+      "write K/V activations and d(summed NLL)/d(K, K_pre, V) of one window as raw float32: "
+      "for each layer, six (n_tokens x kv_dim) row-major blocks k_pre, k, v, dk_pre, dk, dv; "
+      "prints a JSON summary (loss, shapes, seconds)");
+  AddModelOptions(cmd, o->m);
+  auto* tok = cmd->add_option("--tokens", o->tokens, "comma-separated token ids of the window");
+  auto* rnd = cmd->add_option("--random", o->random, "use N random token ids instead (timing)")
+                  ->check(CLI::PositiveNumber);
+  tok->excludes(rnd);
+  cmd->add_option("--seed", o->seed, "seed of --random");
+  cmd->add_option("-o,--out", o->out, "output file (omit to only time and print the summary)");
+  cmd->callback([o] {
+    auto model = LoadModelFrom(o->m);
+    std::vector<int32_t> ids;
+    if (o->random > 0) {
+      std::mt19937 rng(o->seed);
+      for (int i = 0; i < o->random; ++i) {
+        ids.push_back(static_cast<int32_t>(rng() % model->config.vocab_size));
+      }
+    } else {
+      std::stringstream ss(o->tokens);
+      std::string item;
+      while (std::getline(ss, item, ',')) {
+        try {
+          ids.push_back(std::stoi(item));
+        } catch (const std::exception&) {
+          Fail("--tokens: '{}' is not an integer", item);
+        }
+      }
+    }
+    CQKV_CHECK(ids.size() >= 2, "kv-grads: give at least 2 token ids with --tokens or --random");
+    ThreadPool pool(o->m.threads);
+    KvActivations acts;
+    KvGradients grads;
+    const auto t0 = std::chrono::steady_clock::now();
+    ForwardBackwardKv(*model, ids, pool, &acts, &grads);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!o->out.empty()) {
+      std::string bytes;
+      for (int l = 0; l < acts.n_layers; ++l) {
+        for (const auto* block : {&acts.k_pre[l], &acts.k[l], &acts.v[l], &grads.dk_pre[l],
+                                  &grads.dk[l], &grads.dv[l]}) {
+          bytes.append(reinterpret_cast<const char*>(block->data()), block->size() * sizeof(float));
+        }
+      }
+      WriteFileAtomic(o->out, bytes);
+    }
+    nlohmann::json j = {
+        {"n_tokens", acts.n_tokens},
+        {"n_layers", acts.n_layers},
+        {"kv_dim", acts.kv_dim},
+        {"loss", grads.loss},
+        {"n_predicted", grads.n_predicted},
+        {"threads", pool.size()},
+        {"seconds", seconds},
+        {"layout", "per layer: k_pre, k, v, dk_pre, dk, dv; each (n_tokens, kv_dim)"}};
+    fmt::print("{}\n", j.dump());
+  });
+}
+
+}  // namespace cqkv::tools
