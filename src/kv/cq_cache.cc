@@ -34,9 +34,7 @@ class CodeStream {
  public:
   explicit CodeStream(int bits = 8) : bits_(bits) {}
   // Room for n codes, plus 4 spare zero bytes so ReadCode's word load stays in bounds.
-  void Resize(int64_t n) {
-    bytes_.resize(static_cast<size_t>((n * bits_ + 7) / 8 + 4), 0);
-  }
+  void Resize(int64_t n) { bytes_.resize(static_cast<size_t>((n * bits_ + 7) / 8 + 4), 0); }
   void Clear() { bytes_.clear(); }
   void Put(int64_t i, uint32_t code) {
     assert(code < (1u << bits_));
@@ -99,8 +97,8 @@ class CqKvCache final : public KvCache {
     }
     if (keys_ == KeyPosition::kPreRope) {
       CQKV_CHECK(shape.head_dim % 2 == 0 && shape.head_dim <= kMaxHeadDim,
-                 "--kv {}: pre-RoPE keys need an even head dim <= {}, got {}", spec_,
-                 kMaxHeadDim, shape.head_dim);
+                 "--kv {}: pre-RoPE keys need an even head dim <= {}, got {}", spec_, kMaxHeadDim,
+                 shape.head_dim);
       // Pre-RoPE codebooks see keys without the position-dependent rotation (the paper's
       // choice, since channel pairs then keep one distribution across positions), so a
       // dequantised key must be rotated to its own position at attention time.
@@ -220,7 +218,9 @@ class CqKvCache final : public KvCache {
     std::fill(n_.begin(), n_.end(), 0);
   }
 
-  double BytesPerToken() const override { return CqBytesPerToken(config_, shape_, window_).total(); }
+  double BytesPerToken() const override {
+    return CqBytesPerToken(config_, shape_, window_).total();
+  }
   double BitsPerChannel() const override { return CqCodeBitsPerChannel(config_); }
 
  private:

@@ -65,8 +65,9 @@ uint32_t UniformGroup::Encode(float x) const {
   // A scale that rounded to fp16 zero (range below 6e-8) codes the whole group as min.
   if (!(scale > 0.0f)) return 0;
   const float q = std::nearbyint((x - min) / scale);
-  const float top = static_cast<float>((1u << bits) - 1u);
-  return static_cast<uint32_t>(std::clamp(q, 0.0f, top));
+  // Written so a NaN lands on code 0 instead of an out-of-range integer conversion.
+  if (!(q > 0.0f)) return 0;
+  return static_cast<uint32_t>(std::min(q, static_cast<float>((1u << bits) - 1u)));
 }
 
 std::span<const float> NormalFloatLevels(int bits) {

@@ -37,11 +37,11 @@ class KiviCache final : public QuantKvCache {
     Layer& L = layers_[layer];
     const int64_t kv_dim = shape_.kv_dim();
     for (int64_t i = 0; i < block.k.rows; ++i) {
-      const size_t w = L.wk.size();
-      L.wk.resize(w + kv_dim);
-      L.wv.resize(w + kv_dim);
-      F32ToF16Row(block.k.Row(i), L.wk.data() + w, kv_dim);
-      F32ToF16Row(block.v.Row(i), L.wv.data() + w, kv_dim);
+      const size_t end = L.wk.size();
+      L.wk.resize(end + kv_dim);
+      L.wv.resize(end + kv_dim);
+      F32ToF16Row(block.k.Row(i), L.wk.data() + end, kv_dim);
+      F32ToF16Row(block.v.Row(i), L.wv.data() + end, kv_dim);
       // Flushing per token keeps the window within its bound even inside a long prefill block.
       if (window_rows(L) - residual_ >= group_) Flush(L);
     }

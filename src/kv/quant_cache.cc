@@ -27,8 +27,8 @@ void QuantKvCache::CheckAppend(int layer, const KvBlock& block) const {
 
 void QuantKvCache::Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const {
   CQKV_CHECK(pos0 + q.rows <= tokens(layer), "kv cache: attending past the cached tokens");
-  // Dequantises each (token, head) row into registers' worth of stack scratch and reuses the
-  // dense dot/axpy; a fused kernel over codes is a later optimisation.
+  // Dequantises each (token, head) row into stack scratch and reuses the dense dot/axpy; a
+  // kernel working on the codes directly is a later optimisation.
   struct Ops {
     const QuantKvCache* cache;
     int layer;

@@ -15,6 +15,10 @@ namespace cqkv {
 
 enum class KvPart { kKey, kValue };
 
+// BytesPerToken of every subclass is the most bytes one sequence's cache ever holds (over
+// 1..max_tokens tokens: codes, fp16 side parameters, and transient full-precision buffers such as
+// int<B>-channel's fp32 staging of a partial group or KIVI's fp16 window) divided by max_tokens.
+// Capacity planning needs that peak; for per-token formats it is simply the per-token cost.
 class QuantKvCache : public KvCache {
  public:
   // Largest head_dim Attend handles (its per-row scratch lives on the stack).

@@ -55,16 +55,16 @@ void CheckShape(const CodebookSet& s, const std::string& what) {
   const CqConfig& c = s.config;
   CQKV_CHECK(c.channels >= 1 && c.channels <= 64 && c.bits >= 1 && c.bits <= 16,
              "{}: config c={} b={} out of range (c 1..64, b 1..16)", what, c.channels, c.bits);
-  CQKV_CHECK(s.n_layers >= 1 && s.n_layers <= 4096 && s.n_kv_heads >= 1 &&
-                 s.n_kv_heads <= 4096 && s.head_dim >= 1 && s.head_dim <= 65536,
+  CQKV_CHECK(s.n_layers >= 1 && s.n_layers <= 4096 && s.n_kv_heads >= 1 && s.n_kv_heads <= 4096 &&
+                 s.head_dim >= 1 && s.head_dim <= 65536,
              "{}: implausible shape ({} layers, {} KV heads, head dim {})", what, s.n_layers,
              s.n_kv_heads, s.head_dim);
   CQKV_CHECK(s.head_dim % c.channels == 0,
              "{}: sizes inconsistent: group size c={} does not divide head dim {}", what,
              c.channels, s.head_dim);
   CQKV_CHECK(s.objective.empty() || s.objective.size() == static_cast<size_t>(2 * s.n_layers),
-             "{}: sizes inconsistent: {} objective values for {} layers", what,
-             s.objective.size(), s.n_layers);
+             "{}: sizes inconsistent: {} objective values for {} layers", what, s.objective.size(),
+             s.n_layers);
 }
 
 std::string ParseHex64(const std::string& text, uint64_t* out) {
@@ -108,12 +108,11 @@ KeyPosition ParseKeyPosition(const std::string& text) {
 }
 
 void CodebookSet::CheckCompatible(const KvShape& shape, const std::string& source) const {
-  CQKV_CHECK(n_layers == shape.n_layers && n_kv_heads == shape.n_kv_heads &&
-                 head_dim == shape.head_dim,
-             "codebook {} does not fit this model: it was learned on {} layers x {} KV heads x "
-             "head dim {}, the model has {} layers x {} KV heads x head dim {}",
-             source, n_layers, n_kv_heads, head_dim, shape.n_layers, shape.n_kv_heads,
-             shape.head_dim);
+  CQKV_CHECK(
+      n_layers == shape.n_layers && n_kv_heads == shape.n_kv_heads && head_dim == shape.head_dim,
+      "codebook {} does not fit this model: it was learned on {} layers x {} KV heads x "
+      "head dim {}, the model has {} layers x {} KV heads x head dim {}",
+      source, n_layers, n_kv_heads, head_dim, shape.n_layers, shape.n_kv_heads, shape.head_dim);
   CQKV_CHECK(shape.head_dim % config.channels == 0,
              "codebook {}: group size c={} does not divide the model's head dim {}", source,
              config.channels, shape.head_dim);
@@ -174,8 +173,8 @@ CodebookSet LoadCodebooks(const std::string& path) {
              "{}: not a cqkv codebook file (bad magic)", what);
   CQKV_CHECK(size >= kPrefixBytes, "{}: truncated ({} bytes)", what, size);
   const uint32_t version = Get<uint32_t>(p + 4);
-  CQKV_CHECK(version == kVersion, "{}: unsupported version {} (this build reads version {})",
-             what, version, kVersion);
+  CQKV_CHECK(version == kVersion, "{}: unsupported version {} (this build reads version {})", what,
+             version, kVersion);
   const uint64_t header_len = Get<uint64_t>(p + 8);
   CQKV_CHECK(header_len <= size && kPrefixBytes + header_len + 8 <= size,
              "{}: truncated (header of {} bytes, file of {})", what, header_len, size);
@@ -192,8 +191,8 @@ CodebookSet LoadCodebooks(const std::string& path) {
     s.n_layers = h.at("n_layers").get<int>();
     s.n_kv_heads = h.at("n_kv_heads").get<int>();
     s.head_dim = h.at("head_dim").get<int>();
-    const std::string err = ParseHex64(h.at("model_fingerprint").get<std::string>(),
-                                       &s.model_fingerprint);
+    const std::string err =
+        ParseHex64(h.at("model_fingerprint").get<std::string>(), &s.model_fingerprint);
     if (!err.empty()) Fail("{}", err);
     s.model_name = h.at("model_name").get<std::string>();
     s.calibration = h.at("calibration").get<std::string>();
@@ -213,8 +212,8 @@ CodebookSet LoadCodebooks(const std::string& path) {
   CQKV_CHECK(size >= expected, "{}: truncated ({} bytes, the header implies {})", what, size,
              expected);
   CQKV_CHECK(size == expected,
-             "{}: sizes inconsistent ({} bytes, the header implies {}: trailing data)", what,
-             size, expected);
+             "{}: sizes inconsistent ({} bytes, the header implies {}: trailing data)", what, size,
+             expected);
   CQKV_CHECK(checksum_ok, "{}: corrupted (checksum mismatch)", what);
   const uint8_t* data = p + kPrefixBytes + header_len;
   s.centroids.resize(static_cast<size_t>(2 * s.n_layers));

@@ -76,14 +76,22 @@ void AssignRows(const float* HWY_RESTRICT x, int64_t n, int64_t xs, int d,
 void AssignImpl(const float* x, int64_t n, int64_t xs, int d, const float* ct, int64_t cs,
                 int64_t k, int32_t* out, float* dist) {
   switch (d) {
-    case 1: return AssignRows<1>(x, n, xs, d, ct, cs, k, out, dist);
-    case 2: return AssignRows<2>(x, n, xs, d, ct, cs, k, out, dist);
-    case 3: return AssignRows<3>(x, n, xs, d, ct, cs, k, out, dist);
-    case 4: return AssignRows<4>(x, n, xs, d, ct, cs, k, out, dist);
-    case 6: return AssignRows<6>(x, n, xs, d, ct, cs, k, out, dist);
-    case 8: return AssignRows<8>(x, n, xs, d, ct, cs, k, out, dist);
-    case 16: return AssignRows<16>(x, n, xs, d, ct, cs, k, out, dist);
-    default: return AssignRows<0>(x, n, xs, d, ct, cs, k, out, dist);
+    case 1:
+      return AssignRows<1>(x, n, xs, d, ct, cs, k, out, dist);
+    case 2:
+      return AssignRows<2>(x, n, xs, d, ct, cs, k, out, dist);
+    case 3:
+      return AssignRows<3>(x, n, xs, d, ct, cs, k, out, dist);
+    case 4:
+      return AssignRows<4>(x, n, xs, d, ct, cs, k, out, dist);
+    case 6:
+      return AssignRows<6>(x, n, xs, d, ct, cs, k, out, dist);
+    case 8:
+      return AssignRows<8>(x, n, xs, d, ct, cs, k, out, dist);
+    case 16:
+      return AssignRows<16>(x, n, xs, d, ct, cs, k, out, dist);
+    default:
+      return AssignRows<0>(x, n, xs, d, ct, cs, k, out, dist);
   }
 }
 
@@ -139,8 +147,8 @@ namespace {
 void Assign(ConstMat x, ConstMat ct, int32_t* out, float* dist) {
   assert(x.cols == ct.rows);
   if (x.rows == 0) return;
-  HWY_DYNAMIC_DISPATCH(AssignImpl)(x.data, x.rows, x.stride, static_cast<int>(x.cols), ct.data,
-                                   ct.stride, ct.cols, out, dist);
+  HWY_DYNAMIC_DISPATCH(AssignImpl)
+  (x.data, x.rows, x.stride, static_cast<int>(x.cols), ct.data, ct.stride, ct.cols, out, dist);
 }
 
 // Deterministic across standard libraries, unlike std::uniform_real_distribution.
@@ -161,7 +169,7 @@ struct Points {
   std::vector<float> x;   // (n, d)
   std::vector<float> xt;  // (d, n), for the vectorisable seeding loops
   std::vector<double> w;  // (n)
-  std::vector<float> wf;  // (n) the same, for the seeding loops
+  std::vector<float> wf;  // (n) w / mean(w), for the seeding loops
   double w_sum = 0;
 };
 
@@ -214,7 +222,9 @@ Points PreparePoints(ConstMat x, std::span<const float> weights) {
     p.x.insert(p.x.end(), row, row + d);
     p.w.push_back(w);
   }
-  p.wf.assign(p.w.begin(), p.w.end());
+  // Scaled to mean 1 so that w * D^2 stays in float range for any scale of Fisher weights.
+  p.wf.resize(p.w.size());
+  for (int64_t i = 0; i < p.n; ++i) p.wf[i] = static_cast<float>(p.w[i] * p.n / p.w_sum);
   p.xt.resize(p.x.size());
   for (int64_t i = 0; i < p.n; ++i) {
     for (int c = 0; c < d; ++c) p.xt[c * p.n + i] = p.x[i * d + c];
@@ -366,10 +376,14 @@ KMeansResult RunLloyd(const Points& p, const KMeansParams& params, uint64_t seed
   KMeansResult r;
   r.centroids.resize(static_cast<size_t>(k) * d);
   Rng rng(seed);
-  const int trials = params.seed_trials > 0
-                         ? params.seed_trials
-                         : 2 + static_cast<int>(std::log(static_cast<double>(k)));
-  SeedPlusPlus(p, k, trials, rng, r.centroids.data());
+  if (!params.init_centroids.empty()) {
+    r.centroids = params.init_centroids;
+  } else {
+    const int trials = params.seed_trials > 0
+                           ? params.seed_trials
+                           : 2 + static_cast<int>(std::log(static_cast<double>(k)));
+    SeedPlusPlus(p, k, trials, rng, r.centroids.data());
+  }
   std::vector<float> ct(r.centroids.size()), dist(static_cast<size_t>(p.n));
   std::vector<int32_t> idx(static_cast<size_t>(p.n));
   const ConstMat xm(p.x.data(), p.n, d);
@@ -408,6 +422,14 @@ KMeansResult KMeans(ConstMat x, std::span<const float> weights, const KMeansPara
   CQKV_CHECK(x.rows >= 1 && x.cols >= 1, "k-means: empty data ({} x {})", x.rows, x.cols);
   CQKV_CHECK(weights.empty() || static_cast<int64_t>(weights.size()) == x.rows,
              "k-means: {} weights for {} rows", weights.size(), x.rows);
+  if (!params.init_centroids.empty()) {
+    CQKV_CHECK(params.init_centroids.size() == static_cast<size_t>(params.k * x.cols),
+               "k-means: {} initial centroid values for k = {}, d = {}",
+               params.init_centroids.size(), params.k, x.cols);
+    for (float v : params.init_centroids) {
+      CQKV_CHECK(std::isfinite(v), "k-means: non-finite initial centroid");
+    }
+  }
   const Points p = PreparePoints(x, weights);
   const int k = params.k, d = p.d;
   if (p.n <= k) {

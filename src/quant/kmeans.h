@@ -1,5 +1,5 @@
-// Weighted k-means (greedy k-means++ seeding, Lloyd iterations) and nearest-centroid assignment, the
-// learning and encoding halves of coupled quantization. Vectors are tiny (d = CQ group size,
+// Weighted k-means (greedy k-means++ seeding, Lloyd iterations) and nearest-centroid assignment,
+// the learning and encoding halves of coupled quantization. Vectors are tiny (d = CQ group size,
 // 1..64) and problems many, so one call is single-threaded by default and callers parallelise
 // across problems; the assignment kernel is SIMD over centroids (Highway, dispatched per call).
 #pragma once
@@ -21,6 +21,8 @@ struct KMeansParams {
   // Candidates drawn per k-means++ seed, the best kept (greedy k-means++); 0 = 2 + ln k.
   int seed_trials = 0;
   uint64_t seed = 1;
+  // (k, d) starting centroids instead of seeding (warm starts); empty = k-means++.
+  std::vector<float> init_centroids;
 };
 
 struct KMeansResult {

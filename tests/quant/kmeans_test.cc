@@ -64,7 +64,8 @@ TEST(KMeans, RecoversSeparatedGaussianCentres) {
   ASSERT_EQ(r.centroids.size(), size_t{k * d});
   for (int j = 0; j < k; ++j) {
     double best = 1e300;
-    for (int m = 0; m < k; ++m) best = std::min(best, Dist2(&centres[j * d], &r.centroids[m * d], d));
+    for (int m = 0; m < k; ++m)
+      best = std::min(best, Dist2(&centres[j * d], &r.centroids[m * d], d));
     EXPECT_LT(std::sqrt(best), 0.05 * sep) << "centre " << j;
   }
   EXPECT_NEAR(r.objective, Objective(x, {}, d, r.centroids), 1e-4 * r.objective);
@@ -151,6 +152,30 @@ TEST(KMeans, EmptyClustersAreReseeded) {
     }
     EXPECT_GE(r.objective, 0);
   }
+}
+
+// Starting with every centroid on one far-away point empties all but the first cluster (ties go
+// to the lowest index); re-seeding must spread them out to a normal solution.
+TEST(KMeans, ReseedsEmptyClustersFromADegenerateStart) {
+  const int d = 2, n = 1000, k = 16;
+  std::mt19937 rng(23);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(n * d);
+  for (auto& v : x) v = nd(rng);
+  KMeansParams p;
+  p.k = k;
+  const KMeansResult seeded = KMeans(ConstMat(x.data(), n, d), {}, p);
+  p.init_centroids.assign(k * d, 1000.0f);
+  const KMeansResult r = KMeans(ConstMat(x.data(), n, d), {}, p);
+  ASSERT_TRUE(AllFinite(r.centroids));
+  for (int a = 0; a < k; ++a) {
+    for (int b = a + 1; b < k; ++b)
+      EXPECT_GT(Dist2(&r.centroids[a * d], &r.centroids[b * d], d), 0);
+  }
+  EXPECT_LT(r.objective, 1.5 * seeded.objective);
+  EXPECT_NEAR(Objective(x, {}, d, r.centroids), r.objective, 1e-5 * r.objective);
+  p.init_centroids.resize(3);
+  EXPECT_THROW(KMeans(ConstMat(x.data(), n, d), {}, p), Error);
 }
 
 // 8 weighted points in 2-D, k = 3: compares with the best of all 3^8 partitions.
