@@ -38,8 +38,10 @@ def baselines():
     """(family, spec) of the non-CQ formats, grouped by the bits per channel they target."""
     out = [("fp16", "fp16")]
     for b in (4, 2, 1):
+        # KIVI's default 128-token fp16 window would be half of a 256-token window: use the
+        # same 32-token window the CQ "+r32" runs get.
         out += [("int-token", f"int{b}-token"), ("int-channel", f"int{b}-channel"),
-                ("kivi", f"kivi{b}")]
+                ("kivi r32", f"kivi{b}:r32")]
     out += [("nf-token", "nf4"), ("nf-token", "nf3"), ("nf-token", "nf2")]
     return out
 
@@ -88,6 +90,8 @@ def main():
             cb = os.path.join(runs_dir, name + ".cqcb")
             family = f"CQ {'fisher' if fisher else 'uniform'} {keys}"
             formats.append((family, "cq:" + cb))
+            if fisher and keys == "post-rope":  # the paper's later version: last 32 tokens fp16
+                formats.append((family + " r32", "cq:" + cb + ":r32"))
             if args.only and not any(s in "cq:" + cb for s in args.only.split(",")):
                 continue
             if not os.path.exists(cb):
@@ -107,7 +111,7 @@ def main():
             for family, spec in [("fp32", "fp32")] + formats:
                 if args.only and spec != "fp32" and not any(s in spec for s in args.only.split(",")):
                     continue
-                tag = os.path.basename(spec.replace("cq:", "cq_")).replace(".cqcb", "")
+                tag = os.path.basename(spec.replace("cq:", "cq_")).replace(".cqcb", "").replace(":", "_")
                 out_json = os.path.join(runs_dir, f"{model_name}_{data_name}_{tag}.json")
                 if not os.path.exists(out_json):
                     cmd = [args.cqkv, "perplexity", "-q", "-m", model, "--tokenizer", tok, "-t",

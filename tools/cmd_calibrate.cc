@@ -32,7 +32,7 @@ void RegisterCalibrate(CLI::App& app) {
   struct Opts {
     ModelOptions m;
     std::string data, out, config = "4c8b", tokens = "16x256", keys = "post-rope", json;
-    bool allow_eval = false;
+    bool allow_eval = false, quiet = false;
     CalibrationOptions c;
   };
   auto o = std::make_shared<Opts>();
@@ -58,6 +58,7 @@ void RegisterCalibrate(CLI::App& app) {
   cmd->add_option("-o,--out", o->out, "output codebook file (.cqcb)")->required();
   cmd->add_option("--json", o->json, "write a calibration report (objective per layer, time)");
   cmd->add_flag("--allow-eval-data", o->allow_eval, "allow calibrating on evaluation text");
+  cmd->add_flag("-q,--quiet", o->quiet, "no progress output");
   cmd->callback([o] {
     o->c.config = CqConfig::Parse(o->config);
     o->c.keys = ParseKeyPosition(o->keys);
@@ -78,7 +79,8 @@ void RegisterCalibrate(CLI::App& app) {
       fmt::print(stderr, "\rcalibrate: {:3d}% {}        ", percent, msg);
       if (frac >= 1.0) fmt::print(stderr, "\n");
     };
-    const CodebookSet set = Calibrate(*model, ids, o->c, pool, progress);
+    const CodebookSet set =
+        Calibrate(*model, ids, o->c, pool, o->quiet ? CalibrationProgress() : progress);
     SaveCodebooks(set, o->out);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
