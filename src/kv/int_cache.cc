@@ -50,7 +50,7 @@ class TokenGroupCache final : public QuantKvCache {
     return 2.0 * shape_.n_layers * static_cast<double>(probe.RowBytes());
   }
 
-  double NominalBitsPerChannel() const override {
+  double BitsPerChannel() const override {
     return bits_ + static_cast<double>(ParamBits(codec_)) / group_;
   }
 
@@ -101,7 +101,7 @@ class ChannelGroupCache final : public QuantKvCache {
     });
   }
 
-  double NominalBitsPerChannel() const override { return bits_ + 32.0 / group_; }
+  double BitsPerChannel() const override { return bits_ + 32.0 / group_; }
 
  private:
   int bits_, group_;

@@ -93,7 +93,7 @@ class KiviCache final : public QuantKvCache {
     });
   }
 
-  double NominalBitsPerChannel() const override { return bits_ + 32.0 / group_; }
+  double BitsPerChannel() const override { return bits_ + 32.0 / group_; }
 
  private:
   struct Layer {

@@ -47,7 +47,7 @@ void QuantKvCache::Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPo
   CausalAttention(shape_, Ops{this, layer, shape_.head_dim}, q, pos0, out, pool);
 }
 
-double BitsPerChannel(const KvCache& cache) {
+double StorageBitsPerChannel(const KvCache& cache) {
   const KvShape& s = cache.shape();
   return cache.BytesPerToken() * 8.0 / (2.0 * s.n_layers * s.kv_dim());
 }

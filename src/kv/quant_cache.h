@@ -32,7 +32,7 @@ class QuantKvCache : public KvCache {
   // Bits of the quantised representation per cached channel, K and V averaged: codes plus side
   // parameters amortised over their group. Excludes transient buffers (staging, fp16 window),
   // which BytesPerToken counts; this is the number papers quote, e.g. 4.25 for int4-token:g128.
-  virtual double NominalBitsPerChannel() const = 0;
+  double BitsPerChannel() const override = 0;
 
  protected:
   QuantKvCache(const std::string& spec, const KvShape& shape);
@@ -42,9 +42,10 @@ class QuantKvCache : public KvCache {
   std::string spec_;
 };
 
-// Bits per cached channel that BytesPerToken implies (everything counted):
+// Bits per cached channel that BytesPerToken implies (everything counted, unlike
+// KvCache::BitsPerChannel):
 // BytesPerToken * 8 / (2 * n_layers * kv_dim).
-double BitsPerChannel(const KvCache& cache);
+double StorageBitsPerChannel(const KvCache& cache);
 
 // A spec "<head>[:<letter><integer>]...", e.g. "int4-token:g64" or "kivi2:g32:r128".
 struct QuantSpec {

@@ -309,17 +309,17 @@ TEST(IntCache, BytesPerTokenLlama7b) {
   EXPECT_DOUBLE_EQ(MakeInt("int1-token:g64", s)->BytesPerToken(), kv * (1 + 0.5) / 8);
   EXPECT_DOUBLE_EQ(MakeInt("int8-token", s)->BytesPerToken(), kv * (8 + 0.25) / 8);
   auto t4 = MakeInt("int4-token:g128", s);
-  EXPECT_DOUBLE_EQ(t4->NominalBitsPerChannel(), 4.25);
-  EXPECT_DOUBLE_EQ(BitsPerChannel(*t4), 4.25);
+  EXPECT_DOUBLE_EQ(t4->BitsPerChannel(), 4.25);
+  EXPECT_DOUBLE_EQ(StorageBitsPerChannel(*t4), 4.25);
 
   // Channel groups: nominally the same 4 + 32/128, but the peak (at 4095 tokens) also holds
   // the 127 staged fp32 rows of the last, partial group.
   auto c4 = MakeInt("int4-channel:g128", s);
-  EXPECT_DOUBLE_EQ(c4->NominalBitsPerChannel(), 4.25);
+  EXPECT_DOUBLE_EQ(c4->BitsPerChannel(), 4.25);
   const double per_part = 4095.0 * 4096 * 4 / 8 + 32.0 * 4096 * 4 + 127.0 * 4096 * 4;
   EXPECT_DOUBLE_EQ(c4->BytesPerToken(), 2.0 * 32 * per_part / 4096);
   // 4095/4096 of a token's codes, plus 127 rows of 32-bit staging, over 4096 tokens.
-  EXPECT_NEAR(BitsPerChannel(*c4), 4.25 + (127.0 * 32 - 4) / 4096, 1e-12);
+  EXPECT_NEAR(StorageBitsPerChannel(*c4), 4.25 + (127.0 * 32 - 4) / 4096, 1e-12);
 }
 
 TEST(IntCache, FormatClearAndCapacity) {

@@ -124,7 +124,7 @@ TEST(KiviCache, DefaultsOverLongerContext) {
 // tokens and 159 in the window.
 TEST(KiviCache, BytesPerTokenLlama7b) {
   auto c = MakeKiviCache("kivi2", testing::Llama7bShape(4096));
-  EXPECT_DOUBLE_EQ(c->NominalBitsPerChannel(), 3.0);
+  EXPECT_DOUBLE_EQ(c->BitsPerChannel(), 3.0);
   const double quant = 2.0 * 4096 * 3 / 8, window = 2.0 * 4096 * 2;  // per token and layer
   EXPECT_DOUBLE_EQ(c->BytesPerToken(), 32 * (3936 * quant + 159 * window) / 4096);
   // A window longer than the context holds everything in fp16.

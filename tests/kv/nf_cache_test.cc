@@ -141,8 +141,8 @@ TEST(NfCache, BytesPerTokenLlama7b) {
   EXPECT_DOUBLE_EQ(MakeNfCache("nf3:g64", s)->BytesPerToken(), kv * (3 + 0.25) / 8);
   EXPECT_DOUBLE_EQ(MakeNfCache("nf2:g32", s)->BytesPerToken(), kv * (2 + 0.5) / 8);
   auto c = MakeNfCache("nf4:g64", s);
-  EXPECT_DOUBLE_EQ(c->NominalBitsPerChannel(), 4.25);
-  EXPECT_DOUBLE_EQ(BitsPerChannel(*c), 4.25);
+  EXPECT_DOUBLE_EQ(c->BitsPerChannel(), 4.25);
+  EXPECT_DOUBLE_EQ(StorageBitsPerChannel(*c), 4.25);
   EXPECT_EQ(MakeKvCache("nf3:g64", s)->format(), "nf3:g64");
 }
 
