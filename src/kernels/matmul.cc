@@ -18,8 +18,13 @@ constexpr int64_t kGemmMinTokens = 8;
 // Rows of W widened per sgemm call: 64 rows x 4096 cols x 4 B = 1 MiB of scratch per thread.
 constexpr int64_t kGemmRowBlock = 64;
 
+// Columns of W per task: at most 512 (with 256-row blocks, 512 KiB of widened scratch per
+// thread) and small enough to give every thread about four tasks.
+constexpr int64_t kMaxColBlock = 512;
+constexpr int64_t kTransposedRowBlock = 256;
 void EnsureSingleThreadedBlas() {
-  // We parallelise across W's rows ourselves; OpenBLAS threads on top would oversubscribe -t N.
+  // We split W's rows (or columns) across our own threads; OpenBLAS threads on top would
+  // oversubscribe -t N.
   static std::once_flag once;
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
@@ -79,6 +84,65 @@ void MatMulRef(ConstMat x, const WeightMatrix& w, Mat y) {
       double s = 0;
       for (int64_t c = 0; c < w.cols; ++c) s += static_cast<double>(row[c]) * x(i, c);
       y(i, r) = static_cast<float>(s);
+    }
+  }
+}
+
+void MatMulTransposed(ConstMat x, const WeightMatrix& w, Mat y, ThreadPool& pool, bool accumulate) {
+  CQKV_CHECK(x.cols == w.rows && y.cols == w.cols && x.rows == y.rows,
+             "transposed matmul shape mismatch for tensor '{}': x ({}x{}), W ({}x{}), y ({}x{})",
+             w.name, x.rows, x.cols, w.rows, w.cols, y.rows, y.cols);
+  const int64_t n = x.rows;
+  if (n == 0 || w.cols == 0) return;
+  EnsureSingleThreadedBlas();
+  // Column chunks start on a quantisation block so a chunk of a row can be widened on its own.
+  const int64_t align = std::max<int64_t>(DTypeBlockSize(w.type), 16);
+  int64_t nc = (w.cols + 4 * pool.size() - 1) / (4 * pool.size());
+  nc = std::min(kMaxColBlock, (nc + align - 1) / align * align);
+  const int64_t n_chunks = (w.cols + nc - 1) / nc;
+  pool.ParallelFor(n_chunks, 1, [&](int64_t ch0, int64_t ch1, int) {
+    std::vector<float> scratch;
+    for (int64_t ch = ch0; ch < ch1; ++ch) {
+      const int64_t c0 = ch * nc;
+      const int64_t ncols = std::min(nc, w.cols - c0);
+      if (w.type == DType::kF32) {
+        // y[:, c0:c0+ncols] = x (n x rows) * W[:, c0:c0+ncols] (rows x ncols)
+        const float* wf = static_cast<const float*>(w.data) + c0;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n),
+                    static_cast<int>(ncols), static_cast<int>(w.rows), 1.0f, x.data,
+                    static_cast<int>(x.stride), wf, static_cast<int>(w.cols),
+                    accumulate ? 1.0f : 0.0f, y.data + c0, static_cast<int>(y.stride));
+        continue;
+      }
+      const int64_t col_bytes = DTypeRowBytes(w.type, c0);
+      for (int64_t r0 = 0; r0 < w.rows; r0 += kTransposedRowBlock) {
+        const int64_t nr = std::min(kTransposedRowBlock, w.rows - r0);
+        scratch.resize(static_cast<size_t>(nr * ncols));  // (nr, ncols) widened block of W
+        for (int64_t r = 0; r < nr; ++r) {
+          DequantizeRow(w.type, w.RowPtr(r0 + r) + col_bytes, ncols, scratch.data() + r * ncols);
+        }
+        const float beta = (r0 == 0 && !accumulate) ? 0.0f : 1.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n),
+                    static_cast<int>(ncols), static_cast<int>(nr), 1.0f, x.data + r0,
+                    static_cast<int>(x.stride), scratch.data(), static_cast<int>(ncols), beta,
+                    y.data + c0, static_cast<int>(y.stride));
+      }
+    }
+  });
+}
+
+void MatMulTransposedRef(ConstMat x, const WeightMatrix& w, Mat y) {
+  CQKV_CHECK(x.cols == w.rows && y.cols == w.cols && x.rows == y.rows,
+             "transposed matmul shape mismatch for tensor '{}'", w.name);
+  std::vector<float> wf(static_cast<size_t>(w.rows * w.cols));  // (rows, cols)
+  for (int64_t r = 0; r < w.rows; ++r) {
+    DequantizeRowRef(w.type, w.RowPtr(r), w.cols, wf.data() + r * w.cols);
+  }
+  for (int64_t i = 0; i < x.rows; ++i) {
+    for (int64_t c = 0; c < w.cols; ++c) {
+      double s = 0;
+      for (int64_t r = 0; r < w.rows; ++r) s += static_cast<double>(x(i, r)) * wf[r * w.cols + c];
+      y(i, c) = static_cast<float>(s);
     }
   }
 }

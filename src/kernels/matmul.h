@@ -16,4 +16,12 @@ void MatMul(ConstMat x, const WeightMatrix& w, Mat y, ThreadPool& pool);
 // Scalar reference (double accumulation) for tests.
 void MatMulRef(ConstMat x, const WeightMatrix& w, Mat y);
 
+// y = x W (+ y when `accumulate`), the input gradient of y' = x' W^T: x (n, w.rows),
+// y (n, w.cols). Threads split W's columns; quantised weights are widened one block of rows at a
+// time per thread (never in full) and multiplied with single-threaded BLAS sgemm.
+void MatMulTransposed(ConstMat x, const WeightMatrix& w, Mat y, ThreadPool& pool,
+                      bool accumulate = false);
+// Scalar reference (double accumulation) for tests.
+void MatMulTransposedRef(ConstMat x, const WeightMatrix& w, Mat y);
+
 }  // namespace cqkv

@@ -7,7 +7,8 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kv/attention.h"
-#include "model/backward_ops.h"
+#include "model/attention_backward.h"
+#include "model/rms_norm.h"
 #include "model/rope.h"
 #include "util/error.h"
 

@@ -5,22 +5,12 @@
 #include "kernels/dequant.h"
 #include "kernels/matmul.h"
 #include "model/fingerprint.h"
+#include "model/rms_norm.h"
 #include "model/rope.h"
 #include "util/error.h"
 
 namespace cqkv {
 namespace {
-
-void RmsNorm(ConstMat x, const float* w, float eps, Mat out) {
-  for (int64_t i = 0; i < x.rows; ++i) {
-    const float* xi = x.Row(i);
-    double ss = 0;
-    for (int64_t c = 0; c < x.cols; ++c) ss += static_cast<double>(xi[c]) * xi[c];
-    const float inv = static_cast<float>(1.0 / std::sqrt(ss / x.cols + eps));
-    float* o = out.Row(i);
-    for (int64_t c = 0; c < x.cols; ++c) o[c] = xi[c] * inv * w[c];
-  }
-}
 
 void AddInPlace(Mat y, ConstMat x) {
   for (int64_t i = 0; i < y.rows; ++i) {
@@ -74,7 +64,7 @@ void LlamaForward::Forward(std::span<const int32_t> tokens, KvCache& cache, Mat 
 
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = w.layers[l];
-    RmsNorm(x, lw.attn_norm, c.rms_eps, xn);
+    RmsNormRows(x, lw.attn_norm, c.rms_eps, xn);
     MatMul(xn, lw.wq, q, pool_);
     MatMul(xn, lw.wk, k, pool_);
     MatMul(xn, lw.wv, v, pool_);
@@ -88,7 +78,7 @@ void LlamaForward::Forward(std::span<const int32_t> tokens, KvCache& cache, Mat 
     MatMul(att, lw.wo, proj, pool_);
     AddInPlace(x, proj);
 
-    RmsNorm(x, lw.ffn_norm, c.rms_eps, xn);
+    RmsNormRows(x, lw.ffn_norm, c.rms_eps, xn);
     MatMul(xn, lw.w_gate, gate, pool_);
     MatMul(xn, lw.w_up, up, pool_);
     for (int64_t i = 0; i < n * c.hidden_dim; ++i) {
@@ -101,7 +91,7 @@ void LlamaForward::Forward(std::span<const int32_t> tokens, KvCache& cache, Mat 
 
   const int64_t first = logits.rows == 1 ? n - 1 : 0;
   Mat x_out = x.RowRange(first, n - first), xn_out = xn.RowRange(first, n - first);
-  RmsNorm(x_out, w.output_norm, c.rms_eps, xn_out);
+  RmsNormRows(x_out, w.output_norm, c.rms_eps, xn_out);
   MatMul(xn_out, w.output, logits, pool_);
 }
 

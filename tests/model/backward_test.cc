@@ -12,8 +12,10 @@
 
 #include "eval/perplexity.h"
 #include "kernels/dequant.h"
-#include "model/backward_ops.h"
+#include "kernels/matmul.h"
+#include "model/attention_backward.h"
 #include "model/llama.h"
+#include "model/rms_norm.h"
 #include "model/rope.h"
 #include "model/synthetic.h"
 #include "util/error.h"
