@@ -32,5 +32,6 @@ void RegisterGenerate(CLI::App& app);
 void RegisterConvert(CLI::App& app);
 void RegisterCalibrate(CLI::App& app);
 void RegisterKvGrads(CLI::App& app);
+void RegisterBenchAttn(CLI::App& app);
 
 }  // namespace cqkv::tools

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   cqkv::tools::RegisterConvert(app);
   cqkv::tools::RegisterCalibrate(app);
   cqkv::tools::RegisterKvGrads(app);
+  cqkv::tools::RegisterBenchAttn(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,8 +5,11 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/attn_cq.h"
+#include "kernels/attn_dense.h"
 #include "kernels/ops.h"
 #include "kv/attention.h"
+#include "kv/decode_attention.h"
 #include "model/rope.h"
 #include "quant/kmeans.h"
 #include "util/error.h"
@@ -145,6 +148,11 @@ class CqKvCache final : public KvCache {
 
   void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const override {
     CQKV_CHECK(pos0 + q.rows <= n_[layer], "kv cache: attending past the cached tokens");
+    if (q.rows == 1) {  // decode: attention on the codes, split over token blocks
+      const DecodeSeq seq{this, pos0 + 1};
+      DecodeAttention(std::span(&seq, 1), layer, q, out, pool);
+      return;
+    }
     struct Ops {
       const CqKvCache* self;
       const uint8_t* k_codes;
@@ -210,6 +218,62 @@ class CqKvCache final : public KvCache {
                   win ? n_[layer] - window_ : n_[layer]};
     CausalAttention(shape_, ops, q, pos0, out, pool);
   }
+
+  // Codes before the window go through the CQ kernels (kernels/attn_cq.h); window tokens
+  // through the fp16 kernel, one call per contiguous run of ring slots, into the same state.
+  // Pre-RoPE keys: a key's rotation depends on its position, so one query-side table cannot
+  // serve every token (it would need a table per position, costlier than the keys themselves).
+  // The key is dequantised, rotated with the RopeTable and dotted with each query head; values
+  // still use the histogram path, as they are never rotated.
+  void AttendPartial(int layer, int kv_head, const float* q_group, int group, int64_t t0,
+                     int64_t t1, float* m, float* l, float* acc) const override {
+    const int hd = shape_.head_dim;
+    const AttnState s{m, l, acc, group, hd};
+    ResetAttnState(s);
+    const int64_t window_start =
+        window_ > 0 ? std::max<int64_t>(0, n_[layer] - window_) : n_[layer];
+    const int64_t code_end = std::min(t1, window_start);
+    if (t0 < code_end) {
+      CqHeadView hv;
+      hv.k_codes = codes_[layer * 2].data();
+      hv.v_codes = codes_[layer * 2 + 1].data();
+      hv.n_groups = n_groups_;
+      hv.g0 = kv_head * groups_per_head_;
+      hv.groups = groups_per_head_;
+      hv.c = c_;
+      hv.bits = bits_;
+      const int64_t head_table = static_cast<int64_t>(hv.g0) * c_ * k_;
+      hv.k_table = tables_[layer * 2].data() + head_table;
+      hv.v_table = tables_[layer * 2 + 1].data() + head_table;
+      CqScoreFn score;
+      if (keys_ == KeyPosition::kPreRope) {
+        score = [&](int64_t b0, int64_t n, float* scores) {
+          float key[kMaxHeadDim];
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t base = (b0 + i) * n_groups_ + hv.g0;
+            for (int gi = 0; gi < groups_per_head_; ++gi) {
+              const float* cent =
+                  hv.k_table + int64_t{gi} * c_ * k_ + ReadCqCode(hv.k_codes, base + gi, bits_);
+              for (int j = 0; j < c_; ++j) key[gi * c_ + j] = cent[j * k_];
+            }
+            rope_.Rotate(key, b0 + i);
+            for (int h = 0; h < group; ++h) scores[h * n + i] = Dot(key, q_group + h * hd, hd);
+          }
+        };
+      }
+      CqAttend(hv, q_group, t0, code_end, s, score);
+    }
+    for (int64_t t = std::max(t0, window_start); t < t1;) {
+      // A run of ring slots [t % window, ...) without wrapping.
+      const int64_t slot = t % window_;
+      const int64_t run = std::min(t1 - t, window_ - slot);
+      const int64_t off = slot * shape_.kv_dim() + int64_t{kv_head} * hd;
+      DenseAttendF16(q_group, win_k_[layer].data() + off, win_v_[layer].data() + off,
+                     shape_.kv_dim(), run, s);
+      t += run;
+    }
+  }
+  bool HasAttendPartial() const override { return true; }
 
   int64_t tokens(int layer) const override { return n_[layer]; }
 

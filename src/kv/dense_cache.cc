@@ -2,8 +2,10 @@
 
 #include <vector>
 
+#include "kernels/attn_dense.h"
 #include "kernels/ops.h"
 #include "kv/attention.h"
+#include "kv/decode_attention.h"
 #include "util/error.h"
 
 namespace cqkv {
@@ -18,6 +20,10 @@ struct Elem<float> {
   static void Store(const float* x, float* out, int64_t n) { std::copy(x, x + n, out); }
   static float Dot(const float* k, const float* q, int64_t n) { return cqkv::Dot(k, q, n); }
   static void Axpy(float p, const float* v, float* out, int64_t n) { cqkv::Axpy(p, v, out, n); }
+  static void Attend(const float* q, const float* k, const float* v, int64_t stride, int64_t n,
+                     const AttnState& s) {
+    DenseAttendF32(q, k, v, stride, n, s);
+  }
 };
 template <>
 struct Elem<uint16_t> {
@@ -25,6 +31,10 @@ struct Elem<uint16_t> {
   static void Store(const float* x, uint16_t* out, int64_t n) { F32ToF16Row(x, out, n); }
   static float Dot(const uint16_t* k, const float* q, int64_t n) { return DotF16(k, q, n); }
   static void Axpy(float p, const uint16_t* v, float* out, int64_t n) { AxpyF16(p, v, out, n); }
+  static void Attend(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride,
+                     int64_t n, const AttnState& s) {
+    DenseAttendF16(q, k, v, stride, n, s);
+  }
 };
 
 // Per layer: K and V as (tokens, kv_dim) row-major arrays, grown as tokens arrive so memory
@@ -58,6 +68,11 @@ class DenseKvCache final : public KvCache {
 
   void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const override {
     CQKV_CHECK(pos0 + q.rows <= n_[layer], "kv cache: attending past the cached tokens");
+    if (q.rows == 1) {  // decode: split over token blocks (flash-decoding)
+      const DecodeSeq seq{this, pos0 + 1};
+      DecodeAttention(std::span(&seq, 1), layer, q, out, pool);
+      return;
+    }
     struct Ops {
       const T* k;
       const T* v;
@@ -73,6 +88,17 @@ class DenseKvCache final : public KvCache {
     const Ops ops{k_[layer].data(), v_[layer].data(), shape_.kv_dim(), shape_.head_dim};
     CausalAttention(shape_, ops, q, pos0, out, pool);
   }
+
+  void AttendPartial(int layer, int kv_head, const float* q_group, int group, int64_t t0,
+                     int64_t t1, float* m, float* l, float* acc) const override {
+    const int hd = shape_.head_dim;
+    const AttnState s{m, l, acc, group, hd};
+    ResetAttnState(s);
+    const int64_t kv_dim = shape_.kv_dim();
+    const int64_t off = t0 * kv_dim + int64_t{kv_head} * hd;
+    Elem<T>::Attend(q_group, k_[layer].data() + off, v_[layer].data() + off, kv_dim, t1 - t0, s);
+  }
+  bool HasAttendPartial() const override { return true; }
 
   int64_t tokens(int layer) const override { return n_[layer]; }
 

@@ -21,6 +21,11 @@ KvShape KvShape::FromConfig(const ModelConfig& c, int max_tokens) {
   return s;
 }
 
+void KvCache::AttendPartial(int, int, const float*, int, int64_t, int64_t, float*, float*,
+                            float*) const {
+  Fail("kv cache {}: no partial (decode) attention for this format", format());
+}
+
 std::unique_ptr<KvCache> MakeKvCache(const std::string& spec, const KvShape& shape) {
   if (spec == "fp32") return MakeFp32Cache(shape);
   if (spec == "fp16") return MakeFp16Cache(shape);
@@ -28,9 +33,11 @@ std::unique_ptr<KvCache> MakeKvCache(const std::string& spec, const KvShape& sha
   if (spec.starts_with("int")) return MakeIntCache(spec, shape);
   if (spec.starts_with("nf")) return MakeNfCache(spec, shape);
   if (spec.starts_with("kivi")) return MakeKiviCache(spec, shape);
-  Fail("--kv: unknown KV cache format '{}' (known: fp32, fp16, cq:PATH, int<B>-token, int<B>-channel, "
-       "nf<B>, kivi<B>)",
-       spec);
+  Fail(
+      "--kv: unknown KV cache format '{}' (known: fp32, fp16, cq:PATH, int<B>-token, "
+      "int<B>-channel, "
+      "nf<B>, kivi<B>)",
+      spec);
 }
 
 std::string KvFormatsHelp() {

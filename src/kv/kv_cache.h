@@ -16,7 +16,7 @@ namespace cqkv {
 // Shape of the cache of one sequence: per layer, n_kv_heads heads of head_dim channels per token.
 struct KvShape {
   int n_layers = 0;
-  int n_heads = 0;     // query heads (GQA: n_heads / n_kv_heads queries share a KV head)
+  int n_heads = 0;  // query heads (GQA: n_heads / n_kv_heads queries share a KV head)
   int n_kv_heads = 0;
   int head_dim = 0;
   int max_tokens = 0;  // capacity; appending beyond it is an error
@@ -53,6 +53,15 @@ class KvCache {
   // position pos0 + i and attends to cached positions [0, pos0 + i] (its own K/V must already
   // be appended). Writes out (n, n_heads*head_dim). Scores are scaled by 1/sqrt(head_dim).
   virtual void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const = 0;
+  // Decode building block (flash-decoding, kv/decode_attention.h): attention of the `group`
+  // query heads that share `kv_head`, q_group (group, head_dim) already scaled by
+  // 1/sqrt(head_dim), over cached tokens [t0, t1) only. Writes that range's softmax state:
+  // m (group) max score, l (group) sum of exp(score - m), acc (group, head_dim) the
+  // un-normalised sum of exp(score - m) * value; an empty range gives m = -inf, l = 0, acc = 0.
+  // The default throws: formats opt in (HasAttendPartial) since only they can read their rows.
+  virtual void AttendPartial(int layer, int kv_head, const float* q_group, int group, int64_t t0,
+                             int64_t t1, float* m, float* l, float* acc) const;
+  virtual bool HasAttendPartial() const { return false; }
   // Tokens cached in `layer`.
   virtual int64_t tokens(int layer) const = 0;
   // Drops every cached token (capacity is kept).

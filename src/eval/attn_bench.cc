@@ -1,0 +1,318 @@
+// Decode-attention benchmark: random caches of any format, Attend timing and a read-bandwidth
+// bound (see attn_bench.h for the definitions of every reported figure).
+#include "eval/attn_bench.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <regex>
+
+#include "kv/cq_cache.h"
+#include "util/error.h"
+
+namespace cqkv {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// xorshift64*: filling gigabytes of K/V with std::mt19937 would take longer than attending.
+class FastRng {
+ public:
+  explicit FastRng(uint64_t seed) : s_(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  // Uniform in [-1, 1).
+  float Next() {
+    s_ ^= s_ >> 12;
+    s_ ^= s_ << 25;
+    s_ ^= s_ >> 27;
+    const uint64_t r = s_ * 0x2545F4914F6CDD1Dull;
+    return static_cast<float>(r >> 40) * (2.0f / 16777216.0f) - 1.0f;
+  }
+
+ private:
+  uint64_t s_;
+};
+
+void FillUniform(std::vector<float>& v, FastRng& rng) {
+  for (float& x : v) x = rng.Next();
+}
+
+// A small shape every built-in format accepts, to reject malformed specs at parse time.
+KvShape ProbeShape() {
+  KvShape s;
+  s.n_layers = 1;
+  s.n_heads = 1;
+  s.n_kv_heads = 1;
+  s.head_dim = 128;
+  s.max_tokens = 256;
+  return s;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+AttnFormat ParseAttnFormat(const std::string& name) {
+  AttnFormat f;
+  f.name = name;
+  if (name.starts_with("cq:")) {
+    static const std::regex kRandom(R"(cq:(\d+c\d+b)(?::r(\d+))?)");
+    std::smatch m;
+    if (std::regex_match(name, m, kRandom)) {
+      f.random_cq = true;
+      f.cq = CqConfig::Parse(m[1].str());
+      f.window = m[2].matched ? std::stoi(m[2].str()) : 0;
+    }
+    CQKV_CHECK(name.size() > 3, "--formats: '{}' names no CQ config or codebook file", name);
+    return f;  // a codebook path is checked when the cache is made
+  }
+  const bool known = name == "fp32" || name == "fp16" || name.starts_with("int") ||
+                     name.starts_with("nf") || name.starts_with("kivi");
+  CQKV_CHECK(known,
+             "--formats: unknown KV format '{}' (known: fp32, fp16, int<B>-token, "
+             "int<B>-channel, nf<B>, kivi<B>, cq:<c>c<b>b (random codebooks), cq:PATH)",
+             name);
+  MakeKvCache(name, ProbeShape());  // throws naming the spec when its options are malformed
+  return f;
+}
+
+std::vector<AttnFormat> ParseAttnFormats(const std::string& list) {
+  std::vector<AttnFormat> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string item = list.substr(start, comma - start);
+    if (!item.empty()) out.push_back(ParseAttnFormat(item));
+    start = comma + 1;
+  }
+  CQKV_CHECK(!out.empty(), "--formats: no format given in '{}'", list);
+  return out;
+}
+
+CodebookSet RandomCodebooks(const KvShape& shape, const CqConfig& config, uint64_t seed) {
+  CodebookSet s;
+  s.config = config;
+  s.keys = KeyPosition::kPostRope;  // pre-RoPE would add a rotation per key: not the default
+  s.n_layers = shape.n_layers;
+  s.n_kv_heads = shape.n_kv_heads;
+  s.head_dim = shape.head_dim;
+  s.model_fingerprint = shape.model_fingerprint;
+  s.model_name = "random";
+  s.calibration = "random N(0,1) centroids (benchmark)";
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd;
+  for (int t = 0; t < 2 * shape.n_layers; ++t) {
+    s.centroids.emplace_back(static_cast<size_t>(s.n_groups()) * config.n_centroids() *
+                             config.channels);
+    for (float& v : s.centroids.back()) v = nd(rng);
+    s.objective.push_back(0.0);
+  }
+  return s;
+}
+
+std::unique_ptr<KvCache> MakeBenchCache(const AttnFormat& format, const KvShape& shape,
+                                        uint64_t seed) {
+  if (format.random_cq) {
+    return MakeCqCache(RandomCodebooks(shape, format.cq, seed), shape, format.window, format.name);
+  }
+  return MakeKvCache(format.name, shape);
+}
+
+void FillRandom(KvCache& cache, int64_t tokens, uint64_t seed, int block_tokens) {
+  const int kv_dim = cache.shape().kv_dim();
+  FastRng rng(seed);
+  std::vector<float> k, v;
+  for (int layer = 0; layer < cache.shape().n_layers; ++layer) {
+    while (cache.tokens(layer) < tokens) {
+      const int64_t pos0 = cache.tokens(layer);
+      const int64_t n = std::min<int64_t>(block_tokens, tokens - pos0);
+      // k, v: (n, kv_dim) row-major
+      k.resize(static_cast<size_t>(n * kv_dim));
+      v.resize(k.size());
+      FillUniform(k, rng);
+      FillUniform(v, rng);
+      KvBlock block;
+      block.pos0 = pos0;
+      block.k = ConstMat(k.data(), n, kv_dim);
+      block.k_pre = block.k;
+      block.v = ConstMat(v.data(), n, kv_dim);
+      cache.Append(layer, block);
+    }
+  }
+}
+
+double EstimateCacheBytes(const AttnFormat& format, const KvShape& shape) {
+  // Dense formats allocate their capacity up front, so the probe holds few tokens; tables
+  // amortised over capacity are then over-counted a little, which only makes skipping cautious.
+  KvShape probe = shape;
+  probe.max_tokens = std::min(shape.max_tokens, 1024);
+  const auto cache = MakeBenchCache(format, probe, 1);
+  return cache->BytesPerToken() * shape.max_tokens;
+}
+
+AttnCaches BuildAttnCaches(const AttnFormat& format, const KvShape& shape, int batch,
+                           ThreadPool& pool, uint64_t seed) {
+  AttnCaches c;
+  c.format = format;
+  c.shape = shape;
+  c.seqs.resize(static_cast<size_t>(batch));
+  for (int b = 0; b < batch; ++b) c.seqs[b] = MakeBenchCache(format, shape, seed);
+  pool.ParallelFor(batch, 1, [&](int64_t begin, int64_t end, int) {
+    for (int64_t b = begin; b < end; ++b) {
+      FillRandom(*c.seqs[b], shape.max_tokens, seed * 1000003 + static_cast<uint64_t>(b));
+    }
+  });
+  // Queries (batch, q_dim): scaled like a real q·k/sqrt(d) so softmax stays non-degenerate.
+  FastRng rng(seed ^ 0x51ED);
+  c.q.resize(static_cast<size_t>(batch) * shape.q_dim());
+  FillUniform(c.q, rng);
+  c.out.assign(c.q.size(), 0.0f);
+  return c;
+}
+
+double TimeAttendRound(AttnCaches& caches, ThreadPool& pool) {
+  const int64_t q_dim = caches.shape.q_dim();
+  const int64_t pos = caches.shape.max_tokens - 1;
+  const auto t0 = Clock::now();
+  for (size_t b = 0; b < caches.seqs.size(); ++b) {
+    caches.seqs[b]->Attend(0, ConstMat(caches.q.data() + b * q_dim, 1, q_dim), pos,
+                           Mat(caches.out.data() + b * q_dim, 1, q_dim), pool);
+  }
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+AttnResult TimeAttend(AttnCaches& caches, int reps, ThreadPool& pool) {
+  CQKV_CHECK(reps >= 1, "--reps must be >= 1, got {}", reps);
+  TimeAttendRound(caches, pool);  // warm-up: page faults, lazily built tables
+  std::vector<double> times;
+  for (int r = 0; r < reps; ++r) times.push_back(TimeAttendRound(caches, pool));
+  for (float x : caches.out)
+    CQKV_CHECK(std::isfinite(x), "{}: Attend wrote a non-finite output", caches.format.name);
+  AttnResult res;
+  const KvCache& first = *caches.seqs.front();
+  res.format = caches.format.name;
+  res.seconds = Median(times);
+  const double tokens = static_cast<double>(caches.shape.max_tokens) * caches.seqs.size();
+  res.bytes_per_token = first.BytesPerToken() / caches.shape.n_layers;
+  res.bits_per_channel = first.BitsPerChannel();
+  res.ns_per_token = res.seconds * 1e9 / tokens;
+  res.gbps = res.bytes_per_token * tokens / res.seconds / 1e9;
+  return res;
+}
+
+double MeasureStreamReadGBs(ThreadPool& pool, size_t bytes, int reps) {
+  const size_t n = std::max<size_t>(bytes / sizeof(float), 1024);
+  std::vector<float> buf(n, 1.0f);
+  std::vector<double> partial(static_cast<size_t>(pool.size()), 0.0);
+  double best = 0;
+  for (int rep = 0; rep < reps; ++rep) {
+    const auto t0 = Clock::now();
+    pool.ParallelFor(static_cast<int64_t>(n), 1 << 16, [&](int64_t b, int64_t e, int tid) {
+      // Eight independent accumulators: the compiler keeps them in one vector register, so the
+      // loop is bound by loads, not by the latency of a single add chain.
+      float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t i = b;
+      for (; i + 8 <= e; i += 8) {
+        for (int j = 0; j < 8; ++j) s[j] += buf[i + j];
+      }
+      for (; i < e; ++i) s[0] += buf[i];
+      partial[tid] = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+    });
+    const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+    CQKV_CHECK(partial[0] >= 0, "stream kernel: impossible negative sum");  // keeps the loop
+    best = std::max(best, n * sizeof(float) / sec / 1e9);
+  }
+  return best;
+}
+
+KvShape AttnBenchOptions::Shape() const {
+  KvShape s;
+  s.n_layers = 1;
+  s.n_heads = n_heads;
+  s.n_kv_heads = n_kv_heads;
+  s.head_dim = head_dim;
+  s.max_tokens = ctx;
+  return s;
+}
+
+AttnBenchReport RunAttnBench(const AttnBenchOptions& options, ThreadPool& pool,
+                             void (*log)(const std::string&)) {
+  CQKV_CHECK(options.ctx >= 1 && options.batch >= 1, "--ctx and --batch must be >= 1");
+  CQKV_CHECK(options.n_kv_heads >= 1 && options.n_heads % options.n_kv_heads == 0,
+             "--heads {} is not a multiple of --kv-heads {}", options.n_heads, options.n_kv_heads);
+  AttnBenchReport rep;
+  rep.options = options;
+  rep.threads = pool.size();
+  std::vector<AttnFormat> formats = options.formats;
+  const bool has_fp16 =
+      std::any_of(formats.begin(), formats.end(), [](const auto& f) { return f.name == "fp16"; });
+  if (!has_fp16) formats.insert(formats.begin(), ParseAttnFormat("fp16"));
+  rep.options.formats = formats;
+  const KvShape shape = options.Shape();
+  double fp16_seconds = 0;
+  for (const AttnFormat& f : formats) {
+    AttnResult r;
+    {
+      AttnCaches caches = BuildAttnCaches(f, shape, options.batch, pool);
+      r = TimeAttend(caches, options.reps, pool);
+    }  // freed before the next format is built
+    if (f.name == "fp16") fp16_seconds = r.seconds;
+    rep.results.push_back(r);
+    if (log) log(fmt::format("{}: {:.3f} ns/token, {:.2f} GB/s", f.name, r.ns_per_token, r.gbps));
+  }
+  for (AttnResult& r : rep.results) r.ratio_vs_fp16 = fp16_seconds / r.seconds;
+  rep.stream_gbps = MeasureStreamReadGBs(pool, options.stream_bytes);
+  return rep;
+}
+
+std::string AttnBenchMarkdown(const AttnBenchReport& report) {
+  const AttnBenchOptions& o = report.options;
+  std::string s = fmt::format(
+      "decode attention: ctx {} x batch {}, {} heads / {} KV heads x {}, 1 layer, {} threads, "
+      "median of {} reps; stream read {:.2f} GB/s\n\n",
+      o.ctx, o.batch, o.n_heads, o.n_kv_heads, o.head_dim, report.threads, o.reps,
+      report.stream_gbps);
+  s += "| format | bits/ch | bytes/token | ns/token | GB/s | % stream | vs fp16 |\n";
+  s += "|---|---:|---:|---:|---:|---:|---:|\n";
+  for (const AttnResult& r : report.results) {
+    s += fmt::format("| {} | {:.3f} | {:.1f} | {:.3f} | {:.2f} | {:.1f} | {:.2f}x |\n", r.format,
+                     r.bits_per_channel, r.bytes_per_token, r.ns_per_token, r.gbps,
+                     100.0 * r.gbps / report.stream_gbps, r.ratio_vs_fp16);
+  }
+  return s;
+}
+
+std::string AttnBenchJson(const AttnBenchReport& report) {
+  const AttnBenchOptions& o = report.options;
+  nlohmann::json j;
+  j["stream_gbps"] = report.stream_gbps;
+  j["ctx"] = o.ctx;
+  j["batch"] = o.batch;
+  j["threads"] = report.threads;
+  j["n_heads"] = o.n_heads;
+  j["n_kv_heads"] = o.n_kv_heads;
+  j["head_dim"] = o.head_dim;
+  j["n_layers"] = 1;
+  j["reps"] = o.reps;
+  j["gbps_formula"] = "bytes_per_token * ctx * batch / median_round_seconds / 1e9";
+  j["results"] = nlohmann::json::array();
+  for (const AttnResult& r : report.results) {
+    j["results"].push_back({{"format", r.format},
+                            {"ns_per_token", r.ns_per_token},
+                            {"gbps", r.gbps},
+                            {"ratio_vs_fp16", r.ratio_vs_fp16},
+                            {"bytes_per_token", r.bytes_per_token},
+                            {"bits_per_channel", r.bits_per_channel},
+                            {"seconds", r.seconds}});
+  }
+  return j.dump(2);
+}
+
+}  // namespace cqkv

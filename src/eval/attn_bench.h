@@ -1,0 +1,104 @@
+// Decode-attention benchmark shared by bench/attention_bench.cc and `cqkv bench-attn`: builds B
+// per-sequence caches of one format filled with random K/V, times KvCache::Attend for one query
+// per sequence, and relates the time to cache bytes, to fp16 and to a STREAM-like read bound.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "quant/codebook.h"
+#include "util/thread_pool.h"
+
+namespace cqkv {
+
+// A KV format under benchmark. Every --kv spec is accepted; in addition "cq:<c>c<b>b[:rN]"
+// (e.g. "cq:4c8b") means CQ with random in-memory codebooks of that config, which times exactly
+// like learned ones (attention cost depends on the code layout, not on the centroid values).
+// Any other "cq:..." is a codebook file path as in --kv.
+struct AttnFormat {
+  std::string name;        // as given, e.g. "fp16", "int4-channel", "cq:4c8b"
+  bool random_cq = false;  // cq:<c>c<b>b: random codebooks of `cq`
+  CqConfig cq;             // only when random_cq
+  int window = 0;          // fp16 window of a random-codebook CQ cache (":rN")
+};
+// Throws cqkv::Error naming `name` when it names no known format family.
+AttnFormat ParseAttnFormat(const std::string& name);
+// Comma-separated list of formats ("fp16,int4-channel,cq:4c8b").
+std::vector<AttnFormat> ParseAttnFormats(const std::string& list);
+
+// Codebooks with N(0, 1) centroids fitting `shape` (fingerprint included), for timing only.
+CodebookSet RandomCodebooks(const KvShape& shape, const CqConfig& config, uint64_t seed);
+// An empty cache of `format` for `shape`; throws cqkv::Error for a malformed spec.
+std::unique_ptr<KvCache> MakeBenchCache(const AttnFormat& format, const KvShape& shape,
+                                        uint64_t seed);
+// Appends random keys/values (uniform in [-1, 1]; pre- and post-RoPE keys equal) to every layer
+// of `cache` until it holds `tokens` tokens, in blocks of up to `block_tokens` tokens.
+void FillRandom(KvCache& cache, int64_t tokens, uint64_t seed, int block_tokens = 2048);
+
+// Bytes one sequence's cache of `format` would take for `shape` at shape.max_tokens tokens,
+// from BytesPerToken of an empty probe cache (so nothing large is allocated).
+double EstimateCacheBytes(const AttnFormat& format, const KvShape& shape);
+
+// B sequences' caches of one format, each holding shape.max_tokens tokens in every layer.
+struct AttnCaches {
+  AttnFormat format;
+  KvShape shape;
+  std::vector<std::unique_ptr<KvCache>> seqs;
+  std::vector<float> q;    // (batch, q_dim) random decode queries, one per sequence
+  std::vector<float> out;  // (batch, q_dim) attention outputs
+};
+// Builds and fills the caches, sequences split over the pool's threads (Append itself is
+// single-threaded, so this is what makes filling 128k-token caches bearable).
+AttnCaches BuildAttnCaches(const AttnFormat& format, const KvShape& shape, int batch,
+                           ThreadPool& pool, uint64_t seed = 1);
+
+// One timing round: for each sequence in turn, one decode Attend on layer 0 (one query at
+// position max_tokens - 1, seeing every cached token). Returns seconds.
+double TimeAttendRound(AttnCaches& caches, ThreadPool& pool);
+
+struct AttnResult {
+  std::string format;
+  double seconds = 0;          // median over repetitions of one round (B Attends)
+  double ns_per_token = 0;     // seconds * 1e9 / (T * B): per cached token, per sequence, per layer
+  double gbps = 0;             // bytes_per_token * T * B / seconds / 1e9
+  double ratio_vs_fp16 = 0;    // fp16 seconds / this format's seconds (> 1: faster than fp16)
+  double bytes_per_token = 0;  // KvCache::BytesPerToken / n_layers: one layer's K+V bytes
+  double bits_per_channel = 0;  // KvCache::BitsPerChannel
+};
+// Times `reps` rounds after one untimed warm-up round. ratio_vs_fp16 is left 0.
+AttnResult TimeAttend(AttnCaches& caches, int reps, ThreadPool& pool);
+
+// STREAM-like read bandwidth: best of `reps` multi-threaded sums over a `bytes` buffer, GB/s.
+double MeasureStreamReadGBs(ThreadPool& pool, size_t bytes = size_t{1} << 30, int reps = 5);
+
+struct AttnBenchOptions {
+  int ctx = 4096;    // cached tokens per sequence (T)
+  int batch = 1;     // sequences (B)
+  int n_heads = 32;  // query heads
+  int n_kv_heads = 8;
+  int head_dim = 128;
+  int reps = 5;
+  std::vector<AttnFormat> formats;
+  size_t stream_bytes = size_t{1} << 30;
+  // The shape of one sequence's cache: a single layer (attention cost is per layer, so more
+  // layers would only multiply fill time), capacity ctx, post-RoPE default RoPE.
+  KvShape Shape() const;
+};
+
+struct AttnBenchReport {
+  AttnBenchOptions options;
+  int threads = 0;
+  double stream_gbps = 0;
+  std::vector<AttnResult> results;  // one per format, in order; fp16 first when not listed
+};
+// Runs every format (adding fp16 when missing, for the ratio) and the stream kernel.
+// `log` gets one progress line per format when non-null.
+AttnBenchReport RunAttnBench(const AttnBenchOptions& options, ThreadPool& pool,
+                             void (*log)(const std::string&) = nullptr);
+std::string AttnBenchMarkdown(const AttnBenchReport& report);
+std::string AttnBenchJson(const AttnBenchReport& report);
+
+}  // namespace cqkv

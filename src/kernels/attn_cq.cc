@@ -1,0 +1,409 @@
+// Highway per-target implementation of the lookup path of kernels/attn_cq.h, plus the direct
+// path and the scalar reference (compiled once).
+//
+// Lookup path, per call (one KV head, its `heads` GQA queries, a token range):
+//  - key table lut[gi][j][h] = q_h . centroid_gi[j] and value histogram hist[gi][j][h], both
+//    with the heads innermost, padded to hp lanes (4 or a multiple of 8), so one token-group
+//    is one vector load (+ one store for values) that serves every head sharing the KV head;
+//  - tokens in sub-blocks of kSub: unpack codes into table offsets, score (sum of gi lookups),
+//    softmax weights p = exp(s - m_ref), then hist[gi][code][:] += p;
+//  - at the end acc[h][gi*c + d] = sum_j hist[gi][j][h] * centroid_gi[j][d].
+// Softmax with a histogram: rescaling the histogram when the max grows costs as much as the
+// final reduction, so m_ref is lazy: it is raised only when a sub-block's max exceeds it by
+// more than kSlack (weights then stay <= e^kSlack, far from fp32 overflow) or on the first
+// sub-block. Results are exact up to fp32 rounding; the state reports m = m_ref.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SSE4 | HWY_AVX3_DL)
+#endif
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/attn_cq.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+// Must come after foreach_target.h.
+#include <hwy/highway.h>
+// Per-target math (Exp) after highway.h.
+#include <hwy/contrib/math/math-inl.h>
+
+#include "kernels/attn_cq.h"
+
+#ifndef CQKV_KERNELS_ATTN_CQ_HELPERS_
+#define CQKV_KERNELS_ATTN_CQ_HELPERS_
+namespace cqkv {
+namespace {
+constexpr int64_t kSub = 64;    // tokens per sub-block: scores and offsets stay in L1
+constexpr float kSlack = 8.0f;  // lazy max: weights <= e^8 before the reference is raised
+
+// Lanes of the head dimension of the tables: 4 for up to 4 heads, else a multiple of 8.
+inline int PaddedHeads(int heads) { return heads <= 4 ? 4 : (heads + 7) / 8 * 8; }
+
+// off[i * groups + gi] = (gi * 2^b + code(t0 + i, g0 + gi)) * hp for i < n.
+inline void UnpackOffsets(const uint8_t* codes, const CqHeadView& h, int64_t t0, int64_t n, int hp,
+                          uint32_t* off) {
+  const uint32_t k = 1u << h.bits;
+  const int groups = h.groups, bits = h.bits;  // locals: `off` may not alias them
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t* o = off + i * groups;
+    const int64_t base = (t0 + i) * h.n_groups + h.g0;
+    for (int gi = 0; gi < groups; ++gi) o[gi] = (gi * k + ReadCqCode(codes, base + gi, bits)) * hp;
+  }
+}
+}  // namespace
+}  // namespace cqkv
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace cqkv {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Hot loops for b = 8 (a byte per code) and b = 4 (two codes per byte, even group count) when
+// all heads fit one vector (hp == lanes): codes are read in place, no offset unpacking, and the
+// table row of group gi starts k * hp floats after that of gi - 1.
+template <int kBits, class D>
+HWY_INLINE void ScoreInPlace(D d, const CqHeadView& hv, const float* HWY_RESTRICT lut, int64_t b0,
+                             int64_t bn, float* HWY_RESTRICT sbuf) {
+  constexpr size_t kN = hn::MaxLanes(d);
+  constexpr int64_t kRow = (int64_t{1} << kBits) * kN;  // floats per group table
+  const int groups = hv.groups;
+  for (int64_t i = 0; i < bn; ++i) {
+    const int64_t first = (b0 + i) * hv.n_groups + hv.g0;
+    auto a0 = hn::Zero(d), a1 = hn::Zero(d);
+    const float* lg = lut;
+    if constexpr (kBits == 8) {
+      const uint8_t* HWY_RESTRICT p = hv.k_codes + first;
+      int gi = 0;
+      for (; gi + 2 <= groups; gi += 2, lg += 2 * kRow) {
+        a0 = hn::Add(a0, hn::LoadU(d, lg + p[gi] * kN));
+        a1 = hn::Add(a1, hn::LoadU(d, lg + kRow + p[gi + 1] * kN));
+      }
+      if (gi < groups) a0 = hn::Add(a0, hn::LoadU(d, lg + p[gi] * kN));
+    } else {
+      const uint8_t* HWY_RESTRICT p = hv.k_codes + first / 2;
+      for (int gj = 0; gj < groups / 2; ++gj, lg += 2 * kRow) {
+        const uint32_t byte = p[gj];
+        a0 = hn::Add(a0, hn::LoadU(d, lg + (byte & 15u) * kN));
+        a1 = hn::Add(a1, hn::LoadU(d, lg + kRow + (byte >> 4) * kN));
+      }
+    }
+    hn::StoreU(hn::Add(a0, a1), d, sbuf + i * kN);
+  }
+}
+
+template <int kBits, class D>
+HWY_INLINE void ScatterInPlace(D d, const CqHeadView& hv, float* HWY_RESTRICT hist, int64_t b0,
+                               int64_t bn, const float* HWY_RESTRICT sbuf) {
+  constexpr size_t kN = hn::MaxLanes(d);
+  constexpr int64_t kRow = (int64_t{1} << kBits) * kN;
+  const int groups = hv.groups;
+  for (int64_t i = 0; i < bn; ++i) {
+    const int64_t first = (b0 + i) * hv.n_groups + hv.g0;
+    const auto pv = hn::LoadU(d, sbuf + i * kN);
+    float* hg = hist;
+    if constexpr (kBits == 8) {
+      const uint8_t* HWY_RESTRICT p = hv.v_codes + first;
+      for (int gi = 0; gi < groups; ++gi, hg += kRow) {
+        float* w = hg + p[gi] * kN;
+        hn::StoreU(hn::Add(hn::LoadU(d, w), pv), d, w);
+      }
+    } else {
+      const uint8_t* HWY_RESTRICT p = hv.v_codes + first / 2;
+      for (int gj = 0; gj < groups / 2; ++gj, hg += 2 * kRow) {
+        const uint32_t byte = p[gj];
+        float* w0 = hg + (byte & 15u) * kN;
+        float* w1 = hg + kRow + (byte >> 4) * kN;
+        hn::StoreU(hn::Add(hn::LoadU(d, w0), pv), d, w0);
+        hn::StoreU(hn::Add(hn::LoadU(d, w1), pv), d, w1);
+      }
+    }
+  }
+}
+
+template <size_t kCap>
+void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int64_t t1,
+              const AttnState& st, const CqScoreFn& score) {
+  const hn::CappedTag<float, kCap> d;
+  const int N = static_cast<int>(hn::Lanes(d));
+  const int G = st.heads, hd = st.head_dim, c = hv.c, groups = hv.groups;
+  const int hp = PaddedHeads(G);
+  const int64_t k = int64_t{1} << hv.bits;
+  const int64_t table = groups * k * hp;  // floats per lut / hist
+  thread_local std::vector<float> lut_v, hist_v, sbuf_v, tmp_v;
+  thread_local std::vector<uint32_t> koff_v, voff_v;
+  lut_v.resize(table);
+  hist_v.assign(table, 0.0f);
+  sbuf_v.resize(kSub * std::max(hp, G));
+  tmp_v.resize(std::max<int64_t>(k, hp));
+  koff_v.resize(kSub * groups);
+  voff_v.resize(kSub * groups);
+  float* HWY_RESTRICT lut = lut_v.data();
+  float* HWY_RESTRICT hist = hist_v.data();
+  float* HWY_RESTRICT sbuf = sbuf_v.data();
+  uint32_t* HWY_RESTRICT koff = koff_v.data();
+  uint32_t* HWY_RESTRICT voff = voff_v.data();
+
+  // Key tables: for each (head, group) a row over centroids, then interleaved heads-innermost.
+  if (!score) {
+    std::fill(lut, lut + table, 0.0f);
+    float* tmp = tmp_v.data();
+    for (int gi = 0; gi < groups; ++gi) {
+      const float* tab = hv.k_table + int64_t{gi} * c * k;  // (c, k)
+      for (int h = 0; h < G; ++h) {
+        const float* qg = q + int64_t{h} * hd + gi * c;
+        std::fill(tmp, tmp + k, 0.0f);
+        for (int j = 0; j < c; ++j) {
+          const float qj = qg[j];
+          const float* row = tab + j * k;
+          for (int64_t e = 0; e < k; ++e) tmp[e] += qj * row[e];
+        }
+        float* l = lut + gi * k * hp + h;
+        for (int64_t e = 0; e < k; ++e) l[e * hp] = tmp[e];
+      }
+    }
+  }
+
+  HWY_ALIGN float m_ref[64], l_sum[64], fac[64];
+  for (int h = 0; h < hp; ++h) {
+    m_ref[h] = -INFINITY;
+    l_sum[h] = 0.0f;
+  }
+  // In-place code reads (see ScoreInPlace) when all heads fit one vector.
+  const bool one_vec = hp == static_cast<int>(hn::MaxLanes(d)) && hp == N;
+  const int in_place = !one_vec       ? 0
+                       : hv.bits == 8 ? 8
+                       : hv.bits == 4 && groups % 2 == 0 && hv.g0 % 2 == 0 && hv.n_groups % 2 == 0
+                           ? 4
+                           : 0;
+  for (int64_t b0 = t0; b0 < t1; b0 += kSub) {
+    const int64_t bn = std::min(kSub, t1 - b0);
+    if (in_place == 0) UnpackOffsets(hv.v_codes, hv, b0, bn, hp, voff);
+    if (score) {
+      // The callback writes (heads, n); transpose to tokens-major with padded lanes.
+      float* tmp = tmp_v.data();
+      thread_local std::vector<float> cb;
+      cb.resize(static_cast<size_t>(G * bn));
+      score(b0, bn, cb.data());
+      for (int64_t i = 0; i < bn; ++i) {
+        for (int h = 0; h < hp; ++h) tmp[h] = h < G ? cb[h * bn + i] : 0.0f;
+        std::memcpy(sbuf + i * hp, tmp, sizeof(float) * hp);
+      }
+    } else if (in_place == 8) {
+      ScoreInPlace<8>(d, hv, lut, b0, bn, sbuf);
+    } else if (in_place == 4) {
+      ScoreInPlace<4>(d, hv, lut, b0, bn, sbuf);
+    } else {
+      UnpackOffsets(hv.k_codes, hv, b0, bn, hp, koff);
+      for (int64_t i = 0; i < bn; ++i) {
+        const uint32_t* o = koff + i * groups;
+        for (int h = 0; h < hp; h += N) {
+          auto a0 = hn::Zero(d), a1 = hn::Zero(d);
+          int gi = 0;
+          for (; gi + 2 <= groups; gi += 2) {
+            a0 = hn::Add(a0, hn::LoadU(d, lut + o[gi] + h));
+            a1 = hn::Add(a1, hn::LoadU(d, lut + o[gi + 1] + h));
+          }
+          if (gi < groups) a0 = hn::Add(a0, hn::LoadU(d, lut + o[gi] + h));
+          hn::StoreU(hn::Add(a0, a1), d, sbuf + i * hp + h);
+        }
+      }
+    }
+    // Lazy reference max (see the file comment).
+    bool raise = false;
+    for (int h = 0; h < hp; ++h) {
+      float bm = -INFINITY;
+      for (int64_t i = 0; i < bn; ++i) bm = std::max(bm, sbuf[i * hp + h]);
+      fac[h] = 1.0f;
+      if (bm > m_ref[h] + kSlack || m_ref[h] == -INFINITY) {
+        fac[h] = std::exp(m_ref[h] - bm);  // 0 on the first sub-block
+        m_ref[h] = bm;
+        raise = true;
+      }
+    }
+    if (raise) {
+      for (int h = 0; h < hp; ++h) l_sum[h] *= fac[h];
+      for (int h = 0; h < hp; h += N) {
+        const auto f = hn::LoadU(d, fac + h);
+        for (int64_t e = h; e < table; e += hp)
+          hn::StoreU(hn::Mul(f, hn::LoadU(d, hist + e)), d, hist + e);
+      }
+    }
+    for (int h = 0; h < hp; h += N) {
+      const auto m = hn::LoadU(d, m_ref + h);
+      auto ls = hn::LoadU(d, l_sum + h);
+      for (int64_t i = 0; i < bn; ++i) {
+        const auto p = hn::Exp(d, hn::Sub(hn::LoadU(d, sbuf + i * hp + h), m));
+        ls = hn::Add(ls, p);
+        hn::StoreU(p, d, sbuf + i * hp + h);
+      }
+      hn::StoreU(ls, d, l_sum + h);
+    }
+    // Value histograms: one read-modify-write per token-group serves all heads.
+    if (in_place == 8) {
+      ScatterInPlace<8>(d, hv, hist, b0, bn, sbuf);
+      continue;
+    }
+    if (in_place == 4) {
+      ScatterInPlace<4>(d, hv, hist, b0, bn, sbuf);
+      continue;
+    }
+    for (int64_t i = 0; i < bn; ++i) {
+      const uint32_t* o = voff + i * groups;
+      for (int h = 0; h < hp; h += N) {
+        const auto p = hn::LoadU(d, sbuf + i * hp + h);
+        for (int gi = 0; gi < groups; ++gi) {
+          float* w = hist + o[gi] + h;
+          hn::StoreU(hn::Add(hn::LoadU(d, w), p), d, w);
+        }
+      }
+    }
+  }
+
+  // Reduce the histograms against the value centroids into this range's own state, then merge.
+  thread_local std::vector<float> part_acc, wt;
+  part_acc.assign(static_cast<size_t>(G) * hd, 0.0f);
+  wt.resize(k);
+  const hn::ScalableTag<float> df;
+  const int64_t NF = static_cast<int64_t>(hn::Lanes(df));
+  for (int gi = 0; gi < groups; ++gi) {
+    const float* tab = hv.v_table + int64_t{gi} * c * k;  // (c, k)
+    const float* hg = hist + gi * k * hp;
+    for (int h = 0; h < G; ++h) {
+      for (int64_t e = 0; e < k; ++e) wt[e] = hg[e * hp + h];
+      for (int j = 0; j < c; ++j) {
+        const float* row = tab + j * k;
+        auto a = hn::Zero(df);
+        int64_t e = 0;
+        for (; e + NF <= k; e += NF)
+          a = hn::MulAdd(hn::LoadU(df, wt.data() + e), hn::LoadU(df, row + e), a);
+        float sum = hn::GetLane(hn::SumOfLanes(df, a));
+        for (; e < k; ++e) sum += wt[e] * row[e];
+        part_acc[int64_t{h} * hd + gi * c + j] = sum;
+      }
+    }
+  }
+  MergeAttnState(st, AttnState{m_ref, l_sum, part_acc.data(), G, hd});
+}
+
+void CqLookupImpl(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& st,
+                  const CqScoreFn& score) {
+  if (st.heads <= 4) return CqLookup<4>(hv, q, t0, t1, st, score);
+  return CqLookup<8>(hv, q, t0, t1, st, score);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace cqkv
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace cqkv {
+
+HWY_EXPORT(CqLookupImpl);
+
+uint32_t ReadCqCode(const uint8_t* p, int64_t i, int bits) {
+  if (bits == 8) return p[i];
+  if (bits == 4) return (p[i >> 1] >> ((i & 1) * 4)) & 0xfu;
+  const uint64_t bit = static_cast<uint64_t>(i) * bits;
+  uint32_t w;
+  std::memcpy(&w, p + (bit >> 3), 4);
+  return (w >> (bit & 7)) & ((1u << bits) - 1);
+}
+
+namespace {
+
+// Direct path: per token, read each group's centroid (channel-major, stride 2^b). Scores of a
+// block go through the exact online softmax (SoftmaxBlock) before the value pass.
+void CqDirect(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& st,
+              const CqScoreFn& score) {
+  constexpr int64_t kBlock = 64;
+  const int G = st.heads, hd = st.head_dim, c = hv.c;
+  const int64_t k = int64_t{1} << hv.bits;
+  std::vector<float> sc(static_cast<size_t>(G * kBlock));
+  for (int64_t b0 = t0; b0 < t1; b0 += kBlock) {
+    const int64_t bn = std::min(kBlock, t1 - b0);
+    if (score) {
+      score(b0, bn, sc.data());
+    } else {
+      for (int64_t i = 0; i < bn; ++i) {
+        const int64_t base = (b0 + i) * hv.n_groups + hv.g0;
+        for (int h = 0; h < G; ++h) sc[h * bn + i] = 0.0f;
+        for (int gi = 0; gi < hv.groups; ++gi) {
+          const float* cent =
+              hv.k_table + int64_t{gi} * c * k + ReadCqCode(hv.k_codes, base + gi, hv.bits);
+          for (int h = 0; h < G; ++h) {
+            const float* qg = q + int64_t{h} * hd + gi * c;
+            float s = 0;
+            for (int j = 0; j < c; ++j) s += qg[j] * cent[j * k];
+            sc[h * bn + i] += s;
+          }
+        }
+      }
+    }
+    SoftmaxBlock(st, sc.data(), bn);
+    for (int64_t i = 0; i < bn; ++i) {
+      const int64_t base = (b0 + i) * hv.n_groups + hv.g0;
+      for (int gi = 0; gi < hv.groups; ++gi) {
+        const float* cent =
+            hv.v_table + int64_t{gi} * c * k + ReadCqCode(hv.v_codes, base + gi, hv.bits);
+        for (int h = 0; h < G; ++h) {
+          float* o = st.acc + int64_t{h} * hd + gi * c;
+          const float p = sc[h * bn + i];
+          for (int j = 0; j < c; ++j) o[j] += p * cent[j * k];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void CqAttend(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& s,
+              const CqScoreFn& score, CqPath path) {
+  if (t1 <= t0) return;
+  if (path == CqPath::kAuto) {
+    const bool lookup = hv.bits <= 8 && 2 * (t1 - t0) >= (int64_t{1} << hv.bits);
+    path = lookup ? CqPath::kLookup : CqPath::kDirect;
+  }
+  if (path == CqPath::kLookup && hv.bits <= 8 && s.heads <= 64) {
+    HWY_DYNAMIC_DISPATCH(CqLookupImpl)(hv, q, t0, t1, s, score);
+  } else {
+    CqDirect(hv, q, t0, t1, s, score);
+  }
+}
+
+void CqAttendRef(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& s,
+                 const CqScoreFn& score) {
+  const int G = s.heads, hd = s.head_dim, c = hv.c;
+  const int64_t k = int64_t{1} << hv.bits;
+  std::vector<float> key(hd), val(hd), sc(G);
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t base = t * hv.n_groups + hv.g0;
+    for (int gi = 0; gi < hv.groups; ++gi) {
+      const uint32_t kc = ReadCqCode(hv.k_codes, base + gi, hv.bits);
+      const uint32_t vc = ReadCqCode(hv.v_codes, base + gi, hv.bits);
+      for (int j = 0; j < c; ++j) {
+        key[gi * c + j] = hv.k_table[(int64_t{gi} * c + j) * k + kc];
+        val[gi * c + j] = hv.v_table[(int64_t{gi} * c + j) * k + vc];
+      }
+    }
+    if (score) {
+      score(t, 1, sc.data());
+    } else {
+      for (int h = 0; h < G; ++h) {
+        double dot = 0;
+        for (int j = 0; j < hd; ++j) dot += double(q[int64_t{h} * hd + j]) * key[j];
+        sc[h] = static_cast<float>(dot);
+      }
+    }
+    SoftmaxBlock(s, sc.data(), 1);
+    for (int h = 0; h < G; ++h) {
+      for (int j = 0; j < hd; ++j) s.acc[int64_t{h} * hd + j] += sc[h] * val[j];
+    }
+  }
+}
+
+}  // namespace cqkv
+#endif  // HWY_ONCE

@@ -1,0 +1,265 @@
+// Highway per-target implementations of kernels/attn_dense.h. Tokens are processed in blocks of
+// kBlock: scores of every head for the block first (each key row is read once for all the heads
+// that share it, GQA), one softmax update per block, then the values with each head's output
+// chunk held in registers while the block's value rows stream from L1.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SSE4 | HWY_AVX3_DL)
+#endif
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/attn_dense.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+// Must come after foreach_target.h.
+#include <hwy/highway.h>
+// Per-target math (Exp) after highway.h.
+#include <hwy/cache_control.h>
+#include <hwy/contrib/math/math-inl.h>
+
+#include "kernels/attn_dense.h"
+#include "util/fp16.h"
+
+#ifndef CQKV_KERNELS_ATTN_DENSE_HELPERS_
+#define CQKV_KERNELS_ATTN_DENSE_HELPERS_
+namespace cqkv {
+namespace {
+constexpr int64_t kBlock = 64;    // tokens per softmax update; the block's V rows stay in L1
+constexpr int kHeadsPerPass = 4;  // query heads whose dot accumulators live in registers at once
+inline float ToF32(float x) { return x; }
+inline float ToF32(uint16_t x) { return F16ToF32(x); }
+}  // namespace
+}  // namespace cqkv
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace cqkv {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+template <class D>
+HWY_INLINE hn::Vec<D> LoadRow(D d, const float* HWY_RESTRICT p) {
+  return hn::LoadU(d, p);
+}
+template <class D>
+HWY_INLINE hn::Vec<D> LoadRow(D d, const uint16_t* HWY_RESTRICT p) {
+  const hn::Rebind<hwy::float16_t, D> dh;
+  return hn::PromoteTo(d, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+}
+
+// out[h * ld + i] = exp(x[h * ld + i] - m[h]) for i < n, vectorised along tokens.
+void ExpRowsImpl(float* HWY_RESTRICT x, int64_t ld, int heads, int64_t n,
+                 const float* HWY_RESTRICT m) {
+  const hn::ScalableTag<float> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  for (int h = 0; h < heads; ++h) {
+    float* row = x + h * ld;
+    const auto vm = hn::Set(d, m[h]);
+    int64_t i = 0;
+    for (; i + N <= n; i += N)
+      hn::StoreU(hn::Exp(d, hn::Sub(hn::LoadU(d, row + i), vm)), d, row + i);
+    for (; i < n; ++i) row[i] = std::exp(row[i] - m[h]);
+  }
+}
+
+template <typename T>
+void DenseAttendImpl(const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, const T* HWY_RESTRICT v,
+                     int64_t stride, int64_t n, const AttnState& s) {
+  const hn::ScalableTag<float> d;
+  const int N = static_cast<int>(hn::Lanes(d));
+  const int hd = s.head_dim, G = s.heads;
+  const int hd_vec = hd / N * N;
+  HWY_ALIGN float scores[8 * kBlock];  // (heads, kBlock); larger groups take several passes
+  for (int g0 = 0; g0 < G; g0 += 8) {
+    const int gn = std::min(8, G - g0);
+    const AttnState sub{s.m + g0, s.l + g0, s.acc + int64_t{g0} * hd, gn, hd};
+    const float* qg = q + int64_t{g0} * hd;
+    for (int64_t b0 = 0; b0 < n; b0 += kBlock) {
+      const int64_t bn = std::min(kBlock, n - b0);
+      // Scores: each key row is loaded once per pass of up to kHeadsPerPass heads.
+      for (int h0 = 0; h0 < gn; h0 += kHeadsPerPass) {
+        const int hn_ = std::min(kHeadsPerPass, gn - h0);
+        for (int64_t i = 0; i < bn; ++i) {
+          const T* kr = k + (b0 + i) * stride;
+          if (h0 == 0) {
+            // Rows are kv_dim apart, so each token is a fresh run of lines: fetch this token's
+            // value row (used after the scores) and the key row one block ahead.
+            const T* vr = v + (b0 + i) * stride;
+            const T* kn = kr + kBlock * stride;
+            const bool next = b0 + i + kBlock < n;
+            for (int j = 0; j < hd; j += static_cast<int>(64 / sizeof(T))) {
+              hwy::Prefetch(vr + j);
+              if (next) hwy::Prefetch(kn + j);
+            }
+          }
+          auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+          const float* q0 = qg + int64_t{h0} * hd;
+          for (int j = 0; j < hd_vec; j += N) {
+            const auto kv = LoadRow(d, kr + j);
+            a0 = hn::MulAdd(kv, hn::LoadU(d, q0 + j), a0);
+            if (hn_ > 1) a1 = hn::MulAdd(kv, hn::LoadU(d, q0 + hd + j), a1);
+            if (hn_ > 2) a2 = hn::MulAdd(kv, hn::LoadU(d, q0 + 2 * hd + j), a2);
+            if (hn_ > 3) a3 = hn::MulAdd(kv, hn::LoadU(d, q0 + 3 * hd + j), a3);
+          }
+          const hn::Vec<decltype(d)> accs[4] = {a0, a1, a2, a3};
+          for (int h = 0; h < hn_; ++h) {
+            float sum = hn::GetLane(hn::SumOfLanes(d, accs[h]));
+            for (int j = hd_vec; j < hd; ++j) sum += ToF32(kr[j]) * q0[int64_t{h} * hd + j];
+            scores[(h0 + h) * kBlock + i] = sum;
+          }
+        }
+      }
+      // Online softmax update (scalar per head, cheap next to the rows).
+      for (int h = 0; h < gn; ++h) {
+        float bm = -INFINITY;
+        for (int64_t i = 0; i < bn; ++i) bm = std::max(bm, scores[h * kBlock + i]);
+        if (bm > sub.m[h]) {
+          const float f = std::exp(sub.m[h] - bm);  // 0 when the state was empty
+          sub.l[h] *= f;
+          float* a = sub.acc + int64_t{h} * hd;
+          for (int j = 0; j < hd; ++j) a[j] *= f;
+          sub.m[h] = bm;
+        }
+      }
+      ExpRowsImpl(scores, kBlock, gn, bn, sub.m);
+      for (int h = 0; h < gn; ++h) {
+        float sum = 0;
+        for (int64_t i = 0; i < bn; ++i) sum += scores[h * kBlock + i];
+        sub.l[h] += sum;
+      }
+      // Values: per chunk of N channels, the heads' outputs stay in registers over the block.
+      for (int h0 = 0; h0 < gn; h0 += kHeadsPerPass) {
+        const int hn_ = std::min(kHeadsPerPass, gn - h0);
+        const float* p0 = scores + h0 * kBlock;
+        float* o0 = sub.acc + int64_t{h0} * hd;
+        for (int j = 0; j < hd_vec; j += N) {
+          auto a0 = hn::LoadU(d, o0 + j);
+          auto a1 = hn_ > 1 ? hn::LoadU(d, o0 + hd + j) : hn::Zero(d);
+          auto a2 = hn_ > 2 ? hn::LoadU(d, o0 + 2 * hd + j) : hn::Zero(d);
+          auto a3 = hn_ > 3 ? hn::LoadU(d, o0 + 3 * hd + j) : hn::Zero(d);
+          for (int64_t i = 0; i < bn; ++i) {
+            const auto vv = LoadRow(d, v + (b0 + i) * stride + j);
+            a0 = hn::MulAdd(hn::Set(d, p0[i]), vv, a0);
+            if (hn_ > 1) a1 = hn::MulAdd(hn::Set(d, p0[kBlock + i]), vv, a1);
+            if (hn_ > 2) a2 = hn::MulAdd(hn::Set(d, p0[2 * kBlock + i]), vv, a2);
+            if (hn_ > 3) a3 = hn::MulAdd(hn::Set(d, p0[3 * kBlock + i]), vv, a3);
+          }
+          hn::StoreU(a0, d, o0 + j);
+          if (hn_ > 1) hn::StoreU(a1, d, o0 + hd + j);
+          if (hn_ > 2) hn::StoreU(a2, d, o0 + 2 * hd + j);
+          if (hn_ > 3) hn::StoreU(a3, d, o0 + 3 * hd + j);
+        }
+        for (int h = 0; h < hn_; ++h) {
+          for (int j = hd_vec; j < hd; ++j) {
+            float a = o0[int64_t{h} * hd + j];
+            for (int64_t i = 0; i < bn; ++i)
+              a += p0[h * kBlock + i] * ToF32(v[(b0 + i) * stride + j]);
+            o0[int64_t{h} * hd + j] = a;
+          }
+        }
+      }
+    }
+  }
+}
+
+void DenseAttendF32Impl(const float* q, const float* k, const float* v, int64_t stride, int64_t n,
+                        const AttnState& s) {
+  DenseAttendImpl(q, k, v, stride, n, s);
+}
+void DenseAttendF16Impl(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride,
+                        int64_t n, const AttnState& s) {
+  DenseAttendImpl(q, k, v, stride, n, s);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace cqkv
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace cqkv {
+
+HWY_EXPORT(DenseAttendF32Impl);
+HWY_EXPORT(DenseAttendF16Impl);
+
+void DenseAttendF32(const float* q, const float* k, const float* v, int64_t stride, int64_t n,
+                    const AttnState& s) {
+  HWY_DYNAMIC_DISPATCH(DenseAttendF32Impl)(q, k, v, stride, n, s);
+}
+void DenseAttendF16(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride, int64_t n,
+                    const AttnState& s) {
+  HWY_DYNAMIC_DISPATCH(DenseAttendF16Impl)(q, k, v, stride, n, s);
+}
+
+void ResetAttnState(const AttnState& s) {
+  std::fill(s.m, s.m + s.heads, -INFINITY);
+  std::fill(s.l, s.l + s.heads, 0.0f);
+  std::fill(s.acc, s.acc + int64_t{s.heads} * s.head_dim, 0.0f);
+}
+
+void MergeAttnState(const AttnState& dst, const AttnState& src) {
+  for (int h = 0; h < dst.heads; ++h) {
+    if (src.m[h] == -INFINITY) continue;  // empty source: nothing to add
+    const float m = std::max(dst.m[h], src.m[h]);
+    const float fd = std::exp(dst.m[h] - m), fs = std::exp(src.m[h] - m);
+    dst.l[h] = dst.l[h] * fd + src.l[h] * fs;
+    float* a = dst.acc + int64_t{h} * dst.head_dim;
+    const float* b = src.acc + int64_t{h} * dst.head_dim;
+    for (int j = 0; j < dst.head_dim; ++j) a[j] = a[j] * fd + b[j] * fs;
+    dst.m[h] = m;
+  }
+}
+
+void SoftmaxBlock(const AttnState& s, float* scores, int64_t n) {
+  for (int h = 0; h < s.heads; ++h) {
+    float* row = scores + h * n;
+    float bm = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) bm = std::max(bm, row[i]);
+    if (bm > s.m[h]) {
+      const float f = std::exp(s.m[h] - bm);
+      s.l[h] *= f;
+      float* a = s.acc + int64_t{h} * s.head_dim;
+      for (int j = 0; j < s.head_dim; ++j) a[j] *= f;
+      s.m[h] = bm;
+    }
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      row[i] = std::exp(row[i] - s.m[h]);
+      sum += row[i];
+    }
+    s.l[h] += static_cast<float>(sum);
+  }
+}
+
+namespace {
+template <typename T>
+void DenseRef(const float* q, const T* k, const T* v, int64_t stride, int64_t n,
+              const AttnState& s) {
+  const int hd = s.head_dim;
+  std::vector<float> sc(static_cast<size_t>(s.heads));
+  for (int64_t i = 0; i < n; ++i) {
+    for (int h = 0; h < s.heads; ++h) {
+      double dot = 0;
+      for (int j = 0; j < hd; ++j) dot += double(q[int64_t{h} * hd + j]) * ToF32(k[i * stride + j]);
+      sc[h] = static_cast<float>(dot);
+    }
+    SoftmaxBlock(AttnState{s.m, s.l, s.acc, s.heads, hd}, sc.data(), 1);
+    for (int h = 0; h < s.heads; ++h) {
+      for (int j = 0; j < hd; ++j) s.acc[int64_t{h} * hd + j] += sc[h] * ToF32(v[i * stride + j]);
+    }
+  }
+}
+}  // namespace
+
+void DenseAttendF32Ref(const float* q, const float* k, const float* v, int64_t stride, int64_t n,
+                       const AttnState& s) {
+  DenseRef(q, k, v, stride, n, s);
+}
+void DenseAttendF16Ref(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride,
+                       int64_t n, const AttnState& s) {
+  DenseRef(q, k, v, stride, n, s);
+}
+
+}  // namespace cqkv
+#endif  // HWY_ONCE

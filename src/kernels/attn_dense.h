@@ -1,0 +1,41 @@
+// Decode-time partial attention over dense fp32 / fp16 key and value rows (the baseline the CQ
+// kernels are measured against), and the flash-decoding softmax state they all accumulate into.
+// Vector versions dispatch at run time (Highway); the *Ref versions are the scalar definition.
+#pragma once
+
+#include <cstdint>
+
+namespace cqkv {
+
+// Softmax state of `heads` query heads over the tokens seen so far (flash-decoding): per head
+// m = max score, l = sum_t exp(s_t - m), acc (heads, head_dim) = sum_t exp(s_t - m) v_t.
+// The empty state is m = -inf, l = 0, acc = 0; out = acc / l once every range is merged.
+struct AttnState {
+  float* m;    // (heads)
+  float* l;    // (heads)
+  float* acc;  // (heads, head_dim) row-major
+  int heads;
+  int head_dim;
+};
+void ResetAttnState(const AttnState& s);
+// dst <- merge(dst, src): rescales both to the larger max. Either may be empty.
+void MergeAttnState(const AttnState& dst, const AttnState& src);
+// Folds one block of scores (heads, n) row-major, already scaled, into s (online softmax):
+// raises m where needed, rescaling l and acc, and overwrites `scores` with exp(s - m).
+void SoftmaxBlock(const AttnState& s, float* scores, int64_t n);
+
+// Attention of the s.heads queries q (heads, head_dim), already scaled by 1/sqrt(head_dim), over
+// n tokens whose key and value rows (head_dim each) sit at k + i*stride and v + i*stride,
+// accumulated into s. fp16 rows are raw IEEE half bits; all sums are fp32.
+void DenseAttendF32(const float* q, const float* k, const float* v, int64_t stride, int64_t n,
+                    const AttnState& s);
+void DenseAttendF16(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride, int64_t n,
+                    const AttnState& s);
+
+// Scalar references: per token, double-precision dot, then the exact online update.
+void DenseAttendF32Ref(const float* q, const float* k, const float* v, int64_t stride, int64_t n,
+                       const AttnState& s);
+void DenseAttendF16Ref(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride,
+                       int64_t n, const AttnState& s);
+
+}  // namespace cqkv
