@@ -6,52 +6,12 @@
 #include <random>
 #include <vector>
 
+#include "kv/kv_testing.h"
 #include "util/error.h"
 #include "util/fp16.h"
 
 namespace cqkv {
 namespace {
-
-KvShape Shape(int n_heads, int n_kv, int hd, int max_tokens) {
-  KvShape s;
-  s.n_layers = 2;
-  s.n_heads = n_heads;
-  s.n_kv_heads = n_kv;
-  s.head_dim = hd;
-  s.max_tokens = max_tokens;
-  return s;
-}
-
-// Straightforward double-precision causal GQA attention: the definition.
-std::vector<double> NaiveAttention(const KvShape& s, const std::vector<float>& q, int64_t nq,
-                                   int64_t pos0, const std::vector<float>& k,
-                                   const std::vector<float>& v) {
-  const int hd = s.head_dim, kvd = s.kv_dim(), qd = s.q_dim();
-  std::vector<double> out(static_cast<size_t>(nq * qd), 0.0);
-  for (int64_t i = 0; i < nq; ++i) {
-    for (int h = 0; h < s.n_heads; ++h) {
-      const int kvh = h / (s.n_heads / s.n_kv_heads);
-      const int64_t n_ctx = pos0 + i + 1;
-      std::vector<double> sc(static_cast<size_t>(n_ctx));
-      double mx = -1e300;
-      for (int64_t t = 0; t < n_ctx; ++t) {
-        double d = 0;
-        for (int c = 0; c < hd; ++c)
-          d += double(q[i * qd + h * hd + c]) * k[t * kvd + kvh * hd + c];
-        sc[t] = d / std::sqrt(double(hd));
-        mx = std::max(mx, sc[t]);
-      }
-      double sum = 0;
-      for (auto& x : sc) sum += (x = std::exp(x - mx));
-      for (int64_t t = 0; t < n_ctx; ++t) {
-        for (int c = 0; c < hd; ++c) {
-          out[i * qd + h * hd + c] += sc[t] / sum * v[t * kvd + kvh * hd + c];
-        }
-      }
-    }
-  }
-  return out;
-}
 
 struct Case {
   int n_heads, n_kv, hd;
@@ -64,7 +24,7 @@ class DenseCacheTest : public ::testing::TestWithParam<std::tuple<std::string, C
 // reference uses the fp16-rounded K/V, so the same bound holds.
 TEST_P(DenseCacheTest, MatchesNaiveAttention) {
   const auto& [format, cs] = GetParam();
-  const KvShape s = Shape(cs.n_heads, cs.n_kv, cs.hd, 64);
+  const KvShape s = testing::TestShape(cs.n_heads, cs.n_kv, cs.hd, 64);
   auto cache = format == "fp32" ? MakeFp32Cache(s) : MakeFp16Cache(s);
   ThreadPool pool(2);
   std::mt19937 rng(3);
@@ -87,7 +47,7 @@ TEST_P(DenseCacheTest, MatchesNaiveAttention) {
     std::vector<float> out(q.size());
     cache->Attend(1, ConstMat(q.data(), block, s.q_dim()), pos, Mat(out.data(), block, s.q_dim()),
                   pool);
-    const auto ref = NaiveAttention(s, q, block, pos, all_k, all_v);
+    const auto ref = testing::NaiveAttention(s, q, block, pos, all_k, all_v);
     for (size_t i = 0; i < out.size(); ++i) {
       ASSERT_NEAR(out[i], ref[i], 1e-5 * (1 + std::fabs(ref[i])))
           << "block at " << pos << " i=" << i;
@@ -105,7 +65,7 @@ INSTANTIATE_TEST_SUITE_P(Formats, DenseCacheTest,
                                                               Case{8, 1, 128}, Case{4, 1, 16})));
 
 TEST(DenseCache, SingleTokenReturnsItsValue) {
-  const KvShape s = Shape(2, 1, 8, 4);
+  const KvShape s = testing::TestShape(2, 1, 8, 4);
   auto cache = MakeFp32Cache(s);
   std::vector<float> k(8, 0.5f), v{1, 2, 3, 4, 5, 6, 7, 8}, q(16, 3.0f), out(16);
   const ConstMat km(k.data(), 1, 8), vm(v.data(), 1, 8);
@@ -118,7 +78,7 @@ TEST(DenseCache, SingleTokenReturnsItsValue) {
 }
 
 TEST(DenseCache, BytesPerTokenAndCapacity) {
-  const KvShape s = Shape(32, 8, 128, 3);  // LLaMA-2-7B-like GQA head layout, 2 layers
+  const KvShape s = testing::TestShape(32, 8, 128, 3);  // LLaMA-2-7B-like GQA head layout, 2 layers
   EXPECT_DOUBLE_EQ(MakeFp32Cache(s)->BytesPerToken(), 2.0 * 2 * 8 * 128 * 4);
   EXPECT_DOUBLE_EQ(MakeFp16Cache(s)->BytesPerToken(), 2.0 * 2 * 8 * 128 * 2);
   auto cache = MakeFp16Cache(s);
@@ -129,7 +89,7 @@ TEST(DenseCache, BytesPerTokenAndCapacity) {
 
 TEST(KvCache, UnknownFormatIsAClearError) {
   try {
-    MakeKvCache("int3-bogus", Shape(4, 4, 8, 8));
+    MakeKvCache("int3-bogus", testing::TestShape(4, 4, 8, 8));
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("int3-bogus"), std::string::npos);

@@ -20,7 +20,7 @@ namespace {
 using testing::CheckAttentionMatchesDequantised;
 using testing::DequantAll;
 using testing::ExpectErrorNaming;
-using testing::QuantShape;
+using testing::TestShape;
 
 std::unique_ptr<QuantKvCache> MakeInt(const std::string& spec, const KvShape& s) {
   return MakeIntCache(spec, s);
@@ -100,7 +100,7 @@ TEST(UniformGroup, ErrorWithinHalfAStep) {
 // int<B>-token: each head's channels form a group; a row on a group's grid comes back exactly,
 // and the 1-bit format keeps only each group's extremes.
 TEST(IntTokenCache, GridRowsRoundTripThroughTheCache) {
-  const KvShape s = QuantShape(2, 2, 8, 4);
+  const KvShape s = TestShape(2, 2, 8, 4);
   auto cache = MakeInt("int2-token:g4", s);
   // Group 0 on the grid min -1, scale 0.5; group 1 constant; groups 2-3 on min 4, scale 2.
   const std::vector<float> k{-1, -0.5f, 0, 0.5f, 3, 3, 3, 3, 4, 10, 6, 8, 8, 4, 4, 10};
@@ -128,7 +128,7 @@ class IntAttentionTest : public ::testing::TestWithParam<std::tuple<std::string,
 // inside a block and between steps.
 TEST_P(IntAttentionTest, MatchesNaiveAttentionOverDequantisedRows) {
   const auto& [spec, c] = GetParam();
-  auto cache = MakeInt(spec, QuantShape(c.n_heads, c.n_kv, c.hd, 96));
+  auto cache = MakeInt(spec, TestShape(c.n_heads, c.n_kv, c.hd, 96));
   CheckAttentionMatchesDequantised(*cache, {5, 1, 1, 17, 1, 14, 1, 3, 20}, 7);
 }
 
@@ -141,7 +141,7 @@ INSTANTIATE_TEST_SUITE_P(
                                          AttnCase{4, 4, 128}, AttnCase{8, 2, 128})));
 
 TEST(IntChannelCache, DefaultGroupOverLongPrefillAndDecode) {
-  auto cache = MakeInt("int4-channel", QuantShape(8, 2, 64, 300));
+  auto cache = MakeInt("int4-channel", TestShape(8, 2, 64, 300));
   CheckAttentionMatchesDequantised(*cache, {200, 1, 1, 60}, 8);
 }
 
@@ -154,7 +154,7 @@ TEST(IntChannelCache, DefaultGroupOverLongPrefillAndDecode) {
 // measured difference stays below 0.02 (0.018 observed), which the test also asserts.
 TEST(IntCache, Int8AttentionIsCloseToFp32) {
   for (const char* spec : {"int8-token", "int8-channel:g32"}) {
-    const KvShape s = QuantShape(8, 2, 64, 80);
+    const KvShape s = TestShape(8, 2, 64, 80);
     const int hd = s.head_dim, kvd = s.kv_dim(), qd = s.q_dim(), group = s.n_heads / s.n_kv_heads;
     auto q8 = MakeInt(spec, s);
     auto ref = MakeFp32Cache(s);
@@ -283,7 +283,7 @@ TEST(IntChannelCache, FullGroupsNeverChangeAndPartialGroupIsRequantised) {
 }
 
 TEST(IntChannelCache, StreamingEqualsOneBlock) {
-  const KvShape s = QuantShape(4, 2, 16, 50);
+  const KvShape s = TestShape(4, 2, 16, 50);
   auto stream = MakeInt("int4-channel:g8", s), once = MakeInt("int4-channel:g8", s);
   testing::RandomKv gen(s, 5);
   std::vector<float> k, v, q;
@@ -323,7 +323,7 @@ TEST(IntCache, BytesPerTokenLlama7b) {
 }
 
 TEST(IntCache, FormatClearAndCapacity) {
-  const KvShape s = QuantShape(2, 1, 8, 4);
+  const KvShape s = TestShape(2, 1, 8, 4);
   auto cache = MakeKvCache("int4-channel:g2", s);
   EXPECT_EQ(cache->format(), "int4-channel:g2");
   std::vector<float> x(5 * 8, 1.0f);
@@ -339,7 +339,7 @@ TEST(IntCache, FormatClearAndCapacity) {
 }
 
 TEST(IntCache, BadSpecsNameTheSpec) {
-  const KvShape s = QuantShape(4, 4, 64, 16);
+  const KvShape s = TestShape(4, 4, 64, 16);
   for (const char* spec :
        {"int3-token", "int16-token", "int-token", "intx-token", "int4", "int4-foo", "int4-token:g0",
         "int4-token:g48", "int4-token:g", "int4-token:gx", "int4-token:g-1", "int4-token:r8",

@@ -15,7 +15,7 @@ namespace {
 using testing::CheckAttentionMatchesDequantised;
 using testing::DequantAll;
 using testing::ExpectErrorNaming;
-using testing::QuantShape;
+using testing::TestShape;
 
 std::vector<float> RoundToHalf(const std::vector<float>& x) {
   std::vector<float> out(x.size());
@@ -32,7 +32,7 @@ int64_t Quantised(int64_t n, int64_t g, int64_t r) { return n >= r + g ? (n - r)
 // G-channel group -- which a ChannelGroupRows / TokenGroupRows fed the same rows reproduces.
 TEST(KiviCache, WindowIsExactAndOlderTokensAreQuantisedPerChannelAndPerToken) {
   const int G = 8, R = 12;
-  const KvShape s = QuantShape(4, 2, 16, 120);
+  const KvShape s = TestShape(4, 2, 16, 120);
   auto cache = MakeKiviCache("kivi2:g8:r12", s);
   testing::RandomKv gen(s, 3);
   std::vector<float> all_k, all_v;
@@ -77,7 +77,7 @@ TEST(KiviCache, WindowIsExactAndOlderTokensAreQuantisedPerChannelAndPerToken) {
 }
 
 TEST(KiviCache, TokenByTokenEqualsOneBlock) {
-  const KvShape s = QuantShape(4, 4, 16, 64);
+  const KvShape s = TestShape(4, 4, 16, 64);
   auto stream = MakeKiviCache("kivi4:g4:r6", s), once = MakeKiviCache("kivi4:g4:r6", s);
   testing::RandomKv gen(s, 4);
   std::vector<float> k, v, q;
@@ -103,7 +103,7 @@ class KiviAttentionTest : public ::testing::TestWithParam<std::tuple<std::string
 // Prefill then decode, with lengths crossing the window/group boundaries several times.
 TEST_P(KiviAttentionTest, MatchesNaiveAttentionOverDequantisedRows) {
   const auto& [spec, c] = GetParam();
-  auto cache = MakeKiviCache(spec, QuantShape(c.n_heads, c.n_kv, c.hd, 96));
+  auto cache = MakeKiviCache(spec, TestShape(c.n_heads, c.n_kv, c.hd, 96));
   CheckAttentionMatchesDequantised(*cache, {5, 1, 1, 17, 1, 14, 1, 3, 20, 1, 1}, 17);
 }
 
@@ -115,7 +115,7 @@ INSTANTIATE_TEST_SUITE_P(
                                          AttnCase{4, 4, 128}, AttnCase{8, 2, 128})));
 
 TEST(KiviCache, DefaultsOverLongerContext) {
-  auto cache = MakeKiviCache("kivi2", QuantShape(8, 2, 64, 260));
+  auto cache = MakeKiviCache("kivi2", TestShape(8, 2, 64, 260));
   CheckAttentionMatchesDequantised(*cache, {190, 1, 1, 40, 1}, 18);
 }
 
@@ -128,19 +128,19 @@ TEST(KiviCache, BytesPerTokenLlama7b) {
   const double quant = 2.0 * 4096 * 3 / 8, window = 2.0 * 4096 * 2;  // per token and layer
   EXPECT_DOUBLE_EQ(c->BytesPerToken(), 32 * (3936 * quant + 159 * window) / 4096);
   // A window longer than the context holds everything in fp16.
-  auto all_fp16 = MakeKiviCache("kivi4:r200", QuantShape(4, 4, 64, 100));
+  auto all_fp16 = MakeKiviCache("kivi4:r200", TestShape(4, 4, 64, 100));
   EXPECT_DOUBLE_EQ(all_fp16->BytesPerToken(), 2.0 * 2 * 256 * 2);
-  EXPECT_EQ(MakeKvCache("kivi4:g16:r64", QuantShape(4, 4, 64, 100))->format(), "kivi4:g16:r64");
+  EXPECT_EQ(MakeKvCache("kivi4:g16:r64", TestShape(4, 4, 64, 100))->format(), "kivi4:g16:r64");
 }
 
 TEST(KiviCache, BadSpecsNameTheSpec) {
-  const KvShape s = QuantShape(4, 4, 64, 16);
+  const KvShape s = TestShape(4, 4, 64, 16);
   for (const char* spec : {"kivi3", "kivi8", "kivi", "kivi2:g0", "kivi2:g48", "kivi2:r-1",
                            "kivi2:x1", "kivi2:g32:g32", "kivi2:r", "kivi2-token"}) {
     ExpectErrorNaming([&] { MakeKvCache(spec, s); }, std::string("'") + spec + "'");
   }
   // The default group of 32 channels does not fit a head of 8.
-  ExpectErrorNaming([&] { MakeKvCache("kivi2", QuantShape(4, 4, 8, 16)); }, "'kivi2'");
+  ExpectErrorNaming([&] { MakeKvCache("kivi2", TestShape(4, 4, 8, 16)); }, "'kivi2'");
 }
 
 }  // namespace

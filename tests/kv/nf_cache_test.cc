@@ -16,7 +16,7 @@ namespace {
 using testing::CheckAttentionMatchesDequantised;
 using testing::DequantAll;
 using testing::ExpectErrorNaming;
-using testing::QuantShape;
+using testing::TestShape;
 
 // Phi^-1 by bisection on the normal CDF, in double: slow and obviously right.
 double InverseNormalCdf(double p) {
@@ -103,7 +103,7 @@ TEST(NormalFloat, ZeroGroupAndNearestLevel) {
 }
 
 TEST(NfCache, GroupsAreScaledPerTokenAndChannelGroup) {
-  const KvShape s = QuantShape(2, 2, 8, 4);
+  const KvShape s = TestShape(2, 2, 8, 4);
   auto cache = MakeNfCache("nf3:g4", s);
   const auto l = NormalFloatLevels(3);
   // Four groups with absmax 1, 4, 0.5 and 0 (all zero), each made of levels times absmax.
@@ -123,7 +123,7 @@ class NfAttentionTest : public ::testing::TestWithParam<std::tuple<std::string, 
 
 TEST_P(NfAttentionTest, MatchesNaiveAttentionOverDequantisedRows) {
   const auto& [spec, c] = GetParam();
-  auto cache = MakeNfCache(spec, QuantShape(c.n_heads, c.n_kv, c.hd, 64));
+  auto cache = MakeNfCache(spec, TestShape(c.n_heads, c.n_kv, c.hd, 64));
   CheckAttentionMatchesDequantised(*cache, {5, 1, 1, 17, 1, 3, 20}, 13);
 }
 
@@ -147,7 +147,7 @@ TEST(NfCache, BytesPerTokenLlama7b) {
 }
 
 TEST(NfCache, BadSpecsNameTheSpec) {
-  const KvShape s = QuantShape(4, 4, 64, 16);
+  const KvShape s = TestShape(4, 4, 64, 16);
   for (const char* spec : {"nf1", "nf5", "nf8", "nf", "nfx", "nf4:g0", "nf4:g48", "nf4:g128",
                            "nf4:r8", "nf4:g16:g16", "nf4-token"}) {
     ExpectErrorNaming([&] { MakeKvCache(spec, s); }, std::string("'") + spec + "'");
