@@ -23,8 +23,9 @@ if __name__ == "__main__" and "numpy" not in sys.modules:
             os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
 
 MODELS = {
-    "cq-tiny": ("models/cq-tiny/model.bin", "tokenizers/llama2.tokenizer.bin", 256),
-    "stories260K": ("models/stories260K/model.bin", "models/stories260K/tokenizer.bin", 256),
+    # name: (model, tokenizer, ctx, KIVI group: its default 32 where the head dim allows)
+    "cq-tiny": ("models/cq-tiny/model.bin", "tokenizers/llama2.tokenizer.bin", 256, 32),
+    "stories260K": ("models/stories260K/model.bin", "models/stories260K/tokenizer.bin", 256, 8),
 }
 DATA = {
     "wikitext2": "data/wikitext-2/wiki.test.raw",
@@ -34,14 +35,14 @@ CALIB_DATA = "data/c4/c4_validation_1900.jsonl:0:400"  # docs the C4 hold-out ne
 CQ_CONFIGS = ["2c8b", "4c8b", "8c8b"]
 
 
-def baselines():
+def baselines(kivi_group):
     """(family, spec) of the non-CQ formats, grouped by the bits per channel they target."""
     out = [("fp16", "fp16")]
     for b in (4, 2, 1):
         # KIVI's default 128-token fp16 window would be half of a 256-token window: use the
         # same 32-token window the CQ "+r32" runs get.
         out += [("int-token", f"int{b}-token"), ("int-channel", f"int{b}-channel"),
-                ("kivi r32", f"kivi{b}:r32")]
+                ("kivi r32", f"kivi{b}:r32" + (f":g{kivi_group}" if kivi_group != 32 else ""))]
     out += [("nf-token", "nf4"), ("nf-token", "nf3"), ("nf-token", "nf2")]
     return out
 
@@ -76,10 +77,10 @@ def main():
     results = []
     results_path = os.path.join(args.out, "results.json")
     for model_name in args.models.split(","):
-        rel_model, rel_tok, ctx = MODELS[model_name]
+        rel_model, rel_tok, ctx, kivi_group = MODELS[model_name]
         model = os.path.join(args.shared, rel_model)
         tok = os.path.join(args.shared, rel_tok)
-        formats = list(baselines())
+        formats = list(baselines(kivi_group))
         calib = []
         for cfg in CQ_CONFIGS:
             for fisher in (False, True):
@@ -169,6 +170,8 @@ def plot(results, args):
     import matplotlib.pyplot as plt
     models = sorted({r["model_name"] for r in results})
     datas = sorted({r["data_name"] for r in results})
+    families = sorted({r["family"] for r in results} - {"fp32"})
+    colors = {f: plt.cm.tab10(i % 10) for i, f in enumerate(families)}  # same colour everywhere
     fig, axes = plt.subplots(len(models), len(datas), figsize=(6 * len(datas), 4.5 * len(models)),
                              squeeze=False)
     for i, m in enumerate(models):
@@ -176,9 +179,11 @@ def plot(results, args):
             ax = axes[i][j]
             rows = [r for r in results if r["model_name"] == m and r["data_name"] == d]
             base = [r for r in rows if r["format"] == "fp32"]
-            for fam in sorted({r["family"] for r in rows} - {"fp32"}):
+            for fam in families:
                 pts = sorted((r["kv_bits_per_channel"], r["ppl"]) for r in rows if r["family"] == fam)
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=fam)
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=fam,
+                            color=colors[fam])
             if base:
                 ax.axhline(base[0]["ppl"], color="k", ls="--", lw=1, label="fp32")
             ax.set_xscale("log", base=2)
@@ -187,8 +192,9 @@ def plot(results, args):
             ax.set_ylabel("perplexity")
             ax.set_title(f"{m} on {d}")
             ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     png = os.path.join(args.out, "quality_vs_bits.png")
     fig.savefig(png + ".tmp.png", dpi=110)
     os.replace(png + ".tmp.png", png)
