@@ -4,16 +4,22 @@ JOBS ?= $(shell nproc)
 SHARED ?= $(abspath ../shared)
 CMAKE_FLAGS ?=
 
-.PHONY: setup build demo test bench clean format
+.PHONY: setup configure build build-cli demo test bench clean format
 
 setup:
 	@bash scripts/setup.sh
 
-build: setup
+configure: setup
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCQKV_SHARED_DIR=$(SHARED) $(CMAKE_FLAGS) >/dev/null
+
+build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-demo: build
+# The demo needs only the tool, not the tests and benchmarks.
+build-cli: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target cqkv_cli
+
+demo: build-cli
 	@bash scripts/demo.sh $(BUILD)/cqkv $(SHARED)
 
 test: build

@@ -69,19 +69,28 @@ double MeasureReadBandwidthGBs(ThreadPool& pool) {
   return best;
 }
 
-double WeightBytes(const Model& m) {
+double MatrixBytes(const WeightMatrix& w) {
+  return static_cast<double>(DTypeRowBytes(w.type, w.cols) * w.rows);
+}
+
+double LayerWeightBytes(const Model& m) {
   double bytes = 0;
-  auto add = [&](const WeightMatrix& w) { bytes += DTypeRowBytes(w.type, w.cols) * w.rows; };
   for (const auto& l : m.weights.layers) {
     for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_down, &l.w_up}) {
-      add(*w);
+      bytes += MatrixBytes(*w);
     }
   }
-  add(m.weights.output);
   return bytes;
 }
 
-double MatmulFlopsPerToken(const Model& m) { return 2.0 * WeightBytes(m) / 4.0; }  // F32 weights
+// Every weight byte a decode step streams: all layers plus the classifier.
+double WeightBytes(const Model& m) { return LayerWeightBytes(m) + MatrixBytes(m.weights.output); }
+
+// Matmul FLOPs of a prefill call over n tokens that asks for the last token's logits only: the
+// layers run for every token, the classifier once. Synthetic models are F32 (4 bytes/weight).
+double PrefillFlops(const Model& m, int n_tokens) {
+  return 2.0 * (LayerWeightBytes(m) * n_tokens + MatrixBytes(m.weights.output)) / 4.0;
+}
 
 struct Env {
   int threads = 2;
@@ -103,7 +112,7 @@ void BM_Prefill(benchmark::State& state, const Model* m, const Env* env, int n_t
   }
   const double tok_s = static_cast<double>(n_tokens) * state.iterations();
   state.counters["tok/s"] = benchmark::Counter(tok_s, benchmark::Counter::kIsRate);
-  const double flops = MatmulFlopsPerToken(*m) * tok_s;
+  const double flops = PrefillFlops(*m, n_tokens) * state.iterations();
   state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsRate);
   state.counters["blas_peak_GFLOP/s"] = env->blas_peak;
 }

@@ -3,7 +3,11 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include "eval/dataset.h"
 #include "eval/perplexity.h"
@@ -53,12 +57,16 @@ void RegisterPerplexity(CLI::App& app) {
     ProgressFn progress;
     const auto start = std::chrono::steady_clock::now();
     if (!o->quiet) {
-      progress = [&](int64_t done, int64_t total, double ppl) {
+      // A live line on a terminal; in logs, one line per ~10% so they stay readable.
+      const bool tty = isatty(fileno(stderr)) != 0;
+      progress = [&, tty](int64_t done, int64_t total, double ppl) {
         const double el =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        fmt::print(stderr, "\r[{}/{}] running ppl {:.4f}  {:.1f} s elapsed, ~{:.0f} s left   ",
-                   done, total, ppl, el, el / done * (total - done));
-        if (done == total) fmt::print(stderr, "\n");
+        const int64_t step = std::max<int64_t>(1, total / 10);
+        if (!tty && done % step != 0 && done != total) return;
+        fmt::print(stderr, "{}[{}/{}] running ppl {:.4f}  {:.1f} s elapsed, ~{:.0f} s left{}",
+                   tty ? "\r" : "", done, total, ppl, el, el / done * (total - done),
+                   tty && done != total ? "   " : "\n");
       };
     }
     const PerplexityResult r = EvalPerplexity(*model, tokens, o->p, pool, progress);
