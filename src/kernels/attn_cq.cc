@@ -36,6 +36,9 @@
 namespace cqkv {
 namespace {
 constexpr int64_t kSub = 64;    // tokens per sub-block: scores and offsets stay in L1
+// Tokens per sub-block of the grouped 8-bit path (see ScoreGroups8): its scores (kSub8 * hp
+// floats) and compacted codes stay in L1 beside one chunk of group tables.
+constexpr int64_t kSub8 = 512;
 constexpr float kSlack = 8.0f;  // lazy max: weights <= e^8 before the reference is raised
 
 // Lanes of the head dimension of the tables: 4 for up to 4 heads, else a multiple of 8.
@@ -51,6 +54,47 @@ inline void UnpackOffsets(const uint8_t* codes, const CqHeadView& h, int64_t t0,
     const int64_t base = (t0 + i) * h.n_groups + h.g0;
     for (int gi = 0; gi < groups; ++gi) o[gi] = (gi * k + ReadCqCode(codes, base + gi, bits)) * hp;
   }
+}
+
+// Copies this head's packed codes of tokens [t0, t0 + n) to dst, `bytes` per token (the head's
+// codes are contiguous and byte-aligned: bits == 8, or bits == 4 with even group offsets).
+// Ranges shorter than this keep 4-bit codes unpaired: the pair tables cost 256 entries per
+// group pair to build and reduce, about what 256 tokens of paired lookups save.
+constexpr int64_t kPairMinTokens = 512;
+
+// A byte of 4-bit codes holds groups 2j (low nibble) and 2j + 1 (high), so it indexes a joint
+// table of 256 entries: lut2[j][byte][:] = lut[2j][byte & 15][:] + lut[2j + 1][byte >> 4][:].
+inline void PairTables(const float* lut, int pairs, int hp, float* lut2) {
+  for (int j = 0; j < pairs; ++j) {
+    for (int byte = 0; byte < 256; ++byte) {
+      const float* lo = lut + ((2 * j) * 16 + (byte & 15)) * hp;
+      const float* hi = lut + ((2 * j + 1) * 16 + (byte >> 4)) * hp;
+      float* o = lut2 + (int64_t{j} * 256 + byte) * hp;
+      for (int h = 0; h < hp; ++h) o[h] = lo[h] + hi[h];
+    }
+  }
+}
+
+// The per-group histograms (zeroed on entry) as marginals of the joint ones over pairs.
+inline void PairMarginals(const float* hist2, int pairs, int hp, float* hist) {
+  for (int j = 0; j < pairs; ++j) {
+    for (int byte = 0; byte < 256; ++byte) {
+      const float* w = hist2 + (int64_t{j} * 256 + byte) * hp;
+      float* lo = hist + ((2 * j) * 16 + (byte & 15)) * hp;
+      float* hi = hist + ((2 * j + 1) * 16 + (byte >> 4)) * hp;
+      for (int h = 0; h < hp; ++h) {
+        lo[h] += w[h];
+        hi[h] += w[h];
+      }
+    }
+  }
+}
+
+inline void CompactCodes(const uint8_t* codes, const CqHeadView& h, int64_t t0, int64_t n,
+                         int bytes, uint8_t* dst) {
+  const int64_t stride = h.n_groups * h.bits / 8;
+  const uint8_t* src = codes + (t0 * h.n_groups + h.g0) * h.bits / 8;
+  for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * bytes, src + i * stride, bytes);
 }
 }  // namespace
 }  // namespace cqkv
@@ -123,6 +167,70 @@ HWY_INLINE void ScatterInPlace(D d, const CqHeadView& hv, float* HWY_RESTRICT hi
   }
 }
 
+// Grouped 8-bit path: a 2^8-entry table per group is 4 KiB per 4 heads, so a head's 16-32
+// groups (64-128 KiB of keys, as much of histograms) overflow L1 and every token-group lookup
+// misses it. Instead a sub-block of kSub8 tokens is swept one chunk of kG groups at a time
+// (16 KiB of tables), so each table line is reused by many tokens while it sits in L1; the
+// scores are accumulated in sbuf across chunks (first chunk stores, later ones add).
+// `codes` are compacted (CompactCodes): token i's code of chunk group j is codes[i * gb + j].
+template <int kG, class D>
+HWY_INLINE void ScoreGroups8(D d, const float* HWY_RESTRICT lut, const uint8_t* HWY_RESTRICT codes,
+                             int gb, int64_t bn, bool first, float* HWY_RESTRICT sbuf) {
+  constexpr size_t kN = hn::MaxLanes(d);
+  constexpr int64_t kRow = 256 * kN;
+  for (int64_t i = 0; i < bn; ++i) {
+    const uint8_t* HWY_RESTRICT c = codes + i * gb;
+    auto a0 = first ? hn::Zero(d) : hn::LoadU(d, sbuf + i * kN);
+    auto a1 = hn::Zero(d);
+    for (int j = 0; j < kG; j += 2) {
+      a0 = hn::Add(a0, hn::LoadU(d, lut + j * kRow + c[j] * kN));
+      if (j + 1 < kG) a1 = hn::Add(a1, hn::LoadU(d, lut + (j + 1) * kRow + c[j + 1] * kN));
+    }
+    hn::StoreU(hn::Add(a0, a1), d, sbuf + i * kN);
+  }
+}
+
+// hist[j][code][:] += p for a chunk of kG groups over a sub-block (weights in sbuf).
+template <int kG, class D>
+HWY_INLINE void ScatterGroups8(D d, float* HWY_RESTRICT hist, const uint8_t* HWY_RESTRICT codes,
+                               int gb, int64_t bn, const float* HWY_RESTRICT sbuf) {
+  constexpr size_t kN = hn::MaxLanes(d);
+  constexpr int64_t kRow = 256 * kN;
+  for (int64_t i = 0; i < bn; ++i) {
+    const uint8_t* HWY_RESTRICT c = codes + i * gb;
+    const auto pv = hn::LoadU(d, sbuf + i * kN);
+    for (int j = 0; j < kG; ++j) {
+      float* w = hist + j * kRow + c[j] * kN;
+      hn::StoreU(hn::Add(hn::LoadU(d, w), pv), d, w);
+    }
+  }
+}
+
+// Chunks of 16 KiB of tables: 4 groups at 4 lanes, 2 at 8.
+template <class D>
+HWY_INLINE void ScoreGrouped8(D d, int groups, const float* lut, const uint8_t* codes, int64_t bn,
+                              float* sbuf) {
+  constexpr size_t kN = hn::MaxLanes(d);
+  constexpr int kG = kN <= 4 ? 4 : 2;
+  constexpr int64_t kRow = 256 * kN;
+  int gi = 0;
+  for (; gi + kG <= groups; gi += kG)
+    ScoreGroups8<kG>(d, lut + gi * kRow, codes + gi, groups, bn, gi == 0, sbuf);
+  for (; gi < groups; ++gi) ScoreGroups8<1>(d, lut + gi * kRow, codes + gi, groups, bn, gi == 0, sbuf);
+}
+
+template <class D>
+HWY_INLINE void ScatterGrouped8(D d, int groups, float* hist, const uint8_t* codes, int64_t bn,
+                                const float* sbuf) {
+  constexpr size_t kN = hn::MaxLanes(d);
+  constexpr int kG = kN <= 4 ? 4 : 2;
+  constexpr int64_t kRow = 256 * kN;
+  int gi = 0;
+  for (; gi + kG <= groups; gi += kG)
+    ScatterGroups8<kG>(d, hist + gi * kRow, codes + gi, groups, bn, sbuf);
+  for (; gi < groups; ++gi) ScatterGroups8<1>(d, hist + gi * kRow, codes + gi, groups, bn, sbuf);
+}
+
 template <size_t kCap>
 void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int64_t t1,
               const AttnState& st, const CqScoreFn& score) {
@@ -134,9 +242,10 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
   const int64_t table = groups * k * hp;  // floats per lut / hist
   thread_local std::vector<float> lut_v, hist_v, sbuf_v, tmp_v;
   thread_local std::vector<uint32_t> koff_v, voff_v;
+  thread_local std::vector<uint8_t> cbuf_v;
   lut_v.resize(table);
   hist_v.assign(table, 0.0f);
-  sbuf_v.resize(kSub * std::max(hp, G));
+  sbuf_v.resize(kSub8 * std::max(hp, G));
   tmp_v.resize(std::max<int64_t>(k, hp));
   koff_v.resize(kSub * groups);
   voff_v.resize(kSub * groups);
@@ -173,13 +282,34 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
   }
   // In-place code reads (see ScoreInPlace) when all heads fit one vector.
   const bool one_vec = hp == static_cast<int>(hn::MaxLanes(d)) && hp == N;
-  const int in_place = !one_vec       ? 0
+  int in_place = !one_vec       ? 0
                        : hv.bits == 8 ? 8
                        : hv.bits == 4 && groups % 2 == 0 && hv.g0 % 2 == 0 && hv.n_groups % 2 == 0
                            ? 4
                            : 0;
-  for (int64_t b0 = t0; b0 < t1; b0 += kSub) {
-    const int64_t bn = std::min(kSub, t1 - b0);
+  // The grouped path works on byte codes: b = 8 as stored, and b = 4 on long ranges as pairs
+  // (see PairTables), which halves the lookups and histogram updates per token.
+  const bool pairs = in_place == 4 && t1 - t0 >= kPairMinTokens;
+  int g8 = groups;  // byte codes per token
+  float* HWY_RESTRICT lut8 = lut;
+  float* HWY_RESTRICT hist8 = hist;
+  int64_t table8 = table;
+  if (pairs) {
+    g8 = groups / 2;
+    table8 = int64_t{g8} * 256 * hp;
+    thread_local std::vector<float> lut2_v, hist2_v;
+    lut2_v.resize(table8);
+    hist2_v.assign(table8, 0.0f);
+    lut8 = lut2_v.data();
+    hist8 = hist2_v.data();
+    if (!score) PairTables(lut, g8, hp, lut8);
+    in_place = 8;
+  }
+  const int64_t sub = in_place == 8 ? kSub8 : kSub;
+  if (in_place == 8) cbuf_v.resize(kSub8 * g8);
+  uint8_t* HWY_RESTRICT cbuf = cbuf_v.data();
+  for (int64_t b0 = t0; b0 < t1; b0 += sub) {
+    const int64_t bn = std::min(sub, t1 - b0);
     if (in_place == 0) UnpackOffsets(hv.v_codes, hv, b0, bn, hp, voff);
     if (score) {
       // The callback writes (heads, n); transpose to tokens-major with padded lanes.
@@ -192,7 +322,8 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
         std::memcpy(sbuf + i * hp, tmp, sizeof(float) * hp);
       }
     } else if (in_place == 8) {
-      ScoreInPlace<8>(d, hv, lut, b0, bn, sbuf);
+      CompactCodes(hv.k_codes, hv, b0, bn, g8, cbuf);
+      ScoreGrouped8(d, g8, lut8, cbuf, bn, sbuf);
     } else if (in_place == 4) {
       ScoreInPlace<4>(d, hv, lut, b0, bn, sbuf);
     } else {
@@ -227,8 +358,8 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
       for (int h = 0; h < hp; ++h) l_sum[h] *= fac[h];
       for (int h = 0; h < hp; h += N) {
         const auto f = hn::LoadU(d, fac + h);
-        for (int64_t e = h; e < table; e += hp)
-          hn::StoreU(hn::Mul(f, hn::LoadU(d, hist + e)), d, hist + e);
+        for (int64_t e = h; e < table8; e += hp)
+          hn::StoreU(hn::Mul(f, hn::LoadU(d, hist8 + e)), d, hist8 + e);
       }
     }
     for (int h = 0; h < hp; h += N) {
@@ -243,7 +374,8 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
     }
     // Value histograms: one read-modify-write per token-group serves all heads.
     if (in_place == 8) {
-      ScatterInPlace<8>(d, hv, hist, b0, bn, sbuf);
+      CompactCodes(hv.v_codes, hv, b0, bn, g8, cbuf);
+      ScatterGrouped8(d, g8, hist8, cbuf, bn, sbuf);
       continue;
     }
     if (in_place == 4) {
@@ -262,6 +394,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
     }
   }
 
+  if (pairs) PairMarginals(hist8, g8, hp, hist);
   // Reduce the histograms against the value centroids into this range's own state, then merge.
   thread_local std::vector<float> part_acc, wt;
   part_acc.assign(static_cast<size_t>(G) * hd, 0.0f);

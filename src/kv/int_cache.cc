@@ -55,6 +55,13 @@ class TokenGroupCache final : public QuantKvCache {
   }
 
  private:
+  void DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
+                   float* out) const override {
+    const TokenGroupRows& rows = part == KvPart::kKey ? k_[layer] : v_[layer];
+    const int hd = shape_.head_dim;
+    rows.DequantBlock(t0, n, kvh * hd, hd, out, hd);
+  }
+
   GroupCodec codec_;
   int bits_, group_;
   std::vector<TokenGroupRows> k_, v_;  // [layer]
@@ -104,6 +111,13 @@ class ChannelGroupCache final : public QuantKvCache {
   double BitsPerChannel() const override { return bits_ + 32.0 / group_; }
 
  private:
+  void DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
+                   float* out) const override {
+    const ChannelGroupRows& rows = part == KvPart::kKey ? k_[layer] : v_[layer];
+    const int hd = shape_.head_dim;
+    rows.DequantBlock(t0, n, kvh * hd, hd, out, hd);
+  }
+
   int bits_, group_;
   std::vector<ChannelGroupRows> k_, v_;  // [layer]
 };

@@ -1,5 +1,6 @@
 #include "kv/kivi_cache.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels/ops.h"
@@ -96,6 +97,28 @@ class KiviCache final : public QuantKvCache {
   double BitsPerChannel() const override { return bits_ + 32.0 / group_; }
 
  private:
+  // The quantised tokens through the block decoders, the rest straight from the fp16 window.
+  void DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
+                   float* out) const override {
+    const Layer& L = layers_[layer];
+    const int hd = shape_.head_dim;
+    const int64_t q = L.kq.rows();
+    const int64_t nq = std::clamp<int64_t>(q - t0, 0, n);
+    if (nq > 0) {
+      if (part == KvPart::kKey) {
+        L.kq.DequantBlock(t0, nq, kvh * hd, hd, out, hd);
+      } else {
+        L.vq.DequantBlock(t0, nq, kvh * hd, hd, out, hd);
+      }
+    }
+    const std::vector<uint16_t>& w = part == KvPart::kKey ? L.wk : L.wv;
+    for (int64_t t = t0 + nq; t < t0 + n; ++t) {
+      const uint16_t* row = w.data() + (t - q) * shape_.kv_dim() + int64_t{kvh} * hd;
+      float* o = out + (t - t0) * hd;
+      for (int c = 0; c < hd; ++c) o[c] = F16ToF32(row[c]);
+    }
+  }
+
   struct Layer {
     ChannelGroupRows kq;       // keys of tokens [0, q): per channel, groups of G tokens
     TokenGroupRows vq;         // values of tokens [0, q): per token, groups of G channels

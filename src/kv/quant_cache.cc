@@ -1,10 +1,14 @@
 #include "kv/quant_cache.h"
 
 #include <fmt/ranges.h>
+#include <algorithm>
 #include <charconv>
+#include <span>
 
+#include "kernels/attn_dense.h"
 #include "kernels/ops.h"
 #include "kv/attention.h"
+#include "kv/decode_attention.h"
 #include "util/error.h"
 
 namespace cqkv {
@@ -27,6 +31,11 @@ void QuantKvCache::CheckAppend(int layer, const KvBlock& block) const {
 
 void QuantKvCache::Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const {
   CQKV_CHECK(pos0 + q.rows <= tokens(layer), "kv cache: attending past the cached tokens");
+  if (q.rows == 1) {  // decode: split over token blocks (flash-decoding)
+    const DecodeSeq seq{this, pos0 + 1};
+    DecodeAttention(std::span(&seq, 1), layer, q, out, pool);
+    return;
+  }
   // Dequantises each (token, head) row into stack scratch and reuses the dense dot/axpy; a
   // kernel working on the codes directly is a later optimisation.
   struct Ops {
@@ -45,6 +54,28 @@ void QuantKvCache::Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPo
     }
   };
   CausalAttention(shape_, Ops{this, layer, shape_.head_dim}, q, pos0, out, pool);
+}
+
+void QuantKvCache::AttendPartial(int layer, int kv_head, const float* q_group, int group,
+                                 int64_t t0, int64_t t1, float* m, float* l, float* acc) const {
+  const int hd = shape_.head_dim;
+  const AttnState s{m, l, acc, group, hd};
+  ResetAttnState(s);
+  // On the stack (64 KiB): decode threads are pool workers with default-sized stacks.
+  alignas(64) float k[kDecodeScratchFloats];
+  alignas(64) float v[kDecodeScratchFloats];
+  const int64_t block = kDecodeScratchFloats / hd;  // >= 16 rows since hd <= kMaxHeadDim
+  for (int64_t b0 = t0; b0 < t1; b0 += block) {
+    const int64_t n = std::min(block, t1 - b0);
+    DequantRows(layer, KvPart::kKey, b0, n, kv_head, k);
+    DequantRows(layer, KvPart::kValue, b0, n, kv_head, v);
+    DenseAttendF32(q_group, k, v, hd, n, s);
+  }
+}
+
+void QuantKvCache::DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
+                               float* out) const {
+  for (int64_t i = 0; i < n; ++i) DequantHead(layer, part, t0 + i, kvh, out + i * shape_.head_dim);
 }
 
 double StorageBitsPerChannel(const KvCache& cache) {

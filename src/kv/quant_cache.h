@@ -1,6 +1,7 @@
-// Common base of the baseline quantised KV formats (int, nf, kivi): attention dequantises one
-// (token, head) row at a time through CausalAttention, and the same row accessor lets tests and
-// error analyses see exactly the values attention used. Also parses their "--kv" specs.
+// Common base of the baseline quantised KV formats (int, nf, kivi): prefill attention dequantises
+// one (token, head) row at a time through CausalAttention, decode dequantises blocks of rows of a
+// KV head into L1 scratch for the dense flash-decoding kernel, and the same row accessor lets
+// tests and error analyses see exactly the values attention used. Also parses their "--kv" specs.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +29,16 @@ class QuantKvCache : public KvCache {
   // Writes the head_dim values of kv head `kvh` of token t (t < tokens(layer)) as attention
   // sees them: dequantised keys (post-RoPE) or values.
   virtual void DequantHead(int layer, KvPart part, int64_t t, int kvh, float* out) const = 0;
+  // One query row (decode) goes through DecodeAttention and AttendPartial, more through
+  // CausalAttention; both see the values DequantHead gives, so they differ only in fp32 rounding.
   void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const final;
+  // Dequantises tokens [t0, t1) of kv_head in blocks of kDecodeScratchFloats / head_dim rows
+  // (64 at head_dim 128) and runs DenseAttendF32 on each block: every row is decoded once for
+  // all the query heads of its group (GQA) rather than once per head, and the dense kernel's
+  // vector dot/axpy read the block from L1.
+  void AttendPartial(int layer, int kv_head, const float* q_group, int group, int64_t t0,
+                     int64_t t1, float* m, float* l, float* acc) const final;
+  bool HasAttendPartial() const final { return true; }
   // Bits of the quantised representation per cached channel, K and V averaged: codes plus side
   // parameters amortised over their group. Excludes transient buffers (staging, fp16 window),
   // which BytesPerToken counts; this is the number papers quote, e.g. 4.25 for int4-token:g128.
@@ -36,6 +46,15 @@ class QuantKvCache : public KvCache {
 
  protected:
   QuantKvCache(const std::string& spec, const KvShape& shape);
+  // Floats of one K or V decode scratch block (32 KiB): its rows stay cache-resident between
+  // decoding and the dense kernel.
+  static constexpr int64_t kDecodeScratchFloats = 8192;
+
+  // Writes tokens [t0, t0 + n) of kv head kvh as (n, head_dim) row-major, exactly the rows
+  // DequantHead gives. The default calls DequantHead per row; formats override it to hoist work
+  // shared by a block of rows (parameter decoding, dispatch on the part or the window).
+  virtual void DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
+                           float* out) const;
   // Throws unless block continues layer's tokens and fits the capacity.
   void CheckAppend(int layer, const KvBlock& block) const;
 

@@ -4,8 +4,32 @@
 #include <cassert>
 
 #include "kv/group_quant.h"
+#include "util/fp16.h"
 
 namespace cqkv {
+namespace {
+
+// Codes [i0, i0 + n) of a packed string into out. Whole-byte packings (bits 1, 2, 4, 8 starting
+// on a byte) unpack by shifts the compiler vectorises; anything else goes code by code.
+void UnpackCodes(const uint8_t* codes, int64_t i0, int n, int bits, uint8_t* out) {
+  if (8 % bits == 0 && (i0 * bits) % 8 == 0 && n * bits % 8 == 0) {
+    const int per_byte = 8 / bits;
+    const uint8_t* p = codes + i0 * bits / 8;
+    const uint32_t mask = (1u << bits) - 1u;
+    for (int b = 0; b < n / per_byte; ++b) {
+      for (int j = 0; j < per_byte; ++j) {
+        out[b * per_byte + j] = static_cast<uint8_t>((p[b] >> (j * bits)) & mask);
+      }
+    }
+    return;
+  }
+  for (int i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(GetCode(codes, i0 + i, bits));
+}
+
+// Largest width a block decode handles (QuantKvCache::kMaxHeadDim).
+constexpr int kMaxBlockWidth = 512;
+
+}  // namespace
 
 TokenGroupRows::TokenGroupRows(GroupCodec codec, int bits, int width, int group)
     : codec_(codec),
@@ -54,6 +78,35 @@ void TokenGroupRows::Dequant(int64_t t, int c0, int n, float* out) const {
     } else {
       const NormalFloatGroup q = NormalFloatGroup::FromHalf(params[g], bits_);
       for (int i = 0; i < group_; ++i) o[i] = q.Decode(GetCode(codes, base + i, bits_));
+    }
+  }
+}
+
+void TokenGroupRows::DequantBlock(int64_t t0, int64_t rows, int c0, int n, float* out,
+                                  int64_t ld) const {
+  assert(t0 >= 0 && t0 + rows <= rows_ && c0 % group_ == 0 && n % group_ == 0 && c0 + n <= width_ &&
+         n <= kMaxBlockWidth);
+  const int ppg = params_per_group();
+  const int n_groups = width_ / group_;
+  const float* levels = codec_ == GroupCodec::kUniform ? nullptr : NormalFloatLevels(bits_).data();
+  uint8_t code[kMaxBlockWidth];
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t t = t0 + r;
+    UnpackCodes(codes_.data() + t * code_bytes_, c0, n, bits_, code);
+    const uint16_t* params = params_.data() + t * n_groups * ppg;
+    float* o = out + r * ld;
+    for (int g = c0 / group_; g < (c0 + n) / group_; ++g) {
+      const int base = g * group_ - c0;
+      if (levels == nullptr) {
+        // The expression of UniformGroup::Decode, so values match Dequant exactly.
+        const float scale = F16ToF32(params[2 * g]), min = F16ToF32(params[2 * g + 1]);
+        for (int i = 0; i < group_; ++i) {
+          o[base + i] = min + static_cast<float>(code[base + i]) * scale;
+        }
+      } else {
+        const float absmax = F16ToF32(params[g]);
+        for (int i = 0; i < group_; ++i) o[base + i] = levels[code[base + i]] * absmax;
+      }
     }
   }
 }
@@ -122,6 +175,29 @@ void ChannelGroupRows::Dequant(int64_t t, int c0, int n, float* out) const {
     const int c = c0 + i;
     const UniformGroup q = UniformGroup::FromHalf(params[2 * c], params[2 * c + 1], bits_);
     out[i] = q.Decode(GetCode(codes, c, bits_));
+  }
+}
+
+void ChannelGroupRows::DequantBlock(int64_t t0, int64_t rows, int c0, int n, float* out,
+                                    int64_t ld) const {
+  assert(t0 >= 0 && t0 + rows <= rows_ && c0 >= 0 && c0 + n <= width_ && n <= kMaxBlockWidth);
+  float scale[kMaxBlockWidth], min[kMaxBlockWidth];
+  uint8_t code[kMaxBlockWidth];
+  int64_t loaded = -1;  // token group whose parameters scale/min hold
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t t = t0 + r;
+    if (t / group_ != loaded) {
+      loaded = t / group_;
+      const uint16_t* params = params_.data() + loaded * width_ * 2;
+      for (int i = 0; i < n; ++i) {
+        scale[i] = F16ToF32(params[2 * (c0 + i)]);
+        min[i] = F16ToF32(params[2 * (c0 + i) + 1]);
+      }
+    }
+    UnpackCodes(codes_.data() + t * code_bytes_, c0, n, bits_, code);
+    float* o = out + r * ld;
+    // The expression of UniformGroup::Decode, so values match Dequant exactly.
+    for (int i = 0; i < n; ++i) o[i] = min[i] + static_cast<float>(code[i]) * scale[i];
   }
 }
 

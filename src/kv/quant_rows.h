@@ -26,6 +26,9 @@ class TokenGroupRows {
   void Append(const float* row);  // width values
   // Dequantises channels [c0, c0 + n) of row t into out; c0 and n are multiples of group.
   void Dequant(int64_t t, int c0, int n, float* out) const;
+  // Rows [t0, t0 + rows) of channels [c0, c0 + n) into out + i * ld (row i), the values Dequant
+  // gives; decodes codes a byte at a time where the packing allows (the decode hot path).
+  void DequantBlock(int64_t t0, int64_t rows, int c0, int n, float* out, int64_t ld) const;
   // The codes of row t, for tests.
   uint32_t Code(int64_t t, int c) const;
 
@@ -56,6 +59,8 @@ class ChannelGroupRows {
 
   void Append(ConstMat rows);  // (n, width)
   void Dequant(int64_t t, int c0, int n, float* out) const;
+  // As TokenGroupRows::DequantBlock; each token group's scale/min are decoded once per block.
+  void DequantBlock(int64_t t0, int64_t rows, int c0, int n, float* out, int64_t ld) const;
   uint32_t Code(int64_t t, int c) const;
 
   int64_t rows() const { return rows_; }
