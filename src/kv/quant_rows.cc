@@ -1,7 +1,10 @@
 #include "kv/quant_rows.h"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
+#include <cstring>
+#include <span>
 
 #include "kv/group_quant.h"
 #include "util/fp16.h"
@@ -9,21 +12,47 @@
 namespace cqkv {
 namespace {
 
+template <int kBits>
+void UnpackWholeBytes(const uint8_t* p, int n, uint8_t* out) {
+  constexpr int kPerByte = 8 / kBits;
+  constexpr uint32_t kMask = (1u << kBits) - 1u;
+  for (int b = 0; b < n / kPerByte; ++b) {
+    for (int j = 0; j < kPerByte; ++j) {
+      out[b * kPerByte + j] = static_cast<uint8_t>((p[b] >> (j * kBits)) & kMask);
+    }
+  }
+}
+
 // Codes [i0, i0 + n) of a packed string into out. Whole-byte packings (bits 1, 2, 4, 8 starting
-// on a byte) unpack by shifts the compiler vectorises; anything else goes code by code.
+// and ending on a byte) unpack with compile-time shifts the compiler vectorises; the rest go
+// code by code. This loop is most of the decode time, hence the specialisations.
 void UnpackCodes(const uint8_t* codes, int64_t i0, int n, int bits, uint8_t* out) {
   if (8 % bits == 0 && (i0 * bits) % 8 == 0 && n * bits % 8 == 0) {
-    const int per_byte = 8 / bits;
     const uint8_t* p = codes + i0 * bits / 8;
-    const uint32_t mask = (1u << bits) - 1u;
-    for (int b = 0; b < n / per_byte; ++b) {
-      for (int j = 0; j < per_byte; ++j) {
-        out[b * per_byte + j] = static_cast<uint8_t>((p[b] >> (j * bits)) & mask);
-      }
+    switch (bits) {
+      case 1:
+        return UnpackWholeBytes<1>(p, n, out);
+      case 2:
+        return UnpackWholeBytes<2>(p, n, out);
+      case 4:
+        return UnpackWholeBytes<4>(p, n, out);
+      case 8:
+        return UnpackWholeBytes<8>(p, n, out);
     }
-    return;
   }
   for (int i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(GetCode(codes, i0 + i, bits));
+}
+
+// NF4 levels of both codes of every byte: entry b = {level[b & 15], level[b >> 4]}.
+using Nf4PairTable = std::array<std::array<float, 2>, 256>;
+const Nf4PairTable& Nf4Pairs() {
+  static const Nf4PairTable table = [] {
+    const std::span<const float> levels = NormalFloatLevels(4);
+    Nf4PairTable t;
+    for (int b = 0; b < 256; ++b) t[b] = {levels[b & 15], levels[b >> 4]};
+    return t;
+  }();
+  return table;
 }
 
 // Largest width a block decode handles (QuantKvCache::kMaxHeadDim).
@@ -90,6 +119,29 @@ void TokenGroupRows::DequantBlock(int64_t t0, int64_t rows, int c0, int n, float
   const int n_groups = width_ / group_;
   const float* levels = codec_ == GroupCodec::kUniform ? nullptr : NormalFloatLevels(bits_).data();
   uint8_t code[kMaxBlockWidth];
+  if (codec_ == GroupCodec::kNormalFloat && bits_ == 4 && group_ % 2 == 0) {
+    // nf4 (even groups, so bytes never straddle them): a byte holds two codes, so one 8-byte load
+    // from a 256-entry table of level pairs replaces two unpacks and two per-value table lookups
+    // (which the compiler turns into slow gathers). The products are the ones
+    // NormalFloatGroup::Decode forms.
+    const Nf4PairTable& pairs = Nf4Pairs();
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t t = t0 + r;
+      const uint8_t* bytes = codes_.data() + t * code_bytes_ + c0 / 2;
+      const uint16_t* params = params_.data() + t * n_groups;
+      float* o = out + r * ld;
+      for (int g = c0 / group_; g < (c0 + n) / group_; ++g) {
+        const int base = g * group_ - c0;
+        float level[kMaxBlockWidth];  // the group's unscaled levels, in channel order
+        for (int i = 0; i < group_ / 2; ++i) {
+          std::memcpy(level + 2 * i, pairs[bytes[base / 2 + i]].data(), 2 * sizeof(float));
+        }
+        const float absmax = F16ToF32(params[g]);
+        for (int i = 0; i < group_; ++i) o[base + i] = level[i] * absmax;
+      }
+    }
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t t = t0 + r;
     UnpackCodes(codes_.data() + t * code_bytes_, c0, n, bits_, code);
