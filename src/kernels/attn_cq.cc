@@ -5,8 +5,11 @@
 //  - key table lut[gi][j][h] = q_h . centroid_gi[j] and value histogram hist[gi][j][h], both
 //    with the heads innermost, padded to hp lanes (4 or a multiple of 8), so one token-group
 //    is one vector load (+ one store for values) that serves every head sharing the KV head;
-//  - tokens in sub-blocks of kSub: unpack codes into table offsets, score (sum of gi lookups),
-//    softmax weights p = exp(s - m_ref), then hist[gi][code][:] += p;
+//  - tokens in sub-blocks: score (sum of gi lookups), softmax weights p = exp(s - m_ref), then
+//    hist[gi][code][:] += p. When the heads fit one vector and codes are bytes (b = 8, or b = 4
+//    paired into bytes on long ranges) the grouped path sweeps a sub-block one chunk of groups
+//    at a time so the tables in use stay in L1 (ScoreGroups8); otherwise codes are unpacked
+//    into table offsets;
 //  - at the end acc[h][gi*c + d] = sum_j hist[gi][j][h] * centroid_gi[j][d].
 // Softmax with a histogram: rescaling the histogram when the max grows costs as much as the
 // final reduction, so m_ref is lazy: it is raised only when a sub-block's max exceeds it by
@@ -35,7 +38,7 @@
 #define CQKV_KERNELS_ATTN_CQ_HELPERS_
 namespace cqkv {
 namespace {
-constexpr int64_t kSub = 64;    // tokens per sub-block: scores and offsets stay in L1
+constexpr int64_t kSub = 64;  // tokens per sub-block: scores and offsets stay in L1
 // Tokens per sub-block of the grouped 8-bit path (see ScoreGroups8): its scores (kSub8 * hp
 // floats) and compacted codes stay in L1 beside one chunk of group tables.
 constexpr int64_t kSub8 = 512;
@@ -94,6 +97,14 @@ inline void CompactCodes(const uint8_t* codes, const CqHeadView& h, int64_t t0, 
                          int bytes, uint8_t* dst) {
   const int64_t stride = h.n_groups * h.bits / 8;
   const uint8_t* src = codes + (t0 * h.n_groups + h.g0) * h.bits / 8;
+  // Constant sizes for the common heads (8c8b, 4c8b, 4c4b): a variable-size memcpy per token
+  // is a library call that costs more than the lookups it feeds.
+  auto copy = [&]<int kBytes>() {
+    for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * kBytes, src + i * stride, kBytes);
+  };
+  if (bytes == 16) return copy.template operator()<16>();
+  if (bytes == 32) return copy.template operator()<32>();
+  if (bytes == 8) return copy.template operator()<8>();
   for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * bytes, src + i * stride, bytes);
 }
 }  // namespace
@@ -105,64 +116,44 @@ namespace cqkv {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Hot loops for b = 8 (a byte per code) and b = 4 (two codes per byte, even group count) when
-// all heads fit one vector (hp == lanes): codes are read in place, no offset unpacking, and the
-// table row of group gi starts k * hp floats after that of gi - 1.
-template <int kBits, class D>
-HWY_INLINE void ScoreInPlace(D d, const CqHeadView& hv, const float* HWY_RESTRICT lut, int64_t b0,
-                             int64_t bn, float* HWY_RESTRICT sbuf) {
+// Hot loops for b = 4 (two codes per byte, even group count) on short ranges (long ones pair
+// the codes, see PairTables) when all heads fit one vector (hp == lanes): codes are read in
+// place, no offset unpacking, and the table row of group gi starts 16 * hp floats after gi - 1.
+template <class D>
+HWY_INLINE void ScoreInPlace4(D d, const CqHeadView& hv, const float* HWY_RESTRICT lut, int64_t b0,
+                              int64_t bn, float* HWY_RESTRICT sbuf) {
   constexpr size_t kN = hn::MaxLanes(d);
-  constexpr int64_t kRow = (int64_t{1} << kBits) * kN;  // floats per group table
-  const int groups = hv.groups;
+  constexpr int64_t kRow = 16 * kN;  // floats per group table
+  const int pairs = hv.groups / 2;
   for (int64_t i = 0; i < bn; ++i) {
-    const int64_t first = (b0 + i) * hv.n_groups + hv.g0;
+    const uint8_t* HWY_RESTRICT p = hv.k_codes + ((b0 + i) * hv.n_groups + hv.g0) / 2;
     auto a0 = hn::Zero(d), a1 = hn::Zero(d);
     const float* lg = lut;
-    if constexpr (kBits == 8) {
-      const uint8_t* HWY_RESTRICT p = hv.k_codes + first;
-      int gi = 0;
-      for (; gi + 2 <= groups; gi += 2, lg += 2 * kRow) {
-        a0 = hn::Add(a0, hn::LoadU(d, lg + p[gi] * kN));
-        a1 = hn::Add(a1, hn::LoadU(d, lg + kRow + p[gi + 1] * kN));
-      }
-      if (gi < groups) a0 = hn::Add(a0, hn::LoadU(d, lg + p[gi] * kN));
-    } else {
-      const uint8_t* HWY_RESTRICT p = hv.k_codes + first / 2;
-      for (int gj = 0; gj < groups / 2; ++gj, lg += 2 * kRow) {
-        const uint32_t byte = p[gj];
-        a0 = hn::Add(a0, hn::LoadU(d, lg + (byte & 15u) * kN));
-        a1 = hn::Add(a1, hn::LoadU(d, lg + kRow + (byte >> 4) * kN));
-      }
+    for (int gj = 0; gj < pairs; ++gj, lg += 2 * kRow) {
+      const uint32_t byte = p[gj];
+      a0 = hn::Add(a0, hn::LoadU(d, lg + (byte & 15u) * kN));
+      a1 = hn::Add(a1, hn::LoadU(d, lg + kRow + (byte >> 4) * kN));
     }
     hn::StoreU(hn::Add(a0, a1), d, sbuf + i * kN);
   }
 }
 
-template <int kBits, class D>
-HWY_INLINE void ScatterInPlace(D d, const CqHeadView& hv, float* HWY_RESTRICT hist, int64_t b0,
-                               int64_t bn, const float* HWY_RESTRICT sbuf) {
+template <class D>
+HWY_INLINE void ScatterInPlace4(D d, const CqHeadView& hv, float* HWY_RESTRICT hist, int64_t b0,
+                                int64_t bn, const float* HWY_RESTRICT sbuf) {
   constexpr size_t kN = hn::MaxLanes(d);
-  constexpr int64_t kRow = (int64_t{1} << kBits) * kN;
-  const int groups = hv.groups;
+  constexpr int64_t kRow = 16 * kN;
+  const int pairs = hv.groups / 2;
   for (int64_t i = 0; i < bn; ++i) {
-    const int64_t first = (b0 + i) * hv.n_groups + hv.g0;
+    const uint8_t* HWY_RESTRICT p = hv.v_codes + ((b0 + i) * hv.n_groups + hv.g0) / 2;
     const auto pv = hn::LoadU(d, sbuf + i * kN);
     float* hg = hist;
-    if constexpr (kBits == 8) {
-      const uint8_t* HWY_RESTRICT p = hv.v_codes + first;
-      for (int gi = 0; gi < groups; ++gi, hg += kRow) {
-        float* w = hg + p[gi] * kN;
-        hn::StoreU(hn::Add(hn::LoadU(d, w), pv), d, w);
-      }
-    } else {
-      const uint8_t* HWY_RESTRICT p = hv.v_codes + first / 2;
-      for (int gj = 0; gj < groups / 2; ++gj, hg += 2 * kRow) {
-        const uint32_t byte = p[gj];
-        float* w0 = hg + (byte & 15u) * kN;
-        float* w1 = hg + kRow + (byte >> 4) * kN;
-        hn::StoreU(hn::Add(hn::LoadU(d, w0), pv), d, w0);
-        hn::StoreU(hn::Add(hn::LoadU(d, w1), pv), d, w1);
-      }
+    for (int gj = 0; gj < pairs; ++gj, hg += 2 * kRow) {
+      const uint32_t byte = p[gj];
+      float* w0 = hg + (byte & 15u) * kN;
+      float* w1 = hg + kRow + (byte >> 4) * kN;
+      hn::StoreU(hn::Add(hn::LoadU(d, w0), pv), d, w0);
+      hn::StoreU(hn::Add(hn::LoadU(d, w1), pv), d, w1);
     }
   }
 }
@@ -216,7 +207,8 @@ HWY_INLINE void ScoreGrouped8(D d, int groups, const float* lut, const uint8_t* 
   int gi = 0;
   for (; gi + kG <= groups; gi += kG)
     ScoreGroups8<kG>(d, lut + gi * kRow, codes + gi, groups, bn, gi == 0, sbuf);
-  for (; gi < groups; ++gi) ScoreGroups8<1>(d, lut + gi * kRow, codes + gi, groups, bn, gi == 0, sbuf);
+  for (; gi < groups; ++gi)
+    ScoreGroups8<1>(d, lut + gi * kRow, codes + gi, groups, bn, gi == 0, sbuf);
 }
 
 template <class D>
@@ -255,8 +247,28 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
   uint32_t* HWY_RESTRICT koff = koff_v.data();
   uint32_t* HWY_RESTRICT voff = voff_v.data();
 
+  const hn::ScalableTag<float> df;
+  const int64_t NF = static_cast<int64_t>(hn::Lanes(df));
+  // With 4 table lanes, tables convert to and from per-head rows with (de)interleaving
+  // loads/stores instead of scalar strided copies (as costly as the sums themselves).
+  const bool lanes4 = hp == 4 && k % NF == 0;
   // Key tables: for each (head, group) a row over centroids, then interleaved heads-innermost.
-  if (!score) {
+  if (!score && lanes4) {
+    for (int gi = 0; gi < groups; ++gi) {
+      const float* tab = hv.k_table + int64_t{gi} * c * k;  // (c, k)
+      for (int64_t e = 0; e < k; e += NF) {
+        hn::Vec<decltype(df)> v[4];
+        for (int h = 0; h < 4; ++h) {
+          v[h] = hn::Zero(df);
+          if (h >= G) continue;
+          const float* qg = q + int64_t{h} * hd + gi * c;
+          for (int j = 0; j < c; ++j)
+            v[h] = hn::MulAdd(hn::Set(df, qg[j]), hn::LoadU(df, tab + j * k + e), v[h]);
+        }
+        hn::StoreInterleaved4(v[0], v[1], v[2], v[3], df, lut + (gi * k + e) * 4);
+      }
+    }
+  } else if (!score) {
     std::fill(lut, lut + table, 0.0f);
     float* tmp = tmp_v.data();
     for (int gi = 0; gi < groups; ++gi) {
@@ -280,13 +292,14 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
     m_ref[h] = -INFINITY;
     l_sum[h] = 0.0f;
   }
-  // In-place code reads (see ScoreInPlace) when all heads fit one vector.
+  // Byte-code paths (ScoreGrouped8, ScoreInPlace4) when all heads fit one vector.
   const bool one_vec = hp == static_cast<int>(hn::MaxLanes(d)) && hp == N;
-  int in_place = !one_vec       ? 0
-                       : hv.bits == 8 ? 8
-                       : hv.bits == 4 && groups % 2 == 0 && hv.g0 % 2 == 0 && hv.n_groups % 2 == 0
-                           ? 4
-                           : 0;
+  int in_place = 0;
+  if (one_vec && hv.bits == 8) {
+    in_place = 8;
+  } else if (one_vec && hv.bits == 4 && groups % 2 == 0 && hv.g0 % 2 == 0 && hv.n_groups % 2 == 0) {
+    in_place = 4;
+  }
   // The grouped path works on byte codes: b = 8 as stored, and b = 4 on long ranges as pairs
   // (see PairTables), which halves the lookups and histogram updates per token.
   const bool pairs = in_place == 4 && t1 - t0 >= kPairMinTokens;
@@ -325,7 +338,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
       CompactCodes(hv.k_codes, hv, b0, bn, g8, cbuf);
       ScoreGrouped8(d, g8, lut8, cbuf, bn, sbuf);
     } else if (in_place == 4) {
-      ScoreInPlace<4>(d, hv, lut, b0, bn, sbuf);
+      ScoreInPlace4(d, hv, lut, b0, bn, sbuf);
     } else {
       UnpackOffsets(hv.k_codes, hv, b0, bn, hp, koff);
       for (int64_t i = 0; i < bn; ++i) {
@@ -342,11 +355,22 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
         }
       }
     }
-    // Lazy reference max (see the file comment).
+    // Lazy reference max (see the file comment). The sub-block max goes a vector of heads at a
+    // time: a scalar max per head is a latency chain as long as the sub-block.
+    HWY_ALIGN float bmax[64];
+    for (int h = 0; h < hp; h += N) {
+      auto a0 = hn::Set(d, -INFINITY), a1 = a0;
+      int64_t i = 0;
+      for (; i + 2 <= bn; i += 2) {
+        a0 = hn::Max(a0, hn::LoadU(d, sbuf + i * hp + h));
+        a1 = hn::Max(a1, hn::LoadU(d, sbuf + (i + 1) * hp + h));
+      }
+      if (i < bn) a0 = hn::Max(a0, hn::LoadU(d, sbuf + i * hp + h));
+      hn::StoreU(hn::Max(a0, a1), d, bmax + h);
+    }
     bool raise = false;
     for (int h = 0; h < hp; ++h) {
-      float bm = -INFINITY;
-      for (int64_t i = 0; i < bn; ++i) bm = std::max(bm, sbuf[i * hp + h]);
+      const float bm = bmax[h];
       fac[h] = 1.0f;
       if (bm > m_ref[h] + kSlack || m_ref[h] == -INFINITY) {
         fac[h] = std::exp(m_ref[h] - bm);  // 0 on the first sub-block
@@ -362,10 +386,25 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
           hn::StoreU(hn::Mul(f, hn::LoadU(d, hist8 + e)), d, hist8 + e);
       }
     }
+    int64_t i0 = 0;
+    if (lanes4 && NF > 4 && NF <= 64) {
+      // 4-lane rows: NF / 4 tokens per full-width Exp (a 4-lane Exp costs as much).
+      HWY_ALIGN float rep[64];
+      for (int64_t e = 0; e < NF; ++e) rep[e] = m_ref[e % 4];
+      const auto m = hn::Load(df, rep);
+      auto ls = hn::Zero(df);
+      for (; i0 + NF / 4 <= bn; i0 += NF / 4) {
+        const auto p = hn::Exp(df, hn::Sub(hn::LoadU(df, sbuf + i0 * 4), m));
+        ls = hn::Add(ls, p);
+        hn::StoreU(p, df, sbuf + i0 * 4);
+      }
+      hn::Store(ls, df, rep);
+      for (int64_t e = 0; e < NF; ++e) l_sum[e % 4] += rep[e];
+    }
     for (int h = 0; h < hp; h += N) {
       const auto m = hn::LoadU(d, m_ref + h);
       auto ls = hn::LoadU(d, l_sum + h);
-      for (int64_t i = 0; i < bn; ++i) {
+      for (int64_t i = i0; i < bn; ++i) {
         const auto p = hn::Exp(d, hn::Sub(hn::LoadU(d, sbuf + i * hp + h), m));
         ls = hn::Add(ls, p);
         hn::StoreU(p, d, sbuf + i * hp + h);
@@ -379,7 +418,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
       continue;
     }
     if (in_place == 4) {
-      ScatterInPlace<4>(d, hv, hist, b0, bn, sbuf);
+      ScatterInPlace4(d, hv, hist, b0, bn, sbuf);
       continue;
     }
     for (int64_t i = 0; i < bn; ++i) {
@@ -398,22 +437,33 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
   // Reduce the histograms against the value centroids into this range's own state, then merge.
   thread_local std::vector<float> part_acc, wt;
   part_acc.assign(static_cast<size_t>(G) * hd, 0.0f);
-  wt.resize(k);
-  const hn::ScalableTag<float> df;
-  const int64_t NF = static_cast<int64_t>(hn::Lanes(df));
+  wt.resize(4 * k);
   for (int gi = 0; gi < groups; ++gi) {
     const float* tab = hv.v_table + int64_t{gi} * c * k;  // (c, k)
     const float* hg = hist + gi * k * hp;
+    if (lanes4) {
+      for (int64_t e = 0; e < k; e += NF) {
+        hn::Vec<decltype(df)> w0, w1, w2, w3;
+        hn::LoadInterleaved4(df, hg + e * 4, w0, w1, w2, w3);
+        hn::StoreU(w0, df, wt.data() + e);
+        hn::StoreU(w1, df, wt.data() + k + e);
+        hn::StoreU(w2, df, wt.data() + 2 * k + e);
+        hn::StoreU(w3, df, wt.data() + 3 * k + e);
+      }
+    }
     for (int h = 0; h < G; ++h) {
-      for (int64_t e = 0; e < k; ++e) wt[e] = hg[e * hp + h];
+      float* w = wt.data() + (lanes4 ? h * k : 0);
+      if (!lanes4) {
+        for (int64_t e = 0; e < k; ++e) w[e] = hg[e * hp + h];
+      }
       for (int j = 0; j < c; ++j) {
         const float* row = tab + j * k;
         auto a = hn::Zero(df);
         int64_t e = 0;
         for (; e + NF <= k; e += NF)
-          a = hn::MulAdd(hn::LoadU(df, wt.data() + e), hn::LoadU(df, row + e), a);
+          a = hn::MulAdd(hn::LoadU(df, w + e), hn::LoadU(df, row + e), a);
         float sum = hn::GetLane(hn::SumOfLanes(df, a));
-        for (; e < k; ++e) sum += wt[e] * row[e];
+        for (; e < k; ++e) sum += w[e] * row[e];
         part_acc[int64_t{h} * hd + gi * c + j] = sum;
       }
     }

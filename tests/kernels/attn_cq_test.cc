@@ -108,6 +108,9 @@ TEST(AttnCq, LookupAndDirectMatchReference) {
         }
         Check(c, bits, hd, G, 10, 400, true, CqPath::kLookup);
         Check(c, bits, hd, G, 10, 400, true, CqPath::kDirect);
+        // Several sub-blocks of the grouped byte-code path (b = 8, and 4-bit pairs).
+        Check(c, bits, hd, G, 5, 1800, false, CqPath::kLookup);
+        Check(c, bits, hd, G, 10, 1300, true, CqPath::kLookup);
       }
     }
   }
