@@ -1,5 +1,5 @@
-// Highway per-target implementation of the lookup path of kernels/attn_cq.h, plus the direct
-// path and the scalar reference (compiled once).
+// Highway per-target implementation of the lookup path of kernels/attn_cq.h and the dispatch
+// between paths (the direct path and the scalar reference are in attn_cq_scalar.cc).
 //
 // Lookup path, per call (one KV head, its `heads` GQA queries, a token range):
 //  - key table lut[gi][j][h] = q_h . centroid_gi[j] and value histogram hist[gi][j][h], both
@@ -486,63 +486,6 @@ namespace cqkv {
 
 HWY_EXPORT(CqLookupImpl);
 
-uint32_t ReadCqCode(const uint8_t* p, int64_t i, int bits) {
-  if (bits == 8) return p[i];
-  if (bits == 4) return (p[i >> 1] >> ((i & 1) * 4)) & 0xfu;
-  const uint64_t bit = static_cast<uint64_t>(i) * bits;
-  uint32_t w;
-  std::memcpy(&w, p + (bit >> 3), 4);
-  return (w >> (bit & 7)) & ((1u << bits) - 1);
-}
-
-namespace {
-
-// Direct path: per token, read each group's centroid (channel-major, stride 2^b). Scores of a
-// block go through the exact online softmax (SoftmaxBlock) before the value pass.
-void CqDirect(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& st,
-              const CqScoreFn& score) {
-  constexpr int64_t kBlock = 64;
-  const int G = st.heads, hd = st.head_dim, c = hv.c;
-  const int64_t k = int64_t{1} << hv.bits;
-  std::vector<float> sc(static_cast<size_t>(G * kBlock));
-  for (int64_t b0 = t0; b0 < t1; b0 += kBlock) {
-    const int64_t bn = std::min(kBlock, t1 - b0);
-    if (score) {
-      score(b0, bn, sc.data());
-    } else {
-      for (int64_t i = 0; i < bn; ++i) {
-        const int64_t base = (b0 + i) * hv.n_groups + hv.g0;
-        for (int h = 0; h < G; ++h) sc[h * bn + i] = 0.0f;
-        for (int gi = 0; gi < hv.groups; ++gi) {
-          const float* cent =
-              hv.k_table + int64_t{gi} * c * k + ReadCqCode(hv.k_codes, base + gi, hv.bits);
-          for (int h = 0; h < G; ++h) {
-            const float* qg = q + int64_t{h} * hd + gi * c;
-            float s = 0;
-            for (int j = 0; j < c; ++j) s += qg[j] * cent[j * k];
-            sc[h * bn + i] += s;
-          }
-        }
-      }
-    }
-    SoftmaxBlock(st, sc.data(), bn);
-    for (int64_t i = 0; i < bn; ++i) {
-      const int64_t base = (b0 + i) * hv.n_groups + hv.g0;
-      for (int gi = 0; gi < hv.groups; ++gi) {
-        const float* cent =
-            hv.v_table + int64_t{gi} * c * k + ReadCqCode(hv.v_codes, base + gi, hv.bits);
-        for (int h = 0; h < G; ++h) {
-          float* o = st.acc + int64_t{h} * hd + gi * c;
-          const float p = sc[h * bn + i];
-          for (int j = 0; j < c; ++j) o[j] += p * cent[j * k];
-        }
-      }
-    }
-  }
-}
-
-}  // namespace
-
 void CqAttend(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& s,
               const CqScoreFn& score, CqPath path) {
   if (t1 <= t0) return;
@@ -553,38 +496,7 @@ void CqAttend(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, cons
   if (path == CqPath::kLookup && hv.bits <= 8 && s.heads <= 64) {
     HWY_DYNAMIC_DISPATCH(CqLookupImpl)(hv, q, t0, t1, s, score);
   } else {
-    CqDirect(hv, q, t0, t1, s, score);
-  }
-}
-
-void CqAttendRef(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& s,
-                 const CqScoreFn& score) {
-  const int G = s.heads, hd = s.head_dim, c = hv.c;
-  const int64_t k = int64_t{1} << hv.bits;
-  std::vector<float> key(hd), val(hd), sc(G);
-  for (int64_t t = t0; t < t1; ++t) {
-    const int64_t base = t * hv.n_groups + hv.g0;
-    for (int gi = 0; gi < hv.groups; ++gi) {
-      const uint32_t kc = ReadCqCode(hv.k_codes, base + gi, hv.bits);
-      const uint32_t vc = ReadCqCode(hv.v_codes, base + gi, hv.bits);
-      for (int j = 0; j < c; ++j) {
-        key[gi * c + j] = hv.k_table[(int64_t{gi} * c + j) * k + kc];
-        val[gi * c + j] = hv.v_table[(int64_t{gi} * c + j) * k + vc];
-      }
-    }
-    if (score) {
-      score(t, 1, sc.data());
-    } else {
-      for (int h = 0; h < G; ++h) {
-        double dot = 0;
-        for (int j = 0; j < hd; ++j) dot += double(q[int64_t{h} * hd + j]) * key[j];
-        sc[h] = static_cast<float>(dot);
-      }
-    }
-    SoftmaxBlock(s, sc.data(), 1);
-    for (int h = 0; h < G; ++h) {
-      for (int j = 0; j < hd; ++j) s.acc[int64_t{h} * hd + j] += sc[h] * val[j];
-    }
+    CqAttendDirect(hv, q, t0, t1, s, score);
   }
 }
 

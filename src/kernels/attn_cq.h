@@ -49,4 +49,8 @@ void CqAttendRef(const CqHeadView& head, const float* q, int64_t t0, int64_t t1,
 // Code i of a packed stream of b-bit codes (b <= 16).
 uint32_t ReadCqCode(const uint8_t* p, int64_t i, int bits);
 
+// The direct path on its own (CqPath::kDirect), exact online softmax per 64-token block.
+void CqAttendDirect(const CqHeadView& head, const float* q, int64_t t0, int64_t t1,
+                    const AttnState& s, const CqScoreFn& score = nullptr);
+
 }  // namespace cqkv
