@@ -13,6 +13,7 @@
 #include "io/gguf.h"
 #include "tokenizer/detokenize.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/vocab_io.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
@@ -21,26 +22,6 @@ namespace cqkv {
 namespace {
 
 namespace fs = std::filesystem;
-
-namespace tokenizer_test_util {
-void AppendUtf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-}  // namespace tokenizer_test_util
 
 std::string Shared(const std::string& rel) { return std::string(CQKV_SHARED_DIR) + "/" + rel; }
 
@@ -201,7 +182,7 @@ TEST(Tokenizer, LongAndUnusualInputsRoundTrip) {
     uint32_t cp = next() % 0x30000;             // BMP and the emoji/CJK-extension planes
     if (cp >= 0xD800 && cp < 0xE000) cp = ' ';  // surrogates are not characters
     if (cp == 0x2581) cp = ' ';  // SentencePiece's space mark reads back as a space, by design
-    tokenizer_test_util::AppendUtf8(cp, random_chars);
+    tokenizer_internal::AppendUtf8(cp, random_chars);
   }
   for (int i = 0; i < 100000; ++i) letters.push_back(static_cast<char>('a' + i * 7 % 26));
   std::vector<std::string> texts = {
