@@ -18,9 +18,11 @@ void RegisterBenchAttn(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand(
-      "bench-attn",
-      "time decode attention (one query per sequence) over random caches of one layer; "
-      "GB/s = bytes_per_token(1 layer) * ctx * batch / seconds");
+      "bench-attn", "time decode attention of KV formats against fp16 (one layer, random caches)");
+  cmd->footer(
+      "One query per sequence over `ctx` cached tokens of random K/V; cq:<c>c<b>b uses random "
+      "codebooks. GB/s = bytes_per_token(1 layer) * ctx * batch / seconds; the STREAM-like read "
+      "bandwidth is measured in the same run.");
   cmd->add_option("--ctx", o->b.ctx, "cached tokens per sequence")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

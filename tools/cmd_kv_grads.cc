@@ -26,10 +26,11 @@ void RegisterKvGrads(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand(
-      "kv-grads",
-      "write K/V activations and d(summed NLL)/d(K, K_pre, V) of one window as raw float32: "
-      "for each layer, six (n_tokens x kv_dim) row-major blocks k_pre, k, v, dk_pre, dk, dv; "
-      "prints a JSON summary (loss, shapes, seconds)");
+      "kv-grads", "write one window's K/V activations and their loss gradients (raw float32)");
+  cmd->footer(
+      "Output: for each layer, six (n_tokens x kv_dim) row-major float32 blocks k_pre, k, v, "
+      "dk_pre, dk, dv, where d = d(summed next-token NLL)/d(activation). Prints a JSON summary "
+      "(loss, shapes, seconds).");
   AddModelOptions(cmd, o->m);
   auto* tok = cmd->add_option("--tokens", o->tokens, "comma-separated token ids of the window");
   auto* rnd = cmd->add_option("--random", o->random, "use N random token ids instead (timing)")
