@@ -68,6 +68,7 @@ void RegisterGenerate(CLI::App& app) {
     const double prefill_tps = prompt.size() / prefill_s;
     const double decode_tps = out.size() > 1 ? (out.size() - 1) / decode_s : 0.0;
     fmt::print("\n");
+    std::fflush(stdout);  // the text ends before the statistics line on a shared terminal
     fmt::print(stderr,
                "prefill: {} tokens, {:.1f} tok/s | decode: {} tokens, {:.1f} tok/s | kv {} "
                "({:.0f} bytes/token) | {} threads\n",
