@@ -10,29 +10,22 @@ namespace {
 // Side parameter bits per group: fp16 scale + min (uniform) or fp16 absmax (NormalFloat).
 int ParamBits(GroupCodec codec) { return codec == GroupCodec::kUniform ? 32 : 16; }
 
-// Per layer, K and V each a TokenGroupRows of kv_dim channels. Groups never straddle heads.
-class TokenGroupCache final : public QuantKvCache {
+// Per layer, K and V each in a row store of kv_dim channels (TokenGroupRows or
+// ChannelGroupRows, see quant_rows.h); the formats differ only in how they count bytes.
+template <typename Rows>
+class RowStoreCache : public QuantKvCache {
  public:
-  TokenGroupCache(const std::string& spec, const KvShape& shape, GroupCodec codec, int bits,
-                  int group)
-      : QuantKvCache(spec, shape), codec_(codec), bits_(bits), group_(group) {
-    for (int l = 0; l < shape.n_layers; ++l) {
-      k_.emplace_back(codec, bits, shape.kv_dim(), group);
-      v_.emplace_back(codec, bits, shape.kv_dim(), group);
-    }
-  }
+  RowStoreCache(const std::string& spec, const KvShape& shape, const Rows& empty)
+      : QuantKvCache(spec, shape), k_(shape.n_layers, empty), v_(shape.n_layers, empty) {}
 
   void Append(int layer, const KvBlock& block) override {
     CheckAppend(layer, block);
-    for (int64_t i = 0; i < block.k.rows; ++i) {
-      k_[layer].Append(block.k.Row(i));
-      v_[layer].Append(block.v.Row(i));
-    }
+    k_[layer].Append(block.k);
+    v_[layer].Append(block.v);
   }
 
   void DequantHead(int layer, KvPart part, int64_t t, int kvh, float* out) const override {
-    const TokenGroupRows& rows = part == KvPart::kKey ? k_[layer] : v_[layer];
-    rows.Dequant(t, kvh * shape_.head_dim, shape_.head_dim, out);
+    Store(layer, part).Dequant(t, kvh * shape_.head_dim, shape_.head_dim, out);
   }
 
   int64_t tokens(int layer) const override { return k_[layer].rows(); }
@@ -43,6 +36,29 @@ class TokenGroupCache final : public QuantKvCache {
       v_[l].Clear();
     }
   }
+
+ private:
+  const Rows& Store(int layer, KvPart part) const {
+    return part == KvPart::kKey ? k_[layer] : v_[layer];
+  }
+  void DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
+                   float* out) const override {
+    const int hd = shape_.head_dim;
+    Store(layer, part).DequantBlock(t0, n, kvh * hd, hd, out, hd);
+  }
+
+  std::vector<Rows> k_, v_;  // [layer]
+};
+
+// Groups of G channels within each token (int<B>-token, nf<B>). Groups never straddle heads.
+class TokenGroupCache final : public RowStoreCache<TokenGroupRows> {
+ public:
+  TokenGroupCache(const std::string& spec, const KvShape& shape, GroupCodec codec, int bits,
+                  int group)
+      : RowStoreCache(spec, shape, TokenGroupRows(codec, bits, shape.kv_dim(), group)),
+        codec_(codec),
+        bits_(bits),
+        group_(group) {}
 
   // Every token costs the same: packed codes plus kv_dim/G parameter sets, for K and V.
   double BytesPerToken() const override {
@@ -55,49 +71,18 @@ class TokenGroupCache final : public QuantKvCache {
   }
 
  private:
-  void DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
-                   float* out) const override {
-    const TokenGroupRows& rows = part == KvPart::kKey ? k_[layer] : v_[layer];
-    const int hd = shape_.head_dim;
-    rows.DequantBlock(t0, n, kvh * hd, hd, out, hd);
-  }
-
   GroupCodec codec_;
   int bits_, group_;
-  std::vector<TokenGroupRows> k_, v_;  // [layer]
 };
 
-// Per layer, K and V each a ChannelGroupRows: groups of G tokens per channel, the last one
-// requantised from an fp32 staging copy while it fills.
-class ChannelGroupCache final : public QuantKvCache {
+// Groups of G tokens within each channel (int<B>-channel), the last one requantised from an
+// fp32 staging copy while it fills.
+class ChannelGroupCache final : public RowStoreCache<ChannelGroupRows> {
  public:
   ChannelGroupCache(const std::string& spec, const KvShape& shape, int bits, int group)
-      : QuantKvCache(spec, shape), bits_(bits), group_(group) {
-    for (int l = 0; l < shape.n_layers; ++l) {
-      k_.emplace_back(bits, shape.kv_dim(), group);
-      v_.emplace_back(bits, shape.kv_dim(), group);
-    }
-  }
-
-  void Append(int layer, const KvBlock& block) override {
-    CheckAppend(layer, block);
-    k_[layer].Append(block.k);
-    v_[layer].Append(block.v);
-  }
-
-  void DequantHead(int layer, KvPart part, int64_t t, int kvh, float* out) const override {
-    const ChannelGroupRows& rows = part == KvPart::kKey ? k_[layer] : v_[layer];
-    rows.Dequant(t, kvh * shape_.head_dim, shape_.head_dim, out);
-  }
-
-  int64_t tokens(int layer) const override { return k_[layer].rows(); }
-
-  void Clear() override {
-    for (int l = 0; l < shape_.n_layers; ++l) {
-      k_[l].Clear();
-      v_[l].Clear();
-    }
-  }
+      : RowStoreCache(spec, shape, ChannelGroupRows(bits, shape.kv_dim(), group)),
+        bits_(bits),
+        group_(group) {}
 
   // The peak over the sequence, staging included: with max_tokens a multiple of G it is reached
   // one token short of a full last group, where G-1 fp32 staged rows are held.
@@ -111,15 +96,7 @@ class ChannelGroupCache final : public QuantKvCache {
   double BitsPerChannel() const override { return bits_ + 32.0 / group_; }
 
  private:
-  void DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
-                   float* out) const override {
-    const ChannelGroupRows& rows = part == KvPart::kKey ? k_[layer] : v_[layer];
-    const int hd = shape_.head_dim;
-    rows.DequantBlock(t0, n, kvh * hd, hd, out, hd);
-  }
-
   int bits_, group_;
-  std::vector<ChannelGroupRows> k_, v_;  // [layer]
 };
 
 }  // namespace

@@ -24,6 +24,9 @@ class TokenGroupRows {
   TokenGroupRows(GroupCodec codec, int bits, int width, int group);
 
   void Append(const float* row);  // width values
+  void Append(ConstMat rows) {    // (n, width)
+    for (int64_t i = 0; i < rows.rows; ++i) Append(rows.Row(i));
+  }
   // Dequantises channels [c0, c0 + n) of row t into out; c0 and n are multiples of group.
   void Dequant(int64_t t, int c0, int n, float* out) const;
   // Rows [t0, t0 + rows) of channels [c0, c0 + n) into out + i * ld (row i), the values Dequant
