@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "kv/kv_testing.h"
 #include "model/rope.h"
 #include "quant/kmeans.h"
 #include "util/error.h"
@@ -16,12 +17,7 @@ namespace cqkv {
 namespace {
 
 KvShape Shape(int n_heads, int n_kv, int hd, int max_tokens) {
-  KvShape s;
-  s.n_layers = 2;
-  s.n_heads = n_heads;
-  s.n_kv_heads = n_kv;
-  s.head_dim = hd;
-  s.max_tokens = max_tokens;
+  KvShape s = testing::TestShape(n_heads, n_kv, hd, max_tokens);
   s.rope_freq_base = 100.0f;  // low base: every channel pair turns noticeably in 32 positions
   s.model_fingerprint = 0xabcdef;
   return s;
@@ -55,34 +51,6 @@ std::vector<float> Dequantise(const CodebookSet& cb, int layer, int kind, const 
     int32_t code;
     AssignNearestRef(ConstMat(x + g * c, 1, c), ConstMat(table, cb.config.n_centroids(), c), &code);
     std::copy_n(table + code * c, c, out.begin() + g * c);
-  }
-  return out;
-}
-
-// Double-precision causal GQA attention over explicit K (post-RoPE) and V rows.
-std::vector<double> NaiveAttention(const KvShape& s, const std::vector<float>& q, int64_t nq,
-                                   int64_t pos0, const std::vector<std::vector<float>>& k,
-                                   const std::vector<std::vector<float>>& v) {
-  const int hd = s.head_dim, qd = s.q_dim();
-  std::vector<double> out(static_cast<size_t>(nq * qd), 0.0);
-  for (int64_t i = 0; i < nq; ++i) {
-    for (int h = 0; h < s.n_heads; ++h) {
-      const int kvh = h / (s.n_heads / s.n_kv_heads);
-      const int64_t n_ctx = pos0 + i + 1;
-      std::vector<double> sc(static_cast<size_t>(n_ctx));
-      double mx = -1e300;
-      for (int64_t t = 0; t < n_ctx; ++t) {
-        double d = 0;
-        for (int c = 0; c < hd; ++c) d += double(q[i * qd + h * hd + c]) * k[t][kvh * hd + c];
-        sc[t] = d / std::sqrt(double(hd));
-        mx = std::max(mx, sc[t]);
-      }
-      double sum = 0;
-      for (auto& x : sc) sum += (x = std::exp(x - mx));
-      for (int64_t t = 0; t < n_ctx; ++t) {
-        for (int c = 0; c < hd; ++c) out[i * qd + h * hd + c] += sc[t] / sum * v[t][kvh * hd + c];
-      }
-    }
   }
   return out;
 }
@@ -149,7 +117,12 @@ TEST_P(CqCacheTest, MatchesDequantisedReference) {
     std::vector<float> out(q.size());
     cache->Attend(layer, ConstMat(q.data(), block, s.q_dim()), pos0,
                   Mat(out.data(), block, s.q_dim()), pool);
-    const auto ref = NaiveAttention(s, q, block, pos0, ref_k, ref_v);
+    std::vector<float> flat_k, flat_v;  // (pos, kv_dim) rows as the naive attention takes them
+    for (int64_t t = 0; t < pos; ++t) {
+      flat_k.insert(flat_k.end(), ref_k[t].begin(), ref_k[t].end());
+      flat_v.insert(flat_v.end(), ref_v[t].begin(), ref_v[t].end());
+    }
+    const auto ref = testing::NaiveAttention(s, q, block, pos0, flat_k, flat_v);
     for (size_t i = 0; i < out.size(); ++i) {
       ASSERT_NEAR(out[i], ref[i], 1e-5 * (1 + std::fabs(ref[i])))
           << "block at " << pos0 << " i=" << i;

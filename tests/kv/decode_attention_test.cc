@@ -8,20 +8,14 @@
 #include <vector>
 
 #include "kv/cq_cache.h"
+#include "kv/kv_testing.h"
 #include "model/rope.h"
 
 namespace cqkv {
 namespace {
 
 KvShape Shape(int n_heads, int n_kv, int hd, int max_tokens) {
-  KvShape s;
-  s.n_layers = 1;
-  s.n_heads = n_heads;
-  s.n_kv_heads = n_kv;
-  s.head_dim = hd;
-  s.max_tokens = max_tokens;
-  s.rope_freq_base = 10000.0f;
-  return s;
+  return testing::TestShape(n_heads, n_kv, hd, max_tokens, /*n_layers=*/1);
 }
 
 CodebookSet RandomCodebooks(const KvShape& shape, CqConfig cfg, KeyPosition keys) {
