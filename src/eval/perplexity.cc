@@ -12,14 +12,24 @@ namespace cqkv {
 namespace {
 
 // log-softmax of one row, in double so the KL of near-identical distributions is not noise.
-void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out) {
+// `probs`, when given, receives the probabilities from the same exponentials.
+void LogSoftmax(const float* logits, int64_t n, std::vector<double>& out,
+                std::vector<double>* probs = nullptr) {
   out.resize(static_cast<size_t>(n));
+  if (probs) probs->resize(static_cast<size_t>(n));
   double mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, static_cast<double>(logits[i]));
   double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp(logits[i] - mx);
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = std::exp(logits[i] - mx);
+    if (probs) (*probs)[i] = e;
+    sum += e;
+  }
   const double lse = mx + std::log(sum);
   for (int64_t i = 0; i < n; ++i) out[i] = logits[i] - lse;
+  if (probs) {
+    for (double& p : *probs) p /= sum;
+  }
 }
 
 int64_t ArgMax(const float* x, int64_t n) { return std::max_element(x, x + n) - x; }
@@ -56,7 +66,7 @@ PerplexityResult EvalPerplexity(const Model& model, const std::vector<int32_t>& 
   const int64_t V = c.vocab_size;
   double nll_sum = 0, base_nll_sum = 0, kl_sum = 0;
   int64_t agree = 0, count = 0;
-  std::vector<double> lp, lq;
+  std::vector<double> lp, lq, pb;
   for (int64_t w = 0; w < windows; ++w) {
     const int32_t* win = tokens.data() + w * opt.ctx;
     main.cache->Clear();
@@ -77,10 +87,10 @@ PerplexityResult EvalPerplexity(const Model& model, const std::vector<int32_t>& 
         nll_sum -= lq[target];
         if (base) {
           const float* lb = base->logits.data() + i * V;
-          LogSoftmax(lb, V, lp);
+          LogSoftmax(lb, V, lp, &pb);
           base_nll_sum -= lp[target];
           double kl = 0;
-          for (int64_t j = 0; j < V; ++j) kl += std::exp(lp[j]) * (lp[j] - lq[j]);
+          for (int64_t j = 0; j < V; ++j) kl += pb[j] * (lp[j] - lq[j]);
           kl_sum += kl;
           agree += ArgMax(lm, V) == ArgMax(lb, V);
         }
