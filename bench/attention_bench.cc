@@ -3,7 +3,8 @@
 // KV heads, one layer. Counters: ns_per_token (per cached token, sequence and layer), GB/s of
 // cache bytes read (BytesPerToken of one layer x T x B / round time), ratio_vs_fp16 (fp16 time /
 // this time, same shape, same process) and stream_GB/s (STREAM-like read bound, same process).
-//   attention_bench [--threads N] [--large] [--max-gib G] [google-benchmark flags]
+//   attention_bench [--threads N] [--large] [--max-gib G] [--warm] [google-benchmark flags]
+// Each round starts with the LLC flushed, as a real decode step finds it (--warm: not flushed).
 // The default grid is modest (T <= 16k, B <= 8, 8 KV heads, one 32-KV-head case; about a minute);
 // --large runs T in 1k..128k x B in {1, 8, 32, 64} x {8, 32} KV heads (filling takes hours:
 // pick cases with --benchmark_filter, e.g. 'kvh8/ctx131072/b1/').
@@ -25,8 +26,10 @@ namespace {
 
 struct Env {
   int threads = 2;
+  bool warm = false;  // --warm: no LLC flush before each round (see CacheFlusher)
   double stream_gbps = 0;
   std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<CacheFlusher> flush;
   // Median fp16 round seconds per shape key, for ratio_vs_fp16.
   std::map<std::string, double> fp16_seconds;
   // The caches of the last case: Google Benchmark may call a case more than once (iteration
@@ -72,7 +75,7 @@ double Fp16Seconds(const Case& c) {
   if (it != e.fp16_seconds.end()) return it->second;
   Case f = c;
   f.format = ParseAttnFormat("fp16");
-  const double s = TimeAttend(CachesFor(f), 3, *e.pool).seconds;
+  const double s = TimeAttend(CachesFor(f), 3, *e.pool, e.warm ? nullptr : e.flush.get()).seconds;
   e.fp16_seconds[c.ShapeKey()] = s;
   return s;
 }
@@ -80,10 +83,11 @@ double Fp16Seconds(const Case& c) {
 void BM_Attend(benchmark::State& state, const Case& c) {
   Env& e = env();
   AttnCaches* caches = &CachesFor(c);
-  TimeAttendRound(*caches, *e.pool);  // warm-up: page faults, lazily built tables
+  CacheFlusher* flush = e.warm ? nullptr : e.flush.get();
+  TimeAttendRound(*caches, *e.pool, flush);  // warm-up: page faults, lazily built tables
   double total = 0;
   for (auto _ : state) {
-    const double s = TimeAttendRound(*caches, *e.pool);
+    const double s = TimeAttendRound(*caches, *e.pool, flush);
     state.SetIterationTime(s);
     total += s;
   }
@@ -114,6 +118,8 @@ int main(int argc, char** argv) {
       e.threads = std::atoi(argv[++i]);
     } else if (std::strcmp(argv[i], "--max-gib") == 0 && i + 1 < argc) {
       max_gib = std::atof(argv[++i]);
+    } else if (std::strcmp(argv[i], "--warm") == 0) {
+      e.warm = true;
     } else if (std::strcmp(argv[i], "--large") == 0) {
       large = true;
     } else {
@@ -124,6 +130,8 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&rest_argc, rest.data());
   e.pool = std::make_unique<ThreadPool>(e.threads);
   e.stream_gbps = MeasureStreamReadGBs(*e.pool);
+  if (!e.warm) e.flush = std::make_unique<CacheFlusher>();
+  benchmark::AddCustomContext("caches", e.warm ? "warm" : "cold (LLC flushed before each round)");
   benchmark::AddCustomContext("threads", std::to_string(e.pool->size()));
   benchmark::AddCustomContext("stream_read_GB/s", std::to_string(e.stream_gbps));
   benchmark::AddCustomContext("GB/s formula",

@@ -49,6 +49,9 @@ void RegisterBenchAttn(CLI::App& app) {
   cmd->add_option("--stream-mib", o->stream_mib, "buffer of the read-bandwidth kernel (MiB)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_flag("--warm", o->b.warm,
+                "keep caches warm between rounds (default: flush the LLC first, as in a real "
+                "decode step, where each layer's KV cache is read once between weight reads)");
   cmd->add_option("--json", o->json, "write the results as JSON");
   cmd->callback([o] {
     o->b.formats = ParseAttnFormats(o->formats);

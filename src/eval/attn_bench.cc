@@ -11,6 +11,8 @@
 #include <random>
 #include <regex>
 
+#include <unistd.h>
+
 #include "kv/cq_cache.h"
 #include "util/error.h"
 
@@ -177,9 +179,32 @@ AttnCaches BuildAttnCaches(const AttnFormat& format, const KvShape& shape, int b
   return c;
 }
 
-double TimeAttendRound(AttnCaches& caches, ThreadPool& pool) {
+CacheFlusher::CacheFlusher(size_t bytes) {
+  if (bytes == 0) {
+    // Some hypervisors report a host-sized LLC: clamp to [64, 256] MiB.
+    const long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    bytes = std::clamp<size_t>(4 * static_cast<size_t>(std::max(0L, llc)), size_t{64} << 20,
+                               size_t{256} << 20);
+  }
+  buf_.assign(bytes / sizeof(uint64_t), 1);
+}
+
+void CacheFlusher::Flush(ThreadPool& pool) {
+  constexpr int64_t kLine = 64 / sizeof(uint64_t);
+  const int64_t lines = static_cast<int64_t>(buf_.size()) / kLine;
+  std::vector<uint64_t> sums(static_cast<size_t>(pool.size()), 0);
+  pool.ParallelFor(lines, 4096, [&](int64_t b, int64_t e, int tid) {
+    uint64_t s = 0;
+    for (int64_t i = b; i < e; ++i) s += buf_[i * kLine];
+    sums[tid] = s;
+  });
+  for (uint64_t s : sums) sink_ += s;  // keeps the reads
+}
+
+double TimeAttendRound(AttnCaches& caches, ThreadPool& pool, CacheFlusher* flush) {
   const int64_t q_dim = caches.shape.q_dim();
   const int64_t pos = caches.shape.max_tokens - 1;
+  if (flush) flush->Flush(pool);
   const auto t0 = Clock::now();
   for (size_t b = 0; b < caches.seqs.size(); ++b) {
     caches.seqs[b]->Attend(0, ConstMat(caches.q.data() + b * q_dim, 1, q_dim), pos,
@@ -188,11 +213,12 @@ double TimeAttendRound(AttnCaches& caches, ThreadPool& pool) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-AttnResult TimeAttend(AttnCaches& caches, int reps, ThreadPool& pool) {
+AttnResult TimeAttend(AttnCaches& caches, int reps, ThreadPool& pool, CacheFlusher* flush) {
   CQKV_CHECK(reps >= 1, "--reps must be >= 1, got {}", reps);
-  TimeAttendRound(caches, pool);  // warm-up: page faults, lazily built tables
+  // Warm-up: page faults, lazily built tables, the first format's clock ramp.
+  for (int r = 0; r < 2; ++r) TimeAttendRound(caches, pool, flush);
   std::vector<double> times;
-  for (int r = 0; r < reps; ++r) times.push_back(TimeAttendRound(caches, pool));
+  for (int r = 0; r < reps; ++r) times.push_back(TimeAttendRound(caches, pool, flush));
   for (float x : caches.out)
     CQKV_CHECK(std::isfinite(x), "{}: Attend wrote a non-finite output", caches.format.name);
   AttnResult res;
@@ -256,12 +282,17 @@ AttnBenchReport RunAttnBench(const AttnBenchOptions& options, ThreadPool& pool,
   if (!has_fp16) formats.insert(formats.begin(), ParseAttnFormat("fp16"));
   rep.options.formats = formats;
   const KvShape shape = options.Shape();
+  std::unique_ptr<CacheFlusher> flush;
+  if (!options.warm) {
+    flush = std::make_unique<CacheFlusher>(options.flush_bytes);
+    rep.flush_bytes = flush->bytes();
+  }
   double fp16_seconds = 0;
   for (const AttnFormat& f : formats) {
     AttnResult r;
     {
       AttnCaches caches = BuildAttnCaches(f, shape, options.batch, pool);
-      r = TimeAttend(caches, options.reps, pool);
+      r = TimeAttend(caches, options.reps, pool, flush.get());
     }  // freed before the next format is built
     if (f.name == "fp16") fp16_seconds = r.seconds;
     rep.results.push_back(r);
@@ -276,8 +307,10 @@ std::string AttnBenchMarkdown(const AttnBenchReport& report) {
   const AttnBenchOptions& o = report.options;
   std::string s = fmt::format(
       "decode attention: ctx {} x batch {}, {} heads / {} KV heads x {}, 1 layer, {} threads, "
-      "median of {} reps; stream read {:.2f} GB/s\n\n",
+      "median of {} reps, {}; stream read {:.2f} GB/s\n\n",
       o.ctx, o.batch, o.n_heads, o.n_kv_heads, o.head_dim, report.threads, o.reps,
+      o.warm ? "warm caches"
+             : fmt::format("cold caches ({} MiB flushed per round)", report.flush_bytes >> 20),
       report.stream_gbps);
   s += "| format | bits/ch | bytes/token | ns/token | GB/s | % stream | vs fp16 |\n";
   s += "|---|---:|---:|---:|---:|---:|---:|\n";
@@ -301,6 +334,8 @@ std::string AttnBenchJson(const AttnBenchReport& report) {
   j["head_dim"] = o.head_dim;
   j["n_layers"] = 1;
   j["reps"] = o.reps;
+  j["caches"] = o.warm ? "warm" : "cold";
+  j["flush_bytes"] = report.flush_bytes;
   j["gbps_formula"] = "bytes_per_token * ctx * batch / median_round_seconds / 1e9";
   j["results"] = nlohmann::json::array();
   for (const AttnResult& r : report.results) {

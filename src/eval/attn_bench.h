@@ -55,9 +55,26 @@ struct AttnCaches {
 AttnCaches BuildAttnCaches(const AttnFormat& format, const KvShape& shape, int batch,
                            ThreadPool& pool, uint64_t seed = 1);
 
+// Evicts the caches' lines from every cache level before a timed round. A real decode step
+// reads each layer's KV cache once, between reads of that layer's weights, so the cache is never
+// warm in the LLC; a benchmark that re-reads one layer's small cache would time the LLC instead
+// (at 4k tokens an fp16 layer is 16 MiB, half this machine's L3).
+class CacheFlusher {
+ public:
+  // bytes = 0: four times the last-level cache (sysconf), clamped to [64, 256] MiB.
+  explicit CacheFlusher(size_t bytes = 0);
+  void Flush(ThreadPool& pool);  // reads one word per line of the buffer on every thread
+  size_t bytes() const { return buf_.size() * sizeof(uint64_t); }
+
+ private:
+  std::vector<uint64_t> buf_;
+  uint64_t sink_ = 0;
+};
+
 // One timing round: for each sequence in turn, one decode Attend on layer 0 (one query at
-// position max_tokens - 1, seeing every cached token). Returns seconds.
-double TimeAttendRound(AttnCaches& caches, ThreadPool& pool);
+// position max_tokens - 1, seeing every cached token). With `flush`, the caches are flushed
+// first (untimed). Returns seconds.
+double TimeAttendRound(AttnCaches& caches, ThreadPool& pool, CacheFlusher* flush = nullptr);
 
 struct AttnResult {
   std::string format;
@@ -68,8 +85,9 @@ struct AttnResult {
   double bytes_per_token = 0;  // KvCache::BytesPerToken / n_layers: one layer's K+V bytes
   double bits_per_channel = 0;  // KvCache::BitsPerChannel
 };
-// Times `reps` rounds after one untimed warm-up round. ratio_vs_fp16 is left 0.
-AttnResult TimeAttend(AttnCaches& caches, int reps, ThreadPool& pool);
+// Times `reps` rounds after two untimed warm-up rounds. ratio_vs_fp16 is left 0.
+AttnResult TimeAttend(AttnCaches& caches, int reps, ThreadPool& pool,
+                      CacheFlusher* flush = nullptr);
 
 // STREAM-like read bandwidth: best of `reps` multi-threaded sums over a `bytes` buffer, GB/s.
 double MeasureStreamReadGBs(ThreadPool& pool, size_t bytes = size_t{1} << 30, int reps = 5);
@@ -81,6 +99,8 @@ struct AttnBenchOptions {
   int n_kv_heads = 8;
   int head_dim = 128;
   int reps = 5;
+  bool warm = false;       // true: rounds re-read caches left in the LLC (see CacheFlusher)
+  size_t flush_bytes = 0;  // CacheFlusher buffer; 0 = its default
   std::vector<AttnFormat> formats;
   size_t stream_bytes = size_t{1} << 30;
   // The shape of one sequence's cache: a single layer (attention cost is per layer, so more
@@ -92,6 +112,7 @@ struct AttnBenchReport {
   AttnBenchOptions options;
   int threads = 0;
   double stream_gbps = 0;
+  size_t flush_bytes = 0;           // 0 when warm
   std::vector<AttnResult> results;  // one per format, in order; fp16 first when not listed
 };
 // Runs every format (adding fp16 when missing, for the ratio) and the stream kernel.

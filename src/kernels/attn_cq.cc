@@ -107,6 +107,15 @@ inline void CompactCodes(const uint8_t* codes, const CqHeadView& h, int64_t t0, 
   if (bytes == 8) return copy.template operator()<8>();
   for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * bytes, src + i * stride, bytes);
 }
+
+// The byte codes of tokens [t0, t0 + n), `bytes` per token: in place when the head's codes are
+// already contiguous (the cq cache keeps one code stream per KV head), else compacted into dst.
+inline const uint8_t* ByteCodes(const uint8_t* codes, const CqHeadView& h, int64_t t0, int64_t n,
+                                int bytes, uint8_t* dst) {
+  if (h.n_groups * h.bits / 8 == bytes) return codes + t0 * bytes;
+  CompactCodes(codes, h, t0, n, bytes, dst);
+  return dst;
+}
 }  // namespace
 }  // namespace cqkv
 #endif
@@ -335,8 +344,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
         std::memcpy(sbuf + i * hp, tmp, sizeof(float) * hp);
       }
     } else if (in_place == 8) {
-      CompactCodes(hv.k_codes, hv, b0, bn, g8, cbuf);
-      ScoreGrouped8(d, g8, lut8, cbuf, bn, sbuf);
+      ScoreGrouped8(d, g8, lut8, ByteCodes(hv.k_codes, hv, b0, bn, g8, cbuf), bn, sbuf);
     } else if (in_place == 4) {
       ScoreInPlace4(d, hv, lut, b0, bn, sbuf);
     } else {
@@ -413,8 +421,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
     }
     // Value histograms: one read-modify-write per token-group serves all heads.
     if (in_place == 8) {
-      CompactCodes(hv.v_codes, hv, b0, bn, g8, cbuf);
-      ScatterGrouped8(d, g8, hist8, cbuf, bn, sbuf);
+      ScatterGrouped8(d, g8, hist8, ByteCodes(hv.v_codes, hv, b0, bn, g8, cbuf), bn, sbuf);
       continue;
     }
     if (in_place == 4) {

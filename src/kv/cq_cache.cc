@@ -31,8 +31,11 @@ inline uint32_t ReadCode(const uint8_t* p, int64_t i, int bits) {
   return (w >> (bit & 7)) & ((1u << bits) - 1);
 }
 
-// The codes of one (layer, K/V): code (token * n_groups + group), packed with no padding between
-// tokens so storage is exactly b bits per group. Append-only over zeroed bytes, so writes OR in.
+// The codes of one (layer, K/V, KV head): code (token * groups + group), packed with no padding
+// between tokens so storage is exactly b bits per group. One stream per KV head because decode
+// attention reads one head at a time: its codes are then contiguous, where token-major codes of
+// every head would pull whole lines of which a head uses 1/n_kv_heads. Append-only over zeroed
+// bytes, so writes OR in.
 class CodeStream {
  public:
   explicit CodeStream(int bits = 8) : bits_(bits) {}
@@ -92,7 +95,7 @@ class CqKvCache final : public KvCache {
       }
       std::vector<float>().swap(set.centroids[t]);
     }
-    codes_.assign(static_cast<size_t>(2 * shape.n_layers), CodeStream(bits_));
+    codes_.assign(static_cast<size_t>(2 * shape.n_layers * shape.n_kv_heads), CodeStream(bits_));
     if (window_ > 0) {
       const size_t win = static_cast<size_t>(window_) * shape.kv_dim();
       win_k_.assign(shape.n_layers, std::vector<uint16_t>(win));
@@ -126,13 +129,17 @@ class CqKvCache final : public KvCache {
     std::vector<int32_t> idx(static_cast<size_t>(n));
     for (int kind = 0; kind < 2; ++kind) {
       const ConstMat src = kind == 1 ? block.v : pre ? block.k_pre : block.k;
-      CodeStream& codes = codes_[layer * 2 + kind];
-      codes.Resize((n0 + n) * n_groups_);
       const float* table = tables_[layer * 2 + kind].data();
-      for (int g = 0; g < n_groups_; ++g) {
-        const ConstMat centroids_t(table + static_cast<int64_t>(g) * c_ * k_, c_, k_);
-        AssignNearestT(src.ColRange(static_cast<int64_t>(g) * c_, c_), centroids_t, idx.data());
-        for (int64_t i = 0; i < n; ++i) codes.Put((n0 + i) * n_groups_ + g, idx[i]);
+      const int gph = groups_per_head_;
+      for (int h = 0; h < shape_.n_kv_heads; ++h) {
+        CodeStream& codes = Codes(layer, kind, h);
+        codes.Resize((n0 + n) * gph);
+        for (int gi = 0; gi < gph; ++gi) {
+          const int64_t g = int64_t{h} * gph + gi;
+          const ConstMat centroids_t(table + g * c_ * k_, c_, k_);
+          AssignNearestT(src.ColRange(g * c_, c_), centroids_t, idx.data());
+          for (int64_t i = 0; i < n; ++i) codes.Put((n0 + i) * gph + gi, idx[i]);
+        }
       }
     }
     // Codes are made at append even for tokens inside the window: a token's code does not
@@ -155,19 +162,20 @@ class CqKvCache final : public KvCache {
     }
     struct Ops {
       const CqKvCache* self;
-      const uint8_t* k_codes;
-      const uint8_t* v_codes;
+      int layer;
       const float* k_table;
       const float* v_table;
       const uint16_t* k_win;
       const uint16_t* v_win;
       int64_t window_start;  // tokens at or after it are read from the fp16 window
 
-      // Centroid channel j of the code of (token t, group g) is table[(g*c + j) * 2^b + code].
-      const float* Centroid(const uint8_t* codes, const float* table, int64_t t, int g) const {
+      // Centroid channel j of the code of (token t, group gi of head kvh) is
+      // table[((kvh * groups_per_head + gi) * c + j) * 2^b + code].
+      const float* Centroid(int kind, const float* table, int64_t t, int kvh, int gi) const {
         const CqKvCache& s = *self;
-        const uint32_t code = ReadCode(codes, t * s.n_groups_ + g, s.bits_);
-        return table + static_cast<int64_t>(g) * s.c_ * s.k_ + code;
+        const int gph = s.groups_per_head_;
+        const uint32_t code = ReadCode(s.Codes(layer, kind, kvh).data(), t * gph + gi, s.bits_);
+        return table + (int64_t{kvh} * gph + gi) * s.c_ * s.k_ + code;
       }
       int64_t WinOffset(int64_t t, int kvh) const {
         const CqKvCache& s = *self;
@@ -177,11 +185,10 @@ class CqKvCache final : public KvCache {
         const CqKvCache& s = *self;
         const int hd = s.shape_.head_dim, c = s.c_, k = s.k_;
         if (t >= window_start) return DotF16(k_win + WinOffset(t, kvh), qh, hd);
-        const int g0 = kvh * s.groups_per_head_;
         if (s.keys_ == KeyPosition::kPostRope) {
           float sum = 0;
           for (int gi = 0; gi < s.groups_per_head_; ++gi) {
-            const float* cent = Centroid(k_codes, k_table, t, g0 + gi);
+            const float* cent = Centroid(0, k_table, t, kvh, gi);
             const float* qg = qh + gi * c;
             for (int j = 0; j < c; ++j) sum += qg[j] * cent[j * k];
           }
@@ -189,7 +196,7 @@ class CqKvCache final : public KvCache {
         }
         float key[kMaxHeadDim];
         for (int gi = 0; gi < s.groups_per_head_; ++gi) {
-          const float* cent = Centroid(k_codes, k_table, t, g0 + gi);
+          const float* cent = Centroid(0, k_table, t, kvh, gi);
           for (int j = 0; j < c; ++j) key[gi * c + j] = cent[j * k];
         }
         s.rope_.Rotate(key, t);
@@ -199,9 +206,8 @@ class CqKvCache final : public KvCache {
         const CqKvCache& s = *self;
         const int c = s.c_, k = s.k_;
         if (t >= window_start) return AxpyF16(p, v_win + WinOffset(t, kvh), o, s.shape_.head_dim);
-        const int g0 = kvh * s.groups_per_head_;
         for (int gi = 0; gi < s.groups_per_head_; ++gi) {
-          const float* cent = Centroid(v_codes, v_table, t, g0 + gi);
+          const float* cent = Centroid(1, v_table, t, kvh, gi);
           float* og = o + gi * c;
           for (int j = 0; j < c; ++j) og[j] += p * cent[j * k];
         }
@@ -209,8 +215,7 @@ class CqKvCache final : public KvCache {
     };
     const bool win = window_ > 0;
     const Ops ops{this,
-                  codes_[layer * 2].data(),
-                  codes_[layer * 2 + 1].data(),
+                  layer,
                   tables_[layer * 2].data(),
                   tables_[layer * 2 + 1].data(),
                   win ? win_k_[layer].data() : nullptr,
@@ -235,14 +240,14 @@ class CqKvCache final : public KvCache {
     const int64_t code_end = std::min(t1, window_start);
     if (t0 < code_end) {
       CqHeadView hv;
-      hv.k_codes = codes_[layer * 2].data();
-      hv.v_codes = codes_[layer * 2 + 1].data();
-      hv.n_groups = n_groups_;
-      hv.g0 = kv_head * groups_per_head_;
+      hv.k_codes = Codes(layer, 0, kv_head).data();
+      hv.v_codes = Codes(layer, 1, kv_head).data();
+      hv.n_groups = groups_per_head_;
+      hv.g0 = 0;
       hv.groups = groups_per_head_;
       hv.c = c_;
       hv.bits = bits_;
-      const int64_t head_table = static_cast<int64_t>(hv.g0) * c_ * k_;
+      const int64_t head_table = int64_t{kv_head} * groups_per_head_ * c_ * k_;
       hv.k_table = tables_[layer * 2].data() + head_table;
       hv.v_table = tables_[layer * 2 + 1].data() + head_table;
       CqScoreFn score;
@@ -250,7 +255,7 @@ class CqKvCache final : public KvCache {
         score = [&](int64_t b0, int64_t n, float* scores) {
           float key[kMaxHeadDim];
           for (int64_t i = 0; i < n; ++i) {
-            const int64_t base = (b0 + i) * n_groups_ + hv.g0;
+            const int64_t base = (b0 + i) * groups_per_head_;
             for (int gi = 0; gi < groups_per_head_; ++gi) {
               const float* cent =
                   hv.k_table + int64_t{gi} * c_ * k_ + ReadCqCode(hv.k_codes, base + gi, bits_);
@@ -288,6 +293,13 @@ class CqKvCache final : public KvCache {
   double BitsPerChannel() const override { return CqCodeBitsPerChannel(config_); }
 
  private:
+  const CodeStream& Codes(int layer, int kind, int kv_head) const {
+    return codes_[(static_cast<size_t>(layer) * 2 + kind) * shape_.n_kv_heads + kv_head];
+  }
+  CodeStream& Codes(int layer, int kind, int kv_head) {
+    return codes_[(static_cast<size_t>(layer) * 2 + kind) * shape_.n_kv_heads + kv_head];
+  }
+
   std::string spec_;
   CqConfig config_;
   KeyPosition keys_;
@@ -295,7 +307,7 @@ class CqKvCache final : public KvCache {
   int c_, bits_, k_, n_groups_, groups_per_head_;
   // [layer * 2 + kind]: (n_groups, c, 2^b), channel-major within each group.
   std::vector<std::vector<float>> tables_;
-  std::vector<CodeStream> codes_;  // [layer * 2 + kind]
+  std::vector<CodeStream> codes_;  // [(layer * 2 + kind) * n_kv_heads + kv_head]
   // [layer]: (window, kv_dim) IEEE half; token t in slot t % window. Keys after RoPE.
   std::vector<std::vector<uint16_t>> win_k_, win_v_;
   std::vector<int64_t> n_;

@@ -1,5 +1,6 @@
 #include "kv/dense_cache.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels/attn_dense.h"
@@ -37,31 +38,41 @@ struct Elem<uint16_t> {
   }
 };
 
-// Per layer: K and V as (tokens, kv_dim) row-major arrays, grown as tokens arrive so memory
-// follows the context actually used, up to shape.max_tokens.
+// Per (layer, KV head): K and V as (tokens, head_dim) row-major arrays, grown as tokens arrive
+// so memory follows the context actually used, up to shape.max_tokens. Head-major because decode
+// attention sweeps one KV head at a time: its rows are then one contiguous stream the hardware
+// prefetchers follow, where a token-major layout (rows kv_dim apart) reads head_dim of every
+// kv_dim channels and measured 2.5x slower per head at 8 KV heads.
 template <typename T>
 class DenseKvCache final : public KvCache {
  public:
   explicit DenseKvCache(const KvShape& shape)
-      : KvCache(shape), k_(shape.n_layers), v_(shape.n_layers), n_(shape.n_layers, 0) {}
+      : KvCache(shape),
+        k_(static_cast<size_t>(shape.n_layers) * shape.n_kv_heads),
+        v_(k_.size()),
+        n_(shape.n_layers, 0) {}
 
   std::string format() const override { return Elem<T>::kName; }
 
   void Append(int layer, const KvBlock& block) override {
-    const int64_t kv_dim = shape_.kv_dim();
+    const int hd = shape_.head_dim;
     const int64_t n = block.k.rows;
     CQKV_CHECK(block.pos0 == n_[layer], "kv cache: layer {} expected position {}, got {}", layer,
                n_[layer], block.pos0);
     CQKV_CHECK(n_[layer] + n <= shape_.max_tokens,
                "kv cache: context of {} tokens exceeds the cache capacity of {}", n_[layer] + n,
                shape_.max_tokens);
-    const size_t need = static_cast<size_t>((n_[layer] + n) * kv_dim);
-    k_[layer].resize(need);
-    v_[layer].resize(need);
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t off = (n_[layer] + i) * kv_dim;
-      Elem<T>::Store(block.k.Row(i), k_[layer].data() + off, kv_dim);
-      Elem<T>::Store(block.v.Row(i), v_[layer].data() + off, kv_dim);
+    const size_t need = static_cast<size_t>((n_[layer] + n) * hd);
+    for (int h = 0; h < shape_.n_kv_heads; ++h) {
+      std::vector<T>& k = k_[Slot(layer, h)];
+      std::vector<T>& v = v_[Slot(layer, h)];
+      k.resize(need);
+      v.resize(need);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t off = (n_[layer] + i) * hd;
+        Elem<T>::Store(block.k.Row(i) + int64_t{h} * hd, k.data() + off, hd);
+        Elem<T>::Store(block.v.Row(i) + int64_t{h} * hd, v.data() + off, hd);
+      }
     }
     n_[layer] += n;
   }
@@ -74,18 +85,17 @@ class DenseKvCache final : public KvCache {
       return;
     }
     struct Ops {
-      const T* k;
-      const T* v;
-      int64_t kv_dim;
+      const DenseKvCache* self;
+      int layer;
       int hd;
       float Score(int64_t t, int kvh, const float* qh) const {
-        return Elem<T>::Dot(k + t * kv_dim + int64_t{kvh} * hd, qh, hd);
+        return Elem<T>::Dot(self->k_[self->Slot(layer, kvh)].data() + t * hd, qh, hd);
       }
       void AddValue(int64_t t, int kvh, float p, float* o) const {
-        Elem<T>::Axpy(p, v + t * kv_dim + int64_t{kvh} * hd, o, hd);
+        Elem<T>::Axpy(p, self->v_[self->Slot(layer, kvh)].data() + t * hd, o, hd);
       }
     };
-    const Ops ops{k_[layer].data(), v_[layer].data(), shape_.kv_dim(), shape_.head_dim};
+    const Ops ops{this, layer, shape_.head_dim};
     CausalAttention(shape_, ops, q, pos0, out, pool);
   }
 
@@ -94,20 +104,18 @@ class DenseKvCache final : public KvCache {
     const int hd = shape_.head_dim;
     const AttnState s{m, l, acc, group, hd};
     ResetAttnState(s);
-    const int64_t kv_dim = shape_.kv_dim();
-    const int64_t off = t0 * kv_dim + int64_t{kv_head} * hd;
-    Elem<T>::Attend(q_group, k_[layer].data() + off, v_[layer].data() + off, kv_dim, t1 - t0, s);
+    const int64_t off = t0 * hd;
+    const size_t slot = Slot(layer, kv_head);
+    Elem<T>::Attend(q_group, k_[slot].data() + off, v_[slot].data() + off, hd, t1 - t0, s);
   }
   bool HasAttendPartial() const override { return true; }
 
   int64_t tokens(int layer) const override { return n_[layer]; }
 
   void Clear() override {
-    for (int l = 0; l < shape_.n_layers; ++l) {
-      k_[l].clear();
-      v_[l].clear();
-      n_[l] = 0;
-    }
+    for (auto& k : k_) k.clear();
+    for (auto& v : v_) v.clear();
+    std::fill(n_.begin(), n_.end(), 0);
   }
 
   double BytesPerToken() const override {
@@ -115,7 +123,11 @@ class DenseKvCache final : public KvCache {
   }
 
  private:
-  std::vector<std::vector<T>> k_, v_;
+  size_t Slot(int layer, int kv_head) const {
+    return static_cast<size_t>(layer) * shape_.n_kv_heads + kv_head;
+  }
+
+  std::vector<std::vector<T>> k_, v_;  // [Slot(layer, kv_head)]: (tokens, head_dim)
   std::vector<int64_t> n_;
 };
 

@@ -10,44 +10,51 @@ namespace {
 // Side parameter bits per group: fp16 scale + min (uniform) or fp16 absmax (NormalFloat).
 int ParamBits(GroupCodec codec) { return codec == GroupCodec::kUniform ? 32 : 16; }
 
-// Per layer, K and V each in a row store of kv_dim channels (TokenGroupRows or
-// ChannelGroupRows, see quant_rows.h); the formats differ only in how they count bytes.
+// Per (layer, KV head), K and V each in a row store of head_dim channels (TokenGroupRows or
+// ChannelGroupRows, see quant_rows.h); the formats differ only in how they count bytes. Stores are
+// per KV head, like the dense and CQ caches, so decode reads each head's rows contiguously.
 template <typename Rows>
 class RowStoreCache : public QuantKvCache {
  public:
   RowStoreCache(const std::string& spec, const KvShape& shape, const Rows& empty)
-      : QuantKvCache(spec, shape), k_(shape.n_layers, empty), v_(shape.n_layers, empty) {}
+      : QuantKvCache(spec, shape),
+        k_(static_cast<size_t>(shape.n_layers) * shape.n_kv_heads, empty),
+        v_(k_.size(), empty) {}
 
   void Append(int layer, const KvBlock& block) override {
     CheckAppend(layer, block);
-    k_[layer].Append(block.k);
-    v_[layer].Append(block.v);
-  }
-
-  void DequantHead(int layer, KvPart part, int64_t t, int kvh, float* out) const override {
-    Store(layer, part).Dequant(t, kvh * shape_.head_dim, shape_.head_dim, out);
-  }
-
-  int64_t tokens(int layer) const override { return k_[layer].rows(); }
-
-  void Clear() override {
-    for (int l = 0; l < shape_.n_layers; ++l) {
-      k_[l].Clear();
-      v_[l].Clear();
+    const int hd = shape_.head_dim;
+    for (int h = 0; h < shape_.n_kv_heads; ++h) {
+      k_[Slot(layer, h)].Append(block.k.ColRange(int64_t{h} * hd, hd));
+      v_[Slot(layer, h)].Append(block.v.ColRange(int64_t{h} * hd, hd));
     }
   }
 
+  void DequantHead(int layer, KvPart part, int64_t t, int kvh, float* out) const override {
+    Store(layer, part, kvh).Dequant(t, 0, shape_.head_dim, out);
+  }
+
+  int64_t tokens(int layer) const override { return k_[Slot(layer, 0)].rows(); }
+
+  void Clear() override {
+    for (Rows& r : k_) r.Clear();
+    for (Rows& r : v_) r.Clear();
+  }
+
  private:
-  const Rows& Store(int layer, KvPart part) const {
-    return part == KvPart::kKey ? k_[layer] : v_[layer];
+  size_t Slot(int layer, int kv_head) const {
+    return static_cast<size_t>(layer) * shape_.n_kv_heads + kv_head;
+  }
+  const Rows& Store(int layer, KvPart part, int kvh) const {
+    return part == KvPart::kKey ? k_[Slot(layer, kvh)] : v_[Slot(layer, kvh)];
   }
   void DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
                    float* out) const override {
     const int hd = shape_.head_dim;
-    Store(layer, part).DequantBlock(t0, n, kvh * hd, hd, out, hd);
+    Store(layer, part, kvh).DequantBlock(t0, n, 0, hd, out, hd);
   }
 
-  std::vector<Rows> k_, v_;  // [layer]
+  std::vector<Rows> k_, v_;  // [Slot(layer, kv_head)]
 };
 
 // Groups of G channels within each token (int<B>-token, nf<B>). Groups never straddle heads.
@@ -55,15 +62,15 @@ class TokenGroupCache final : public RowStoreCache<TokenGroupRows> {
  public:
   TokenGroupCache(const std::string& spec, const KvShape& shape, GroupCodec codec, int bits,
                   int group)
-      : RowStoreCache(spec, shape, TokenGroupRows(codec, bits, shape.kv_dim(), group)),
+      : RowStoreCache(spec, shape, TokenGroupRows(codec, bits, shape.head_dim, group)),
         codec_(codec),
         bits_(bits),
         group_(group) {}
 
   // Every token costs the same: packed codes plus kv_dim/G parameter sets, for K and V.
   double BytesPerToken() const override {
-    const TokenGroupRows probe(codec_, bits_, shape_.kv_dim(), group_);
-    return 2.0 * shape_.n_layers * static_cast<double>(probe.RowBytes());
+    const TokenGroupRows probe(codec_, bits_, shape_.head_dim, group_);
+    return 2.0 * shape_.n_layers * shape_.n_kv_heads * static_cast<double>(probe.RowBytes());
   }
 
   double BitsPerChannel() const override {
@@ -80,16 +87,16 @@ class TokenGroupCache final : public RowStoreCache<TokenGroupRows> {
 class ChannelGroupCache final : public RowStoreCache<ChannelGroupRows> {
  public:
   ChannelGroupCache(const std::string& spec, const KvShape& shape, int bits, int group)
-      : RowStoreCache(spec, shape, ChannelGroupRows(bits, shape.kv_dim(), group)),
+      : RowStoreCache(spec, shape, ChannelGroupRows(bits, shape.head_dim, group)),
         bits_(bits),
         group_(group) {}
 
   // The peak over the sequence, staging included: with max_tokens a multiple of G it is reached
   // one token short of a full last group, where G-1 fp32 staged rows are held.
   double BytesPerToken() const override {
-    const ChannelGroupRows probe(bits_, shape_.kv_dim(), group_);
+    const ChannelGroupRows probe(bits_, shape_.head_dim, group_);
     return PeakBytesPerToken(shape_.max_tokens, [&](int64_t n) {
-      return 2 * int64_t{shape_.n_layers} * probe.BytesFor(n);
+      return 2 * int64_t{shape_.n_layers} * shape_.n_kv_heads * probe.BytesFor(n);
     });
   }
 

@@ -2,6 +2,7 @@
 // threads (no global pool), so `-t N` means exactly N threads of compute.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -34,9 +35,9 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable cv_start_;
   std::condition_variable cv_done_;
-  const std::function<void(int)>* job_ = nullptr;
-  int64_t generation_ = 0;
-  int pending_ = 0;
+  const std::function<void(int)>* job_ = nullptr;  // written under mu_ before generation_
+  std::atomic<int64_t> generation_{0};  // bumped under mu_ per job; polled, then waited on
+  std::atomic<int> pending_{0};         // workers still running the current job
   bool stop_ = false;
 };
 

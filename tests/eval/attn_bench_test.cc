@@ -66,6 +66,7 @@ TEST(AttnBench, TinyRunGivesFinitePositiveFiguresAndFp16RatioOne) {
   o.head_dim = 32;
   o.reps = 2;
   o.stream_bytes = size_t{4} << 20;
+  o.flush_bytes = size_t{4} << 20;
   o.formats = ParseAttnFormats("fp32,int4-channel,cq:4c8b,cq:8c4b");
   ThreadPool pool(2);
   const AttnBenchReport r = RunAttnBench(o, pool);
@@ -73,6 +74,8 @@ TEST(AttnBench, TinyRunGivesFinitePositiveFiguresAndFp16RatioOne) {
   EXPECT_EQ(r.results[0].format, "fp16");
   EXPECT_DOUBLE_EQ(r.results[0].ratio_vs_fp16, 1.0);
   EXPECT_GT(r.stream_gbps, 0);
+  EXPECT_EQ(r.flush_bytes, size_t{4} << 20);  // cold by default
+  EXPECT_NE(AttnBenchMarkdown(r).find("cold caches (4 MiB flushed per round)"), std::string::npos);
   for (const AttnResult& a : r.results) {
     for (double x : {a.seconds, a.ns_per_token, a.gbps, a.ratio_vs_fp16, a.bytes_per_token,
                      a.bits_per_channel}) {

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace cqkv {
@@ -41,6 +43,22 @@ TEST(ThreadPool, RethrowsWorkerException) {
   std::atomic<int> sum{0};
   pool.ParallelFor(30, 1, [&](int64_t b, int64_t e, int) { sum += static_cast<int>(e - b); });
   EXPECT_EQ(sum.load(), 30);
+}
+
+// Back-to-back jobs hand over while workers poll; jobs after a pause find them asleep on the
+// condition variable. Both paths must run every chunk of every job exactly once.
+TEST(ThreadPool, ManyJobsWhilePollingAndAfterSleeping) {
+  ThreadPool pool(3);
+  int64_t total = 0;
+  for (int job = 0; job < 2000; ++job) {
+    std::atomic<int64_t> sum{0};
+    pool.ParallelFor(12, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) sum += i;
+    });
+    total += sum.load();
+    if (job % 500 == 499) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(total, 2000 * 66);
 }
 
 }  // namespace
