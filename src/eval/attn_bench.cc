@@ -165,7 +165,9 @@ AttnCaches BuildAttnCaches(const AttnFormat& format, const KvShape& shape, int b
   c.format = format;
   c.shape = shape;
   c.seqs.resize(static_cast<size_t>(batch));
-  for (int b = 0; b < batch; ++b) c.seqs[b] = MakeBenchCache(format, shape, seed);
+  // Siblings share the first cache's codebooks, as the sequences of a served batch would.
+  c.seqs[0] = MakeBenchCache(format, shape, seed);
+  for (int b = 1; b < batch; ++b) c.seqs[b] = c.seqs[0]->NewSibling();
   pool.ParallelFor(batch, 1, [&](int64_t begin, int64_t end, int) {
     for (int64_t b = begin; b < end; ++b) {
       FillRandom(*c.seqs[b], shape.max_tokens, seed * 1000003 + static_cast<uint64_t>(b));

@@ -64,52 +64,80 @@ class CodeStream {
   std::vector<uint8_t> bytes_;
 };
 
+// What every sequence of one model shares: the codebook tables and, for pre-RoPE codebooks, the
+// rotation table. Read-only once built, so siblings (NewSibling) hold one copy between them, as
+// the sequences of a batch would.
+struct CqShared {
+  CqConfig config;
+  KeyPosition keys = KeyPosition::kPostRope;
+  int n_groups = 0;
+  // [layer * 2 + kind]: (n_groups, c, 2^b), channel-major within each group: the layout of the
+  // SIMD nearest-centroid search; decoding reads a centroid with stride 2^b.
+  std::vector<std::vector<float>> tables;
+  RopeTable rope;  // (max_tokens) positions; only for pre-RoPE codebooks
+};
+
+std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& shape) {
+  auto sh = std::make_shared<CqShared>();
+  sh->config = set.config;
+  sh->keys = set.keys;
+  sh->n_groups = set.n_groups();
+  const int c = set.config.channels, k = set.config.n_centroids();
+  // The set's own copy of each table is dropped once transposed, so one copy lives in memory.
+  sh->tables.resize(set.centroids.size());
+  for (size_t t = 0; t < set.centroids.size(); ++t) {
+    sh->tables[t].resize(set.centroids[t].size());
+    const int64_t per_group = static_cast<int64_t>(k) * c;
+    for (int g = 0; g < sh->n_groups; ++g) {
+      TransposeCentroids(ConstMat(set.centroids[t].data() + g * per_group, k, c),
+                         sh->tables[t].data() + g * per_group);
+    }
+    std::vector<float>().swap(set.centroids[t]);
+  }
+  if (set.keys == KeyPosition::kPreRope) {
+    CQKV_CHECK(shape.head_dim % 2 == 0 && shape.head_dim <= kMaxHeadDim,
+               "cq codebooks: pre-RoPE keys need an even head dim <= {}, got {}", kMaxHeadDim,
+               shape.head_dim);
+    // Pre-RoPE codebooks see keys without the position-dependent rotation (the paper's
+    // choice, since channel pairs then keep one distribution across positions), so a
+    // dequantised key must be rotated to its own position at attention time.
+    sh->rope = RopeTable(shape.head_dim, shape.max_tokens, shape.rope_freq_base, shape.rope_type);
+  }
+  return sh;
+}
+
 class CqKvCache final : public KvCache {
  public:
-  CqKvCache(CodebookSet set, const KvShape& shape, int window, std::string spec)
+  CqKvCache(std::shared_ptr<const CqShared> shared, const KvShape& shape, int window,
+            std::string spec)
       : KvCache(shape),
+        shared_(std::move(shared)),
         spec_(std::move(spec)),
-        config_(set.config),
-        keys_(set.keys),
+        config_(shared_->config),
+        keys_(shared_->keys),
         window_(std::min(window, shape.max_tokens)),
-        c_(set.config.channels),
-        bits_(set.config.bits),
-        k_(set.config.n_centroids()),
-        n_groups_(set.n_groups()),
-        groups_per_head_(shape.head_dim / set.config.channels),
-        n_(shape.n_layers, 0) {
+        c_(config_.channels),
+        bits_(config_.bits),
+        k_(config_.n_centroids()),
+        n_groups_(shared_->n_groups),
+        groups_per_head_(shape.head_dim / config_.channels),
+        n_(shape.n_layers, 0),
+        tables_(shared_->tables),
+        rope_(shared_->rope) {
     CQKV_CHECK(window >= 0, "--kv {}: the fp16 window must be >= 0 tokens", spec_);
     CQKV_CHECK(shape.n_heads % shape.n_kv_heads == 0,
                "--kv {}: {} query heads are not a multiple of {} KV heads", spec_, shape.n_heads,
                shape.n_kv_heads);
-    // Tables are re-laid out channel-major per group, (n_groups, c, 2^b), the layout of the
-    // SIMD nearest-centroid search; decoding reads a centroid with stride 2^b. The set's own
-    // copy is dropped so only one table lives in memory.
-    tables_.resize(set.centroids.size());
-    for (size_t t = 0; t < set.centroids.size(); ++t) {
-      tables_[t].resize(set.centroids[t].size());
-      const int64_t per_group = static_cast<int64_t>(k_) * c_;
-      for (int g = 0; g < n_groups_; ++g) {
-        TransposeCentroids(ConstMat(set.centroids[t].data() + g * per_group, k_, c_),
-                           tables_[t].data() + g * per_group);
-      }
-      std::vector<float>().swap(set.centroids[t]);
-    }
     codes_.assign(static_cast<size_t>(2 * shape.n_layers * shape.n_kv_heads), CodeStream(bits_));
     if (window_ > 0) {
       const size_t win = static_cast<size_t>(window_) * shape.kv_dim();
       win_k_.assign(shape.n_layers, std::vector<uint16_t>(win));
       win_v_.assign(shape.n_layers, std::vector<uint16_t>(win));
     }
-    if (keys_ == KeyPosition::kPreRope) {
-      CQKV_CHECK(shape.head_dim % 2 == 0 && shape.head_dim <= kMaxHeadDim,
-                 "--kv {}: pre-RoPE keys need an even head dim <= {}, got {}", spec_, kMaxHeadDim,
-                 shape.head_dim);
-      // Pre-RoPE codebooks see keys without the position-dependent rotation (the paper's
-      // choice, since channel pairs then keep one distribution across positions), so a
-      // dequantised key must be rotated to its own position at attention time.
-      rope_ = RopeTable(shape.head_dim, shape.max_tokens, shape.rope_freq_base, shape.rope_type);
-    }
+  }
+
+  std::unique_ptr<KvCache> NewSibling() const override {
+    return std::make_unique<CqKvCache>(shared_, shape_, window_, spec_);
   }
 
   std::string format() const override { return spec_; }
@@ -300,18 +328,19 @@ class CqKvCache final : public KvCache {
     return codes_[(static_cast<size_t>(layer) * 2 + kind) * shape_.n_kv_heads + kv_head];
   }
 
+  std::shared_ptr<const CqShared> shared_;
   std::string spec_;
   CqConfig config_;
   KeyPosition keys_;
   int window_;  // fp16 ring slots, <= max_tokens
   int c_, bits_, k_, n_groups_, groups_per_head_;
-  // [layer * 2 + kind]: (n_groups, c, 2^b), channel-major within each group.
-  std::vector<std::vector<float>> tables_;
+
   std::vector<CodeStream> codes_;  // [(layer * 2 + kind) * n_kv_heads + kv_head]
   // [layer]: (window, kv_dim) IEEE half; token t in slot t % window. Keys after RoPE.
   std::vector<std::vector<uint16_t>> win_k_, win_v_;
   std::vector<int64_t> n_;
-  RopeTable rope_;  // (max_tokens) positions; only for pre-RoPE codebooks
+  const std::vector<std::vector<float>>& tables_;  // shared_->tables
+  const RopeTable& rope_;                          // shared_->rope
 };
 
 }  // namespace
@@ -349,14 +378,15 @@ CqBytes CqBytesPerToken(const CqConfig& config, const KvShape& shape, int window
 std::unique_ptr<KvCache> MakeCqCache(CodebookSet codebooks, const KvShape& shape, int window,
                                      const std::string& spec) {
   codebooks.CheckCompatible(shape, spec);
-  return std::make_unique<CqKvCache>(std::move(codebooks), shape, window, spec);
+  return std::make_unique<CqKvCache>(MakeCqShared(std::move(codebooks), shape), shape, window,
+                                     spec);
 }
 
 std::unique_ptr<KvCache> MakeCqCache(const std::string& spec, const KvShape& shape) {
   const CqSpec s = ParseCqSpec(spec);
   CodebookSet set = LoadCodebooks(s.path);
   set.CheckCompatible(shape, s.path);
-  return std::make_unique<CqKvCache>(std::move(set), shape, s.window, spec);
+  return std::make_unique<CqKvCache>(MakeCqShared(std::move(set), shape), shape, s.window, spec);
 }
 
 }  // namespace cqkv

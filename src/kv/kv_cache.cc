@@ -26,6 +26,8 @@ void KvCache::AttendPartial(int, int, const float*, int, int64_t, int64_t, float
   Fail("kv cache {}: no partial (decode) attention for this format", format());
 }
 
+std::unique_ptr<KvCache> KvCache::NewSibling() const { return MakeKvCache(format(), shape_); }
+
 std::unique_ptr<KvCache> MakeKvCache(const std::string& spec, const KvShape& shape) {
   if (spec == "fp32") return MakeFp32Cache(shape);
   if (spec == "fp16") return MakeFp16Cache(shape);

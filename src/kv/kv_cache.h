@@ -76,6 +76,11 @@ class KvCache {
     return BytesPerToken() * 8.0 / (2.0 * shape_.n_layers * shape_.kv_dim());
   }
 
+  // A new empty cache of the same format and shape, for another sequence of a batch. Read-only
+  // state loaded or learned once (CQ codebooks, rotation tables) is shared with this cache, not
+  // copied. The default remakes the cache from format().
+  virtual std::unique_ptr<KvCache> NewSibling() const;
+
   const KvShape& shape() const { return shape_; }
 
  protected:

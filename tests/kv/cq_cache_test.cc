@@ -223,6 +223,35 @@ TEST(CqCache, BytesPerTokenIsCodeBitsPlusAmortisedTables) {
   EXPECT_DOUBLE_EQ(cache->BitsPerChannel(), 5.0 / 3.0);
 }
 
+// A sibling starts empty, shares the codebooks and, fed the same tokens, attends bit-identically
+// to its origin (pre-RoPE keys and a window exercise the shared rotation table too). The origin's
+// tokens stay its own.
+TEST(CqCache, SiblingSharesCodebooksNotTokens) {
+  const KvShape s = Shape(4, 2, 32, 24);
+  auto a = MakeCqCache(RandomCodebooks(s, CqConfig{4, 8}, KeyPosition::kPreRope, 4), s, 4,
+                       "cq:<test>:r4");
+  std::mt19937 rng(8);
+  std::normal_distribution<float> nd;
+  const int n = 20, kvd = s.kv_dim();
+  std::vector<float> k(n * kvd), v(n * kvd), q(s.q_dim());
+  for (auto* x : {&k, &v, &q})
+    for (float& e : *x) e = nd(rng);
+  KvBlock block{0, ConstMat(k.data(), n, kvd), ConstMat(k.data(), n, kvd),
+                ConstMat(v.data(), n, kvd)};
+  for (int l = 0; l < s.n_layers; ++l) a->Append(l, block);
+  auto b = a->NewSibling();
+  EXPECT_EQ(b->format(), a->format());
+  EXPECT_EQ(b->tokens(0), 0);
+  EXPECT_EQ(a->tokens(0), n);
+  for (int l = 0; l < s.n_layers; ++l) b->Append(l, block);
+  ThreadPool pool(2);
+  std::vector<float> oa(s.q_dim()), ob(s.q_dim());
+  a->Attend(1, ConstMat(q.data(), 1, s.q_dim()), n - 1, Mat(oa.data(), 1, s.q_dim()), pool);
+  b->Attend(1, ConstMat(q.data(), 1, s.q_dim()), n - 1, Mat(ob.data(), 1, s.q_dim()), pool);
+  EXPECT_EQ(oa, ob);
+  EXPECT_DOUBLE_EQ(b->BytesPerToken(), a->BytesPerToken());
+}
+
 TEST(CqCache, SpecParsing) {
   EXPECT_EQ(ParseCqSpec("cq:/a/b.cqcb").path, "/a/b.cqcb");
   EXPECT_EQ(ParseCqSpec("cq:/a/b.cqcb").window, 0);

@@ -87,6 +87,21 @@ TEST(DenseCache, BytesPerTokenAndCapacity) {
   EXPECT_THROW(cache->Append(0, KvBlock{0, km, km, km}), Error);
 }
 
+TEST(KvCache, SiblingIsAnEmptyCacheOfTheSameFormat) {
+  const KvShape s = testing::TestShape(4, 2, 16, 8);
+  for (const char* spec : {"fp32", "fp16", "int4-token", "kivi2:g4:r4"}) {
+    auto a = MakeKvCache(spec, s);
+    std::vector<float> k(3 * s.kv_dim(), 0.5f);
+    const ConstMat m(k.data(), 3, s.kv_dim());
+    a->Append(0, KvBlock{0, m, m, m});
+    auto b = a->NewSibling();
+    EXPECT_EQ(b->format(), spec);
+    EXPECT_EQ(b->tokens(0), 0) << spec;
+    EXPECT_EQ(a->tokens(0), 3) << spec;
+    EXPECT_DOUBLE_EQ(b->BytesPerToken(), a->BytesPerToken()) << spec;
+  }
+}
+
 TEST(KvCache, UnknownFormatIsAClearError) {
   try {
     MakeKvCache("int3-bogus", testing::TestShape(4, 4, 8, 8));
