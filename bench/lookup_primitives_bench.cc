@@ -1,0 +1,106 @@
+// The memory primitives CQ decode attention is made of, timed alone (Google Benchmark, one
+// thread): a random 16-byte table lookup added into registers (a key-score lookup serving 4 query
+// heads), a random 16-byte read-modify-write (a value-histogram update), and a random 16-byte
+// store alone, from tables of 16 KiB (L1-resident, the lookup path's chunk) and 64 KiB (a whole
+// 8c8b head, L2). Counter time_per_access is what bounds kernels/attn_cq.cc: CQ-<c>c<b>b with head
+// dim 128 costs 128/c lookups + 128/c updates per token and KV head (see reports/attention).
+//   lookup_primitives_bench [google-benchmark flags]
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <hwy/highway.h>
+
+namespace {
+
+namespace hn = hwy::HWY_NAMESPACE;
+constexpr int64_t kTokens = 16384;
+constexpr int kRow = 4;  // floats per table row: one per query head of a GQA-4 group
+
+struct Data {
+  int groups;                  // tables of 256 rows, one per group
+  std::vector<uint8_t> codes;  // (kTokens, groups)
+  std::vector<float> table;    // (groups, 256, kRow)
+  std::vector<float> p;        // (kTokens, kRow)
+  explicit Data(int table_kib)
+      : groups(table_kib * 1024 / (256 * kRow * 4)),
+        codes(static_cast<size_t>(kTokens) * groups),
+        table(static_cast<size_t>(groups) * 256 * kRow, 0.01f),
+        p(static_cast<size_t>(kTokens) * kRow, 0.5f) {
+    std::mt19937 rng(1);
+    for (uint8_t& c : codes) c = static_cast<uint8_t>(rng());
+  }
+  float* Row(int g, uint8_t code) { return table.data() + (g * 256 + code) * kRow; }
+};
+
+void Finish(benchmark::State& state, const Data& d) {
+  const double accesses = static_cast<double>(state.iterations()) * kTokens * d.groups;
+  // Seconds per access (printed with an SI prefix, e.g. 480p = 0.48 ns).
+  state.counters["time_per_access"] =
+      benchmark::Counter(accesses, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["table_KiB"] = static_cast<double>(d.table.size() * 4) / 1024;
+}
+
+void BM_Lookup(benchmark::State& state) {
+  Data d(static_cast<int>(state.range(0)));
+  const hn::FixedTag<float, kRow> df;
+  std::vector<float> out(static_cast<size_t>(kTokens) * kRow);
+  for (auto _ : state) {
+    for (int64_t t = 0; t < kTokens; ++t) {
+      const uint8_t* c = d.codes.data() + t * d.groups;
+      auto a0 = hn::Zero(df), a1 = hn::Zero(df);
+      for (int g = 0; g + 1 < d.groups; g += 2) {
+        a0 = hn::Add(a0, hn::LoadU(df, d.Row(g, c[g])));
+        a1 = hn::Add(a1, hn::LoadU(df, d.Row(g + 1, c[g + 1])));
+      }
+      hn::StoreU(hn::Add(a0, a1), df, out.data() + t * kRow);
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  Finish(state, d);
+}
+
+void BM_Update(benchmark::State& state) {
+  Data d(static_cast<int>(state.range(0)));
+  const hn::FixedTag<float, kRow> df;
+  for (auto _ : state) {
+    for (int64_t t = 0; t < kTokens; ++t) {
+      const uint8_t* c = d.codes.data() + t * d.groups;
+      const auto pv = hn::LoadU(df, d.p.data() + t * kRow);
+      for (int g = 0; g < d.groups; ++g) {
+        float* w = d.Row(g, c[g]);
+        hn::StoreU(hn::Add(hn::LoadU(df, w), pv), df, w);
+      }
+    }
+    benchmark::DoNotOptimize(d.table.data());
+    benchmark::ClobberMemory();
+  }
+  Finish(state, d);
+}
+
+void BM_StoreOnly(benchmark::State& state) {
+  Data d(static_cast<int>(state.range(0)));
+  const hn::FixedTag<float, kRow> df;
+  for (auto _ : state) {
+    for (int64_t t = 0; t < kTokens; ++t) {
+      const uint8_t* c = d.codes.data() + t * d.groups;
+      const auto pv = hn::LoadU(df, d.p.data() + t * kRow);
+      for (int g = 0; g < d.groups; ++g) hn::StoreU(pv, df, d.Row(g, c[g]));
+    }
+    benchmark::DoNotOptimize(d.table.data());
+    benchmark::ClobberMemory();
+  }
+  Finish(state, d);
+}
+
+BENCHMARK(BM_Lookup)->Arg(16)->Arg(64);
+BENCHMARK(BM_Update)->Arg(16)->Arg(64);
+BENCHMARK(BM_StoreOnly)->Arg(16)->Arg(64);
+
+}  // namespace
+
+BENCHMARK_MAIN();
