@@ -26,7 +26,7 @@ void RegisterBenchAttn(CLI::App& app) {
   cmd->add_option("--ctx", o->b.ctx, "cached tokens per sequence")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", o->b.batch, "sequences, attended in turn")
+  cmd->add_option("--batch", o->b.batch, "sequences, decoded as one batch (one query each)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--heads", o->b.n_heads, "query heads")

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kv/cq_cache.h"
+#include "kv/decode_attention.h"
 #include "util/error.h"
 
 namespace cqkv {
@@ -205,12 +206,24 @@ void CacheFlusher::Flush(ThreadPool& pool) {
 
 double TimeAttendRound(AttnCaches& caches, ThreadPool& pool, CacheFlusher* flush) {
   const int64_t q_dim = caches.shape.q_dim();
+  const int64_t B = static_cast<int64_t>(caches.seqs.size());
   const int64_t pos = caches.shape.max_tokens - 1;
+  // One batched decode call when every format can (work units over all sequences, as a serving
+  // loop would issue it); else each sequence's own Attend in turn.
+  const bool batched = std::all_of(caches.seqs.begin(), caches.seqs.end(),
+                                   [](const auto& c) { return c->HasAttendPartial(); });
+  std::vector<DecodeSeq> seqs;
+  for (const auto& c : caches.seqs) seqs.push_back(DecodeSeq{c.get(), pos + 1});
   if (flush) flush->Flush(pool);
   const auto t0 = Clock::now();
-  for (size_t b = 0; b < caches.seqs.size(); ++b) {
-    caches.seqs[b]->Attend(0, ConstMat(caches.q.data() + b * q_dim, 1, q_dim), pos,
-                           Mat(caches.out.data() + b * q_dim, 1, q_dim), pool);
+  if (batched) {
+    DecodeAttention(seqs, 0, ConstMat(caches.q.data(), B, q_dim), Mat(caches.out.data(), B, q_dim),
+                    pool);
+  } else {
+    for (int64_t b = 0; b < B; ++b) {
+      caches.seqs[b]->Attend(0, ConstMat(caches.q.data() + b * q_dim, 1, q_dim), pos,
+                             Mat(caches.out.data() + b * q_dim, 1, q_dim), pool);
+    }
   }
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }

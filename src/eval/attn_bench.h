@@ -1,6 +1,6 @@
 // Decode-attention benchmark shared by bench/attention_bench.cc and `cqkv bench-attn`: builds B
-// per-sequence caches of one format filled with random K/V, times KvCache::Attend for one query
-// per sequence, and relates the time to cache bytes, to fp16 and to a STREAM-like read bound.
+// per-sequence caches of one format filled with random K/V, times one batched decode step (one
+// query per sequence), and relates the time to cache bytes, to fp16 and to a read bound.
 #pragma once
 
 #include <cstdint>
@@ -71,9 +71,9 @@ class CacheFlusher {
   uint64_t sink_ = 0;
 };
 
-// One timing round: for each sequence in turn, one decode Attend on layer 0 (one query at
-// position max_tokens - 1, seeing every cached token). With `flush`, the caches are flushed
-// first (untimed). Returns seconds.
+// One timing round: one decode step on layer 0 for the whole batch (one query per sequence at
+// position max_tokens - 1, seeing every cached token), through DecodeAttention over all
+// sequences. With `flush`, the caches are flushed first (untimed). Returns seconds.
 double TimeAttendRound(AttnCaches& caches, ThreadPool& pool, CacheFlusher* flush = nullptr);
 
 struct AttnResult {
