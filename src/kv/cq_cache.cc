@@ -77,7 +77,8 @@ struct CqShared {
   RopeTable rope;  // (max_tokens) positions; only for pre-RoPE codebooks
 };
 
-std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& shape) {
+std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& shape,
+                                             const std::string& spec) {
   auto sh = std::make_shared<CqShared>();
   sh->config = set.config;
   sh->keys = set.keys;
@@ -96,7 +97,7 @@ std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& sha
   }
   if (set.keys == KeyPosition::kPreRope) {
     CQKV_CHECK(shape.head_dim % 2 == 0 && shape.head_dim <= kMaxHeadDim,
-               "cq codebooks: pre-RoPE keys need an even head dim <= {}, got {}", kMaxHeadDim,
+               "--kv {}: pre-RoPE keys need an even head dim <= {}, got {}", spec, kMaxHeadDim,
                shape.head_dim);
     // Pre-RoPE codebooks see keys without the position-dependent rotation (the paper's
     // choice, since channel pairs then keep one distribution across positions), so a
@@ -119,7 +120,6 @@ class CqKvCache final : public KvCache {
         c_(config_.channels),
         bits_(config_.bits),
         k_(config_.n_centroids()),
-        n_groups_(shared_->n_groups),
         groups_per_head_(shape.head_dim / config_.channels),
         n_(shape.n_layers, 0),
         tables_(shared_->tables),
@@ -333,7 +333,7 @@ class CqKvCache final : public KvCache {
   CqConfig config_;
   KeyPosition keys_;
   int window_;  // fp16 ring slots, <= max_tokens
-  int c_, bits_, k_, n_groups_, groups_per_head_;
+  int c_, bits_, k_, groups_per_head_;
 
   std::vector<CodeStream> codes_;  // [(layer * 2 + kind) * n_kv_heads + kv_head]
   // [layer]: (window, kv_dim) IEEE half; token t in slot t % window. Keys after RoPE.
@@ -378,7 +378,7 @@ CqBytes CqBytesPerToken(const CqConfig& config, const KvShape& shape, int window
 std::unique_ptr<KvCache> MakeCqCache(CodebookSet codebooks, const KvShape& shape, int window,
                                      const std::string& spec) {
   codebooks.CheckCompatible(shape, spec);
-  return std::make_unique<CqKvCache>(MakeCqShared(std::move(codebooks), shape), shape, window,
+  return std::make_unique<CqKvCache>(MakeCqShared(std::move(codebooks), shape, spec), shape, window,
                                      spec);
 }
 
@@ -386,7 +386,8 @@ std::unique_ptr<KvCache> MakeCqCache(const std::string& spec, const KvShape& sha
   const CqSpec s = ParseCqSpec(spec);
   CodebookSet set = LoadCodebooks(s.path);
   set.CheckCompatible(shape, s.path);
-  return std::make_unique<CqKvCache>(MakeCqShared(std::move(set), shape), shape, s.window, spec);
+  return std::make_unique<CqKvCache>(MakeCqShared(std::move(set), shape, spec), shape, s.window,
+                                     spec);
 }
 
 }  // namespace cqkv
