@@ -1,7 +1,8 @@
 // Highway per-target implementations of kernels/attn_dense.h. Tokens are processed in blocks of
 // kBlock: scores of every head for the block first (each key row is read once for all the heads
 // that share it, GQA), one softmax update per block, then the values with each head's output
-// chunk held in registers while the block's value rows stream from L1.
+// chunk held in registers while the block's value rows stream from L1. One template serves
+// fp32, fp16 and uniformly quantised rows (decoded in registers); only the row source differs.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -20,6 +21,7 @@
 #include <hwy/contrib/math/math-inl.h>
 
 #include "kernels/attn_dense.h"
+#include "util/error.h"
 #include "util/fp16.h"
 
 #ifndef CQKV_KERNELS_ATTN_DENSE_HELPERS_
@@ -28,6 +30,7 @@ namespace cqkv {
 namespace {
 constexpr int64_t kBlock = 64;    // tokens per softmax update; the block's V rows stay in L1
 constexpr int kHeadsPerPass = 4;  // query heads whose dot accumulators live in registers at once
+constexpr int64_t kMaxIntParamsPerRow = 64;  // IntRowsView: 32 groups (head_dim 512 / 16)
 inline float ToF32(float x) { return x; }
 inline float ToF32(uint16_t x) { return F16ToF32(x); }
 }  // namespace
@@ -49,6 +52,106 @@ HWY_INLINE hn::Vec<D> LoadRow(D d, const uint16_t* HWY_RESTRICT p) {
   return hn::PromoteTo(d, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
 }
 
+// Row sources of DenseAttendImpl: K(d, i, j) / V(d, i, j) give channels [j, j + lanes) of token
+// i's key / value row as fp32 lanes, KScalar / VScalar one channel (the head_dim % lanes tail),
+// Prefetch(i) hints token i's lines.
+
+// Dense rows of T (float, or IEEE half bits) `stride` elements apart.
+template <typename T>
+struct DenseRows {
+  const T* HWY_RESTRICT k;
+  const T* HWY_RESTRICT v;
+  int64_t stride;
+  template <class D>
+  HWY_INLINE hn::Vec<D> K(D d, int64_t i, int j) const {
+    return LoadRow(d, k + i * stride + j);
+  }
+  template <class D>
+  HWY_INLINE hn::Vec<D> V(D d, int64_t i, int j) const {
+    return LoadRow(d, v + i * stride + j);
+  }
+  float KScalar(int64_t i, int j) const { return ToF32(k[i * stride + j]); }
+  float VScalar(int64_t i, int j) const { return ToF32(v[i * stride + j]); }
+  void BeginBlock(int64_t, int64_t) {}
+  // Rows are `stride` apart, so each token may be a fresh run of lines: fetch this token's value
+  // row (used after the scores) and the key row one block ahead.
+  HWY_INLINE void Prefetch(int64_t i, int hd, bool next_block) const {
+    for (int j = 0; j < hd; j += static_cast<int>(64 / sizeof(T))) {
+      hwy::Prefetch(v + i * stride + j);
+      if (next_block) hwy::Prefetch(k + (i + kBlock) * stride + j);
+    }
+  }
+};
+
+// Uniformly quantised rows (int<B>-token), decoded in registers: channel c of row i is
+// min + code * scale of c's group, one fused multiply-add per vector. Vectors never straddle
+// groups (group % lanes == 0). Lane l's code sits at bit (j + l) * bits of the row; bits divides
+// 32, so a code never straddles the 32-bit words the row is loaded as, and one table lookup moves
+// each lane's word in place before a per-lane shift. A block's (scale, min) pairs are widened to
+// fp32 once (BeginBlock), not per vector.
+struct IntRows {
+  IntRowsView k, v;
+  int64_t b0 = 0;          // first token of the current block
+  float* HWY_RESTRICT kp;  // (block tokens, params_per_row) fp32 scale, min
+  float* HWY_RESTRICT vp;
+
+  static void Widen(const IntRowsView& r, int64_t b0, int64_t bn, float* HWY_RESTRICT out) {
+    const hn::ScalableTag<float> df;
+    const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+    const uint16_t* in = r.params + b0 * r.params_per_row;
+    const int64_t total = bn * r.params_per_row;
+    int64_t e = 0;
+    for (; e + N <= total; e += N) {
+      hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(in + e))),
+                 df, out + e);
+    }
+    for (; e < total; ++e) out[e] = F16ToF32(in[e]);
+  }
+  void BeginBlock(int64_t block0, int64_t bn) {
+    b0 = block0;
+    Widen(k, block0, bn, kp);
+    Widen(v, block0, bn, vp);
+  }
+  template <class D>
+  static HWY_INLINE hn::Vec<D> Decode(D d, const IntRowsView& r, const float* params, int64_t i,
+                                      int j) {
+    const hn::RebindToUnsigned<D> du;
+    const hn::RebindToSigned<D> di;
+    const int64_t bit0 = int64_t{j} * r.bits;
+    const uint8_t* HWY_RESTRICT p = r.codes + i * r.code_bytes + bit0 / 8;
+    const auto words = hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
+    const auto pos = hn::Add(hn::Mul(hn::Iota(du, 0), hn::Set(du, static_cast<uint32_t>(r.bits))),
+                             hn::Set(du, static_cast<uint32_t>(bit0 % 8)));
+    const auto w = hn::TableLookupLanes(words, hn::IndicesFromVec(du, hn::ShiftRight<5>(pos)));
+    const auto code =
+        hn::And(hn::Shr(w, hn::And(pos, hn::Set(du, 31u))), hn::Set(du, (1u << r.bits) - 1u));
+    return hn::MulAdd(hn::ConvertTo(d, hn::BitCast(di, code)), hn::Set(d, params[0]),
+                      hn::Set(d, params[1]));
+  }
+  const float* Params(const float* block, const IntRowsView& r, int64_t i, int j) const {
+    return block + (i - b0) * r.params_per_row + 2 * (j / r.group);
+  }
+  template <class D>
+  HWY_INLINE hn::Vec<D> K(D d, int64_t i, int j) const {
+    return Decode(d, k, Params(kp, k, i, j), i, j);
+  }
+  template <class D>
+  HWY_INLINE hn::Vec<D> V(D d, int64_t i, int j) const {
+    return Decode(d, v, Params(vp, v, i, j), i, j);
+  }
+  static float DecodeScalar(const IntRowsView& r, const float* params, int64_t i, int j) {
+    const int64_t bit = int64_t{j} * r.bits;
+    const uint32_t code =
+        (r.codes[i * r.code_bytes + bit / 8] >> (bit % 8)) & ((1u << r.bits) - 1u);
+    return params[1] + static_cast<float>(code) * params[0];
+  }
+  float KScalar(int64_t i, int j) const { return DecodeScalar(k, Params(kp, k, i, j), i, j); }
+  float VScalar(int64_t i, int j) const { return DecodeScalar(v, Params(vp, v, i, j), i, j); }
+  // Rows are contiguous: the hardware prefetchers follow them.
+  void Prefetch(int64_t, int, bool) const {}
+};
+
 // out[h * ld + i] = exp(x[h * ld + i] - m[h]) for i < n, vectorised along tokens.
 void ExpRowsImpl(float* HWY_RESTRICT x, int64_t ld, int heads, int64_t n,
                  const float* HWY_RESTRICT m) {
@@ -64,9 +167,8 @@ void ExpRowsImpl(float* HWY_RESTRICT x, int64_t ld, int heads, int64_t n,
   }
 }
 
-template <typename T>
-void DenseAttendImpl(const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, const T* HWY_RESTRICT v,
-                     int64_t stride, int64_t n, const AttnState& s) {
+template <class Rows>
+void DenseAttendImpl(const float* HWY_RESTRICT q, Rows& rows, int64_t n, const AttnState& s) {
   const hn::ScalableTag<float> d;
   const int N = static_cast<int>(hn::Lanes(d));
   const int hd = s.head_dim, G = s.heads;
@@ -78,26 +180,17 @@ void DenseAttendImpl(const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, const
     const float* qg = q + int64_t{g0} * hd;
     for (int64_t b0 = 0; b0 < n; b0 += kBlock) {
       const int64_t bn = std::min(kBlock, n - b0);
+      rows.BeginBlock(b0, bn);
       // Scores: each key row is loaded once per pass of up to kHeadsPerPass heads.
       for (int h0 = 0; h0 < gn; h0 += kHeadsPerPass) {
         const int hn_ = std::min(kHeadsPerPass, gn - h0);
         for (int64_t i = 0; i < bn; ++i) {
-          const T* kr = k + (b0 + i) * stride;
-          if (h0 == 0) {
-            // Rows are kv_dim apart, so each token is a fresh run of lines: fetch this token's
-            // value row (used after the scores) and the key row one block ahead.
-            const T* vr = v + (b0 + i) * stride;
-            const T* kn = kr + kBlock * stride;
-            const bool next = b0 + i + kBlock < n;
-            for (int j = 0; j < hd; j += static_cast<int>(64 / sizeof(T))) {
-              hwy::Prefetch(vr + j);
-              if (next) hwy::Prefetch(kn + j);
-            }
-          }
+          const int64_t t = b0 + i;
+          if (h0 == 0) rows.Prefetch(t, hd, t + kBlock < n);
           auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
           const float* q0 = qg + int64_t{h0} * hd;
           for (int j = 0; j < hd_vec; j += N) {
-            const auto kv = LoadRow(d, kr + j);
+            const auto kv = rows.K(d, t, j);
             a0 = hn::MulAdd(kv, hn::LoadU(d, q0 + j), a0);
             if (hn_ > 1) a1 = hn::MulAdd(kv, hn::LoadU(d, q0 + hd + j), a1);
             if (hn_ > 2) a2 = hn::MulAdd(kv, hn::LoadU(d, q0 + 2 * hd + j), a2);
@@ -106,7 +199,7 @@ void DenseAttendImpl(const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, const
           const hn::Vec<decltype(d)> accs[4] = {a0, a1, a2, a3};
           for (int h = 0; h < hn_; ++h) {
             float sum = hn::GetLane(hn::SumOfLanes(d, accs[h]));
-            for (int j = hd_vec; j < hd; ++j) sum += ToF32(kr[j]) * q0[int64_t{h} * hd + j];
+            for (int j = hd_vec; j < hd; ++j) sum += rows.KScalar(t, j) * q0[int64_t{h} * hd + j];
             scores[(h0 + h) * kBlock + i] = sum;
           }
         }
@@ -140,7 +233,7 @@ void DenseAttendImpl(const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, const
           auto a2 = hn_ > 2 ? hn::LoadU(d, o0 + 2 * hd + j) : hn::Zero(d);
           auto a3 = hn_ > 3 ? hn::LoadU(d, o0 + 3 * hd + j) : hn::Zero(d);
           for (int64_t i = 0; i < bn; ++i) {
-            const auto vv = LoadRow(d, v + (b0 + i) * stride + j);
+            const auto vv = rows.V(d, b0 + i, j);
             a0 = hn::MulAdd(hn::Set(d, p0[i]), vv, a0);
             if (hn_ > 1) a1 = hn::MulAdd(hn::Set(d, p0[kBlock + i]), vv, a1);
             if (hn_ > 2) a2 = hn::MulAdd(hn::Set(d, p0[2 * kBlock + i]), vv, a2);
@@ -154,8 +247,7 @@ void DenseAttendImpl(const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, const
         for (int h = 0; h < hn_; ++h) {
           for (int j = hd_vec; j < hd; ++j) {
             float a = o0[int64_t{h} * hd + j];
-            for (int64_t i = 0; i < bn; ++i)
-              a += p0[h * kBlock + i] * ToF32(v[(b0 + i) * stride + j]);
+            for (int64_t i = 0; i < bn; ++i) a += p0[h * kBlock + i] * rows.VScalar(b0 + i, j);
             o0[int64_t{h} * hd + j] = a;
           }
         }
@@ -166,11 +258,20 @@ void DenseAttendImpl(const float* HWY_RESTRICT q, const T* HWY_RESTRICT k, const
 
 void DenseAttendF32Impl(const float* q, const float* k, const float* v, int64_t stride, int64_t n,
                         const AttnState& s) {
-  DenseAttendImpl(q, k, v, stride, n, s);
+  DenseRows<float> rows{k, v, stride};
+  DenseAttendImpl(q, rows, n, s);
 }
 void DenseAttendF16Impl(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride,
                         int64_t n, const AttnState& s) {
-  DenseAttendImpl(q, k, v, stride, n, s);
+  DenseRows<uint16_t> rows{k, v, stride};
+  DenseAttendImpl(q, rows, n, s);
+}
+void IntAttendImpl(const float* q, const IntRowsView& k, const IntRowsView& v, int64_t n,
+                   const AttnState& s) {
+  // A block's parameters: kBlock rows of at most head_dim / 16 groups (checked by the caller).
+  HWY_ALIGN float kp[kBlock * kMaxIntParamsPerRow], vp[kBlock * kMaxIntParamsPerRow];
+  IntRows rows{k, v, 0, kp, vp};
+  DenseAttendImpl(q, rows, n, s);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -182,6 +283,16 @@ namespace cqkv {
 
 HWY_EXPORT(DenseAttendF32Impl);
 HWY_EXPORT(DenseAttendF16Impl);
+HWY_EXPORT(IntAttendImpl);
+
+void IntAttend(const float* q, const IntRowsView& k, const IntRowsView& v, int64_t n,
+               const AttnState& s) {
+  CQKV_CHECK(k.params_per_row <= kMaxIntParamsPerRow && v.params_per_row <= kMaxIntParamsPerRow &&
+                 k.group % 16 == 0 && v.group % 16 == 0 && 32 % k.bits == 0 && 32 % v.bits == 0,
+             "IntAttend: unsupported rows ({} / {} params per row, groups {} / {}, bits {} / {})",
+             k.params_per_row, v.params_per_row, k.group, v.group, k.bits, v.bits);
+  HWY_DYNAMIC_DISPATCH(IntAttendImpl)(q, k, v, n, s);
+}
 
 void DenseAttendF32(const float* q, const float* k, const float* v, int64_t stride, int64_t n,
                     const AttnState& s) {

@@ -54,6 +54,13 @@ class RowStoreCache : public QuantKvCache {
     Store(layer, part, kvh).DequantBlock(t0, n, 0, hd, out, hd);
   }
 
+  bool InPlaceRows(int layer, KvPart part, int kvh, IntRowsView* view) const override {
+    if constexpr (requires(const Rows& r) { r.InPlaceView(view); }) {
+      return Store(layer, part, kvh).InPlaceView(view);
+    }
+    return false;
+  }
+
   std::vector<Rows> k_, v_;  // [Slot(layer, kv_head)]
 };
 

@@ -61,6 +61,16 @@ void QuantKvCache::AttendPartial(int layer, int kv_head, const float* q_group, i
   const int hd = shape_.head_dim;
   const AttnState s{m, l, acc, group, hd};
   ResetAttnState(s);
+  IntRowsView kr, vr;
+  if (InPlaceRows(layer, KvPart::kKey, kv_head, &kr) &&
+      InPlaceRows(layer, KvPart::kValue, kv_head, &vr)) {
+    for (IntRowsView* r : {&kr, &vr}) {
+      r->codes += t0 * r->code_bytes;
+      r->params += t0 * r->params_per_row;
+    }
+    IntAttend(q_group, kr, vr, t1 - t0, s);
+    return;
+  }
   // On the stack (64 KiB): decode threads are pool workers with default-sized stacks.
   alignas(64) float k[kDecodeScratchFloats];
   alignas(64) float v[kDecodeScratchFloats];
@@ -72,6 +82,8 @@ void QuantKvCache::AttendPartial(int layer, int kv_head, const float* q_group, i
     DenseAttendF32(q_group, k, v, hd, n, s);
   }
 }
+
+bool QuantKvCache::InPlaceRows(int, KvPart, int, IntRowsView*) const { return false; }
 
 void QuantKvCache::DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
                                float* out) const {

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "kernels/attn_dense.h"
 #include "kv/kv_cache.h"
 
 namespace cqkv {
@@ -49,6 +50,10 @@ class QuantKvCache : public KvCache {
   // Floats of one K or V decode scratch block (32 KiB): its rows stay cache-resident between
   // decoding and the dense kernel.
   static constexpr int64_t kDecodeScratchFloats = 8192;
+
+  // Layer `layer`'s rows of `part` for kv head kvh, when the in-register kernel can read them in
+  // place (IntAttend); AttendPartial then skips the scratch. Default: false.
+  virtual bool InPlaceRows(int layer, KvPart part, int kvh, IntRowsView* view) const;
 
   // Writes tokens [t0, t0 + n) of kv head kvh as (n, head_dim) row-major, exactly the rows
   // DequantHead gives. The default calls DequantHead per row; formats override it to hoist work

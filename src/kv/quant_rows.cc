@@ -72,7 +72,7 @@ TokenGroupRows::TokenGroupRows(GroupCodec codec, int bits, int width, int group)
 void TokenGroupRows::Append(const float* row) {
   const int n_groups = width_ / group_;
   const int ppg = params_per_group();
-  codes_.resize(static_cast<size_t>((rows_ + 1) * code_bytes_), 0);
+  codes_.resize(static_cast<size_t>((rows_ + 1) * code_bytes_ + kCodeSlack), 0);
   params_.resize(static_cast<size_t>((rows_ + 1) * n_groups * ppg));
   uint8_t* codes = codes_.data() + rows_ * code_bytes_;
   uint16_t* params = params_.data() + rows_ * n_groups * ppg;
@@ -165,6 +165,14 @@ void TokenGroupRows::DequantBlock(int64_t t0, int64_t rows, int c0, int n, float
 
 uint32_t TokenGroupRows::Code(int64_t t, int c) const {
   return GetCode(codes_.data() + t * code_bytes_, c, bits_);
+}
+
+bool TokenGroupRows::InPlaceView(IntRowsView* view) const {
+  const bool ok = codec_ == GroupCodec::kUniform && 32 % bits_ == 0 && group_ % 16 == 0;
+  if (!ok || rows_ == 0) return false;
+  *view =
+      IntRowsView{codes_.data(), params_.data(), code_bytes_, 2 * (width_ / group_), bits_, group_};
+  return true;
 }
 
 void TokenGroupRows::Clear() {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/attn_dense.h"
 #include "util/tensor.h"
 
 namespace cqkv {
@@ -34,6 +35,11 @@ class TokenGroupRows {
   void DequantBlock(int64_t t0, int64_t rows, int c0, int n, float* out, int64_t ld) const;
   // The codes of row t, for tests.
   uint32_t Code(int64_t t, int c) const;
+  // The rows as the in-register decode kernel reads them (kernels/attn_dense.h, IntAttend):
+  // uniform codec, 1/2/4/8 bits and groups of a multiple of 16 channels. False otherwise.
+  bool InPlaceView(IntRowsView* view) const;
+  // Zero bytes kept past the last row, so vector loads of its codes stay in bounds.
+  static constexpr int64_t kCodeSlack = 64;
 
   int64_t rows() const { return rows_; }
   void Clear();
