@@ -83,72 +83,133 @@ struct DenseRows {
   }
 };
 
-// Uniformly quantised rows (int<B>-token), decoded in registers: channel c of row i is
-// min + code * scale of c's group, one fused multiply-add per vector. Vectors never straddle
-// groups (group % lanes == 0). Lane l's code sits at bit (j + l) * bits of the row; bits divides
-// 32, so a code never straddles the 32-bit words the row is loaded as, and one table lookup moves
-// each lane's word in place before a per-lane shift. A block's (scale, min) pairs are widened to
-// fp32 once (BeginBlock), not per vector.
-struct IntRows {
-  IntRowsView k, v;
-  int64_t b0 = 0;          // first token of the current block
-  float* HWY_RESTRICT kp;  // (block tokens, params_per_row) fp32 scale, min
-  float* HWY_RESTRICT vp;
+// Uniformly quantised rows (IntRowsView), decoded in registers: channel c of row i is
+// min + code * scale, one fused multiply-add per vector. Lane l's code sits at bit (j + l) * bits
+// of the row; bits divides 32, so a code never straddles the 32-bit words the row is loaded as,
+// and one table lookup moves each lane's word in place before a per-lane shift. The (scale, min)
+// pairs a block uses are widened to fp32 once (BeginBlock), not per vector.
+template <class D>
+HWY_INLINE hn::Vec<D> DecodeCodes(D d, const IntRowsView& r, int64_t i, int j) {
+  const hn::RebindToUnsigned<D> du;
+  const hn::RebindToSigned<D> di;
+  const int64_t bit0 = int64_t{j} * r.bits;
+  const uint8_t* HWY_RESTRICT p = r.codes + i * r.code_bytes + bit0 / 8;
+  const auto words = hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
+  const auto pos = hn::Add(hn::Mul(hn::Iota(du, 0), hn::Set(du, static_cast<uint32_t>(r.bits))),
+                           hn::Set(du, static_cast<uint32_t>(bit0 % 8)));
+  const auto w = hn::TableLookupLanes(words, hn::IndicesFromVec(du, hn::ShiftRight<5>(pos)));
+  const auto code =
+      hn::And(hn::Shr(w, hn::And(pos, hn::Set(du, 31u))), hn::Set(du, (1u << r.bits) - 1u));
+  return hn::ConvertTo(d, hn::BitCast(di, code));
+}
 
-  static void Widen(const IntRowsView& r, int64_t b0, int64_t bn, float* HWY_RESTRICT out) {
-    const hn::ScalableTag<float> df;
-    const hn::Rebind<hwy::float16_t, decltype(df)> dh;
-    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-    const uint16_t* in = r.params + b0 * r.params_per_row;
-    const int64_t total = bn * r.params_per_row;
-    int64_t e = 0;
-    for (; e + N <= total; e += N) {
-      hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(in + e))),
-                 df, out + e);
-    }
-    for (; e < total; ++e) out[e] = F16ToF32(in[e]);
+inline float DecodeCodeScalar(const IntRowsView& r, int64_t i, int j) {
+  const int64_t bit = int64_t{j} * r.bits;
+  return static_cast<float>((r.codes[i * r.code_bytes + bit / 8] >> (bit % 8)) &
+                            ((1u << r.bits) - 1u));
+}
+
+// Widens n halves to floats.
+inline void WidenHalves(const uint16_t* HWY_RESTRICT in, int64_t n, float* HWY_RESTRICT out) {
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  int64_t e = 0;
+  for (; e + N <= n; e += N) {
+    hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(in + e))),
+               df, out + e);
   }
+  for (; e < n; ++e) out[e] = F16ToF32(in[e]);
+}
+
+// Per-row groups of channels (int<B>-token): the block's pairs as stored, row-major.
+struct IntTokenRows {
+  IntRowsView k, v;
+  float* HWY_RESTRICT kp;  // (block rows, params_per_row) fp32
+  float* HWY_RESTRICT vp;
+  int64_t b0 = 0;  // first row of the current block
+
   void BeginBlock(int64_t block0, int64_t bn) {
     b0 = block0;
-    Widen(k, block0, bn, kp);
-    Widen(v, block0, bn, vp);
+    WidenHalves(k.params + b0 * k.params_per_row, bn * k.params_per_row, kp);
+    WidenHalves(v.params + b0 * v.params_per_row, bn * v.params_per_row, vp);
   }
-  template <class D>
-  static HWY_INLINE hn::Vec<D> Decode(D d, const IntRowsView& r, const float* params, int64_t i,
-                                      int j) {
-    const hn::RebindToUnsigned<D> du;
-    const hn::RebindToSigned<D> di;
-    const int64_t bit0 = int64_t{j} * r.bits;
-    const uint8_t* HWY_RESTRICT p = r.codes + i * r.code_bytes + bit0 / 8;
-    const auto words = hn::LoadU(du, reinterpret_cast<const uint32_t*>(p));
-    const auto pos = hn::Add(hn::Mul(hn::Iota(du, 0), hn::Set(du, static_cast<uint32_t>(r.bits))),
-                             hn::Set(du, static_cast<uint32_t>(bit0 % 8)));
-    const auto w = hn::TableLookupLanes(words, hn::IndicesFromVec(du, hn::ShiftRight<5>(pos)));
-    const auto code =
-        hn::And(hn::Shr(w, hn::And(pos, hn::Set(du, 31u))), hn::Set(du, (1u << r.bits) - 1u));
-    return hn::MulAdd(hn::ConvertTo(d, hn::BitCast(di, code)), hn::Set(d, params[0]),
-                      hn::Set(d, params[1]));
-  }
-  const float* Params(const float* block, const IntRowsView& r, int64_t i, int j) const {
+  const float* Pair(const float* block, const IntRowsView& r, int64_t i, int j) const {
     return block + (i - b0) * r.params_per_row + 2 * (j / r.group);
   }
   template <class D>
+  HWY_INLINE hn::Vec<D> Decode(D d, const IntRowsView& r, const float* block, int64_t i,
+                               int j) const {
+    const float* p = Pair(block, r, i, j);
+    return hn::MulAdd(DecodeCodes(d, r, i, j), hn::Set(d, p[0]), hn::Set(d, p[1]));
+  }
+  float DecodeScalar(const IntRowsView& r, const float* block, int64_t i, int j) const {
+    const float* p = Pair(block, r, i, j);
+    return p[1] + DecodeCodeScalar(r, i, j) * p[0];
+  }
+  template <class D>
   HWY_INLINE hn::Vec<D> K(D d, int64_t i, int j) const {
-    return Decode(d, k, Params(kp, k, i, j), i, j);
+    return Decode(d, k, kp, i, j);
   }
   template <class D>
   HWY_INLINE hn::Vec<D> V(D d, int64_t i, int j) const {
-    return Decode(d, v, Params(vp, v, i, j), i, j);
+    return Decode(d, v, vp, i, j);
   }
-  static float DecodeScalar(const IntRowsView& r, const float* params, int64_t i, int j) {
-    const int64_t bit = int64_t{j} * r.bits;
-    const uint32_t code =
-        (r.codes[i * r.code_bytes + bit / 8] >> (bit % 8)) & ((1u << r.bits) - 1u);
-    return params[1] + static_cast<float>(code) * params[0];
+  float KScalar(int64_t i, int j) const { return DecodeScalar(k, kp, i, j); }
+  float VScalar(int64_t i, int j) const { return DecodeScalar(v, vp, i, j); }
+  void Prefetch(int64_t, int, bool) const {}  // contiguous rows: hardware prefetch follows
+};
+
+// Per-channel pairs shared by token groups (int<B>-channel): for each token group the block
+// touches, its scales then its mins as two fp32 rows of head_dim (de-interleaved).
+struct IntChannelRows {
+  IntRowsView k, v;
+  float* HWY_RESTRICT kp;  // (token groups of the block, 2, head_dim)
+  float* HWY_RESTRICT vp;
+  float* HWY_RESTRICT tmp;  // params_per_row floats
+  int64_t g0 = 0;           // first token group of the current block
+
+  void Widen(const IntRowsView& r, int64_t gn, float* HWY_RESTRICT out) {
+    const int64_t hd = r.params_per_row / 2;
+    for (int64_t g = 0; g < gn; ++g) {
+      WidenHalves(r.params + (g0 + g) * r.params_per_row, r.params_per_row, tmp);
+      float* o = out + g * 2 * hd;
+      for (int64_t c = 0; c < hd; ++c) {
+        o[c] = tmp[2 * c];
+        o[hd + c] = tmp[2 * c + 1];
+      }
+    }
   }
-  float KScalar(int64_t i, int j) const { return DecodeScalar(k, Params(kp, k, i, j), i, j); }
-  float VScalar(int64_t i, int j) const { return DecodeScalar(v, Params(vp, v, i, j), i, j); }
-  // Rows are contiguous: the hardware prefetchers follow them.
+  void BeginBlock(int64_t b0, int64_t bn) {
+    g0 = b0 / k.token_group;
+    const int64_t gn = (b0 + bn - 1) / k.token_group - g0 + 1;
+    Widen(k, gn, kp);
+    Widen(v, gn, vp);
+  }
+  const float* Scales(const float* block, const IntRowsView& r, int64_t i) const {
+    return block + (i / r.token_group - g0) * r.params_per_row;
+  }
+  template <class D>
+  HWY_INLINE hn::Vec<D> Decode(D d, const IntRowsView& r, const float* block, int64_t i,
+                               int j) const {
+    const float* sc = Scales(block, r, i);
+    return hn::MulAdd(DecodeCodes(d, r, i, j), hn::LoadU(d, sc + j),
+                      hn::LoadU(d, sc + r.params_per_row / 2 + j));
+  }
+  float DecodeScalar(const IntRowsView& r, const float* block, int64_t i, int j) const {
+    const float* sc = Scales(block, r, i);
+    return sc[r.params_per_row / 2 + j] + DecodeCodeScalar(r, i, j) * sc[j];
+  }
+  template <class D>
+  HWY_INLINE hn::Vec<D> K(D d, int64_t i, int j) const {
+    return Decode(d, k, kp, i, j);
+  }
+  template <class D>
+  HWY_INLINE hn::Vec<D> V(D d, int64_t i, int j) const {
+    return Decode(d, v, vp, i, j);
+  }
+  float KScalar(int64_t i, int j) const { return DecodeScalar(k, kp, i, j); }
+  float VScalar(int64_t i, int j) const { return DecodeScalar(v, vp, i, j); }
   void Prefetch(int64_t, int, bool) const {}
 };
 
@@ -268,10 +329,19 @@ void DenseAttendF16Impl(const float* q, const uint16_t* k, const uint16_t* v, in
 }
 void IntAttendImpl(const float* q, const IntRowsView& k, const IntRowsView& v, int64_t n,
                    const AttnState& s) {
-  // A block's parameters: kBlock rows of at most head_dim / 16 groups (checked by the caller).
-  HWY_ALIGN float kp[kBlock * kMaxIntParamsPerRow], vp[kBlock * kMaxIntParamsPerRow];
-  IntRows rows{k, v, 0, kp, vp};
-  DenseAttendImpl(q, rows, n, s);
+  // A block's parameters (sizes checked by IntAttend): token layout, kBlock rows of at most
+  // kMaxIntParamsPerRow; channel layout, at most 4 token groups (>= 32 rows each) of 2 x 512.
+  constexpr int64_t kFloats = kBlock * kMaxIntParamsPerRow;
+  static_assert(kFloats >= 4 * 2 * 512, "channel-layout parameters of a block must fit");
+  HWY_ALIGN float kp[kFloats], vp[kFloats];
+  if (k.token_group > 0) {
+    HWY_ALIGN float tmp[2 * 512];
+    IntChannelRows rows{k, v, kp, vp, tmp};
+    DenseAttendImpl(q, rows, n, s);
+  } else {
+    IntTokenRows rows{k, v, kp, vp};
+    DenseAttendImpl(q, rows, n, s);
+  }
 }
 
 }  // namespace HWY_NAMESPACE
@@ -287,10 +357,15 @@ HWY_EXPORT(IntAttendImpl);
 
 void IntAttend(const float* q, const IntRowsView& k, const IntRowsView& v, int64_t n,
                const AttnState& s) {
-  CQKV_CHECK(k.params_per_row <= kMaxIntParamsPerRow && v.params_per_row <= kMaxIntParamsPerRow &&
-                 k.group % 16 == 0 && v.group % 16 == 0 && 32 % k.bits == 0 && 32 % v.bits == 0,
-             "IntAttend: unsupported rows ({} / {} params per row, groups {} / {}, bits {} / {})",
-             k.params_per_row, v.params_per_row, k.group, v.group, k.bits, v.bits);
+  const auto ok = [](const IntRowsView& r) {
+    const bool layout = r.token_group > 0
+                            ? r.token_group >= 32 && r.params_per_row <= 2 * 512
+                            : r.group % 16 == 0 && r.params_per_row <= kMaxIntParamsPerRow;
+    return layout && 32 % r.bits == 0;
+  };
+  CQKV_CHECK(ok(k) && ok(v) && k.token_group == v.token_group,
+             "IntAttend: unsupported rows (groups {}/{}, token groups {}/{}, bits {}/{})", k.group,
+             v.group, k.token_group, v.token_group, k.bits, v.bits);
   HWY_DYNAMIC_DISPATCH(IntAttendImpl)(q, k, v, n, s);
 }
 

@@ -32,17 +32,22 @@ void DenseAttendF32(const float* q, const float* k, const float* v, int64_t stri
 void DenseAttendF16(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride, int64_t n,
                     const AttnState& s);
 
-// A KV head's uniformly quantised rows (int<B>-token), read in place: row t holds head_dim B-bit
-// codes packed little-endian (channel c at bits [c*B, c*B + B)) at codes + t * code_bytes, and
-// head_dim / group (scale, min) IEEE-half pairs at params + t * params_per_row. A value is
-// min + code * scale of its group.
+// A KV head's uniformly quantised rows, read in place: row t holds head_dim B-bit codes packed
+// little-endian (channel c at bits [c*B, c*B + B)) at codes + t * code_bytes; a value is
+// min + code * scale with IEEE-half (scale, min) pairs laid out as one of:
+//  - token_group == 0 (int<B>-token): per row, one pair per `group` channels, at
+//    params + t * params_per_row (params_per_row = 2 * head_dim / group);
+//  - token_group > 0 (int<B>-channel): per channel, shared by token_group consecutive rows, the
+//    pairs of rows [g * token_group, ...) interleaved by channel at params + g * params_per_row
+//    (params_per_row = 2 * head_dim).
 struct IntRowsView {
   const uint8_t* codes;  // must stay readable 64 bytes past the last row (vector loads)
   const uint16_t* params;
   int64_t code_bytes;
-  int64_t params_per_row;  // 2 * head_dim / group
-  int bits;                // 1, 2, 4 or 8
-  int group;               // a multiple of 16: a SIMD vector of channels never straddles groups
+  int64_t params_per_row;
+  int bits;             // 1, 2, 4 or 8
+  int group;            // token layout: a multiple of 16 (vectors never straddle groups)
+  int token_group = 0;  // channel layout: >= 32
 };
 // DenseAttendF32 over n such rows, dequantised in registers (no scratch round trip): equals
 // dequantise-then-attend up to fp32 rounding (min + code * scale is one fused multiply-add).

@@ -212,7 +212,7 @@ void ChannelGroupRows::QuantizePartialGroup() {
   const int64_t first = g * group_;
   const int64_t m = rows_ - first;
   assert(static_cast<int64_t>(staging_.size()) == m * width_);
-  codes_.resize(static_cast<size_t>(rows_ * code_bytes_));
+  codes_.resize(static_cast<size_t>(rows_ * code_bytes_ + kCodeSlack));
   std::fill(codes_.begin() + first * code_bytes_, codes_.end(), 0);  // PutCode ORs bits in
   params_.resize(static_cast<size_t>((g + 1) * width_ * 2));
   uint16_t* params = params_.data() + g * width_ * 2;
@@ -225,6 +225,13 @@ void ChannelGroupRows::QuantizePartialGroup() {
               q.Encode(staging_[static_cast<size_t>(r * width_ + c)]));
     }
   }
+}
+
+bool ChannelGroupRows::InPlaceView(IntRowsView* view) const {
+  if (32 % bits_ != 0 || group_ < 32 || rows_ == 0) return false;
+  *view = IntRowsView{codes_.data(), params_.data(), code_bytes_, 2 * int64_t{width_},
+                      bits_,         width_,         group_};
+  return true;
 }
 
 void ChannelGroupRows::Dequant(int64_t t, int c0, int n, float* out) const {

@@ -17,6 +17,10 @@ enum class GroupCodec {
   kNormalFloat,  // NormalFloat levels: fp16 absmax per group
 };
 
+// Zero bytes both row stores keep past their last row's codes, so the vector loads of the
+// in-register decode kernel (IntAttend) stay in bounds.
+constexpr int64_t kCodeSlack = 64;
+
 // Rows quantised one at a time: each row splits into groups of `group` contiguous channels
 // with their own parameters. Rows never change once appended.
 class TokenGroupRows {
@@ -38,8 +42,6 @@ class TokenGroupRows {
   // The rows as the in-register decode kernel reads them (kernels/attn_dense.h, IntAttend):
   // uniform codec, 1/2/4/8 bits and groups of a multiple of 16 channels. False otherwise.
   bool InPlaceView(IntRowsView* view) const;
-  // Zero bytes kept past the last row, so vector loads of its codes stay in bounds.
-  static constexpr int64_t kCodeSlack = 64;
 
   int64_t rows() const { return rows_; }
   void Clear();
@@ -71,6 +73,8 @@ class ChannelGroupRows {
   // As TokenGroupRows::DequantBlock; each token group's scale/min are decoded once per block.
   void DequantBlock(int64_t t0, int64_t rows, int c0, int n, float* out, int64_t ld) const;
   uint32_t Code(int64_t t, int c) const;
+  // The rows as IntAttend reads them: 1/2/4/8 bits, token groups of at least 32 rows.
+  bool InPlaceView(IntRowsView* view) const;
 
   int64_t rows() const { return rows_; }
   void Clear();

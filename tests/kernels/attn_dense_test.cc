@@ -83,29 +83,38 @@ TEST(AttnDense, MatchesReference) {
 
 // In-register decode of uniformly quantised rows against DenseAttendF32Ref on the same rows
 // dequantised by the scalar formula min + code * scale: codes and fp16 parameters random, rows
-// packed as TokenGroupRows stores them, 64 slack bytes after the last row.
-void CheckInt(int bits, int group, int G, int hd, int64_t n) {
-  std::mt19937 rng(bits * 100 + group + G * 7 + hd + n);
+// packed as TokenGroupRows (token_group 0: a pair per `group` channels of each row) or
+// ChannelGroupRows (a pair per channel per token_group rows) store them, 64 slack bytes after
+// the last row.
+void CheckInt(int bits, int group, int G, int hd, int64_t n, int token_group = 0) {
+  std::mt19937 rng(bits * 100 + group + G * 7 + hd + n + token_group);
   std::uniform_int_distribution<uint32_t> code_dist(0, (1u << bits) - 1);
   std::uniform_real_distribution<float> ud(-1.0f, 1.0f);
+  const bool per_channel = token_group > 0;
+  if (per_channel) group = 1;  // a pair per channel
   const int64_t code_bytes = (int64_t{hd} * bits + 7) / 8, ppr = 2 * (hd / group);
+  // Rows of parameters: one per row, or one per token group.
+  const int64_t param_rows = per_channel ? (n + token_group - 1) / token_group : n;
   std::vector<uint8_t> codes[2];
   std::vector<uint16_t> params[2];
   std::vector<float> rows[2];  // dequantised (n, hd)
   for (int part = 0; part < 2; ++part) {
     codes[part].assign(static_cast<size_t>(n * code_bytes + 64), 0);
-    params[part].resize(static_cast<size_t>(n * ppr));
+    params[part].resize(static_cast<size_t>(param_rows * ppr));
     rows[part].resize(static_cast<size_t>(n * hd));
-    for (int64_t t = 0; t < n; ++t) {
+    for (int64_t pr = 0; pr < param_rows; ++pr) {
       for (int g = 0; g < hd / group; ++g) {
-        params[part][t * ppr + 2 * g] = F32ToF16(0.5f * std::fabs(ud(rng)) / (1 << bits));
-        params[part][t * ppr + 2 * g + 1] = F32ToF16(ud(rng));
+        params[part][pr * ppr + 2 * g] = F32ToF16(0.5f * std::fabs(ud(rng)) / (1 << bits));
+        params[part][pr * ppr + 2 * g + 1] = F32ToF16(ud(rng));
       }
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t pr = per_channel ? t / token_group : t;
       for (int c = 0; c < hd; ++c) {
         const uint32_t code = code_dist(rng);
         const int64_t bit = int64_t{c} * bits;
         codes[part][t * code_bytes + bit / 8] |= static_cast<uint8_t>(code << (bit % 8));
-        const uint16_t* g = &params[part][t * ppr + 2 * (c / group)];
+        const uint16_t* g = &params[part][pr * ppr + 2 * (c / group)];
         rows[part][t * hd + c] = F16ToF32(g[1]) + static_cast<float>(code) * F16ToF32(g[0]);
       }
     }
@@ -113,14 +122,17 @@ void CheckInt(int bits, int group, int G, int hd, int64_t n) {
   std::vector<float> q(static_cast<size_t>(G) * hd);
   for (float& x : q) x = 3.0f * ud(rng);
   State a(G, hd), r(G, hd);
-  const IntRowsView kv = {codes[0].data(), params[0].data(), code_bytes, ppr, bits, group};
-  const IntRowsView vv = {codes[1].data(), params[1].data(), code_bytes, ppr, bits, group};
+  const IntRowsView kv = {codes[0].data(), params[0].data(), code_bytes, ppr, bits,
+                          group,           token_group};
+  const IntRowsView vv = {codes[1].data(), params[1].data(), code_bytes, ppr, bits,
+                          group,           token_group};
   IntAttend(q.data(), kv, vv, n, a.view(hd));
   DenseAttendF32Ref(q.data(), rows[0].data(), rows[1].data(), hd, n, r.view(hd));
   const auto oa = a.Out(hd), orf = r.Out(hd);
   for (size_t i = 0; i < oa.size(); ++i) {
-    ASSERT_NEAR(oa[i], orf[i], 1e-5) << "bits " << bits << " group " << group << " G " << G
-                                     << " hd " << hd << " n " << n << " i " << i;
+    ASSERT_NEAR(oa[i], orf[i], 1e-5)
+        << "bits " << bits << " group " << group << " G " << G << " hd " << hd << " n " << n
+        << " token group " << token_group << " i " << i;
   }
 }
 
@@ -131,6 +143,10 @@ TEST(AttnDense, QuantisedRowsDecodedInRegisters) {
         for (int G : {1, 4, 5}) {
           for (int64_t n : {1, 63, 200}) CheckInt(bits, group, G, hd, n);
         }
+      }
+      // Per-channel pairs over token groups, blocks straddling groups and partial last groups.
+      for (int token_group : {32, 48, 128}) {
+        for (int64_t n : {1, 100, 300}) CheckInt(bits, 0, 4, hd, n, token_group);
       }
     }
   }
