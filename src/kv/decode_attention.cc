@@ -35,7 +35,9 @@ void DecodeAttention(std::span<const DecodeSeq> seqs, int layer, ConstMat q, Mat
     const int64_t want = 4 * std::max(1, pool.size());
     const int64_t splits = std::max<int64_t>(1, (want + B * n_kv - 1) / (B * n_kv));
     block = std::max(DecodeOptions::kMinBlockTokens, (max_ctx + splits - 1) / splits);
-    block = (block + 63) / 64 * 64;
+    // Multiples of 256 tokens: ranges then start on the token groups of grouped formats
+    // (int<B>-channel reads its codes in place only from a group's first token).
+    block = (block + 255) / 256 * 256;
   }
   // Work units in (sequence, KV head, block) order; unit_begin[b * n_kv + h] indexes the first.
   std::vector<int64_t> unit_begin(static_cast<size_t>(B * n_kv + 1), 0);

@@ -19,7 +19,8 @@ struct DecodeSeq {
 
 struct DecodeOptions {
   // Tokens per work unit; 0 picks the larger of kMinBlockTokens and the block that gives about
-  // 4 units per thread. Large blocks amortise the per-unit set-up of the CQ kernels (tables).
+  // 4 units per thread, rounded up to a multiple of 256. Large blocks amortise the per-unit
+  // set-up of the CQ kernels (tables).
   int64_t block_tokens = 0;
   static constexpr int64_t kMinBlockTokens = 1024;
 };
