@@ -52,8 +52,7 @@ void RegisterCalibrate(CLI::App& app) {
       ->check(CLI::IsMember({"pre-rope", "post-rope"}))
       ->capture_default_str();
   cmd->add_option("--iters", o->c.max_iter, "max k-means iterations")->capture_default_str();
-  cmd->add_option("--restarts", o->c.n_init, "k-means restarts (best kept)")
-      ->capture_default_str();
+  cmd->add_option("--restarts", o->c.n_init, "k-means restarts (best kept)")->capture_default_str();
   cmd->add_option("--seed", o->c.seed, "k-means seed")->capture_default_str();
   cmd->add_option("-o,--out", o->out, "output codebook file (.cqcb)")->required();
   cmd->add_option("--json", o->json, "write a calibration report (objective per layer, time)");
@@ -91,10 +90,10 @@ void RegisterCalibrate(CLI::App& app) {
     fmt::print(stderr, "wrote {} (CQ-{}, {} keys, {}) in {:.1f} s with {} threads\n", o->out,
                set.config.Name(), o->keys, o->c.fisher ? "fisher" : "uniform", secs, pool.size());
     if (!o->json.empty()) {
-      nlohmann::json j = {{"codebooks", o->out},   {"config", set.config.Name()},
-                          {"keys", o->keys},       {"fisher", o->c.fisher},
-                          {"tokens", o->tokens},   {"data", o->data},
-                          {"model", model->path},  {"seconds", secs},
+      nlohmann::json j = {{"codebooks", o->out},    {"config", set.config.Name()},
+                          {"keys", o->keys},        {"fisher", o->c.fisher},
+                          {"tokens", o->tokens},    {"data", o->data},
+                          {"model", model->path},   {"seconds", secs},
                           {"threads", pool.size()}, {"objective", set.objective}};
       WriteJson(o->json, j.dump(2));
     }

@@ -54,7 +54,7 @@ struct GgufTensorInfo {
   std::string name;
   std::vector<int64_t> ne;  // GGML order: ne[0] is the contiguous (innermost) dimension
   DType type = DType::kF32;
-  uint64_t offset = 0;      // from the start of the data section
+  uint64_t offset = 0;  // from the start of the data section
   uint64_t nbytes = 0;
   int64_t n_elements() const;
 };

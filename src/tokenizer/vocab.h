@@ -23,10 +23,10 @@ struct Vocab {
   // "llama": SentencePiece-style BPE over scores with byte fallback.
   // "gpt2": byte-level BPE over ranked merges.
   std::string model = "llama";
-  std::vector<std::string> tokens;    // token text (SPM uses U+2581 for space; GPT-2 byte-mapped)
-  std::vector<float> scores;          // SPM merge priority; empty for gpt2
-  std::vector<TokenType> types;       // empty means all normal
-  std::vector<std::string> merges;    // gpt2 only: "left right", rank = index
+  std::vector<std::string> tokens;  // token text (SPM uses U+2581 for space; GPT-2 byte-mapped)
+  std::vector<float> scores;        // SPM merge priority; empty for gpt2
+  std::vector<TokenType> types;     // empty means all normal
+  std::vector<std::string> merges;  // gpt2 only: "left right", rank = index
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   int32_t unk_id = -1;

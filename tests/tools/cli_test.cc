@@ -130,12 +130,11 @@ TEST(Cli, CalibrateRefusesEvaluationText) {
   CQKV_REQUIRE_SHARED("models/stories260K/model.bin");
   const std::string model = testing::SharedPath("models/stories260K/model.bin");
   const auto wiki = RunCqkv("calibrate -m " + model + " --data " +
-                            testing::SharedPath("data/wikitext-2/wiki.test.raw") +
-                            " -o /dev/null");
+                            testing::SharedPath("data/wikitext-2/wiki.test.raw") + " -o /dev/null");
   ExpectCleanError(wiki, "wiki.test.raw");
-  const auto c4 = RunCqkv("calibrate -m " + model + " --data " +
-                          testing::SharedPath("data/c4/c4_validation_1900.jsonl:1700:1900") +
-                          " -o /dev/null");
+  const auto c4 =
+      RunCqkv("calibrate -m " + model + " --data " +
+              testing::SharedPath("data/c4/c4_validation_1900.jsonl:1700:1900") + " -o /dev/null");
   ExpectCleanError(c4, "hold-out");
 }
 
@@ -151,12 +150,12 @@ TEST(Cli, CodebookForAnotherModelIsRefused) {
   const auto made = RunCqkv("calibrate -q -m " + stories + " --data " + data +
                             " --config 8c8b --tokens 2x64 -o " + cb);
   ASSERT_EQ(made.exit_code, 0) << made.output;
-  const auto ok = RunCqkv("perplexity -q -m " + stories + " --data " + data +
-                          " --ctx 64 --kv cq:" + cb);
+  const auto ok =
+      RunCqkv("perplexity -q -m " + stories + " --data " + data + " --ctx 64 --kv cq:" + cb);
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
   const auto wrong = RunCqkv("perplexity -q -m " + tiny + " --tokenizer " +
-                             testing::SharedPath("tokenizers/llama2.tokenizer.bin") +
-                             " --data " + data + " --ctx 64 --kv cq:" + cb);
+                             testing::SharedPath("tokenizers/llama2.tokenizer.bin") + " --data " +
+                             data + " --ctx 64 --kv cq:" + cb);
   ExpectCleanError(wrong, "stories_8c8b.cqcb");
 }
 
