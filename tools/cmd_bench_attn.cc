@@ -22,7 +22,8 @@ void RegisterBenchAttn(CLI::App& app) {
   cmd->footer(
       "One query per sequence over `ctx` cached tokens of random K/V; cq:<c>c<b>b uses random "
       "codebooks. GB/s = bytes_per_token(1 layer) * ctx * batch / seconds; the STREAM-like read "
-      "bandwidth is measured in the same run.");
+      "bandwidth is measured in the same run. When all formats' caches fit 4 GiB together their "
+      "rounds alternate and each ratio is the median of per-round ratios to fp16.");
   cmd->add_option("--ctx", o->b.ctx, "cached tokens per sequence")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -101,6 +101,8 @@ struct AttnBenchOptions {
   int reps = 5;
   bool warm = false;       // true: rounds re-read caches left in the LLC (see CacheFlusher)
   size_t flush_bytes = 0;  // CacheFlusher buffer; 0 = its default
+  // Formats whose caches fit this many bytes together are timed round-robin (see RunAttnBench).
+  double interleave_max_bytes = 4.0 * (1 << 30);
   std::vector<AttnFormat> formats;
   size_t stream_bytes = size_t{1} << 30;
   // The shape of one sequence's cache: a single layer (attention cost is per layer, so more
@@ -113,9 +115,13 @@ struct AttnBenchReport {
   int threads = 0;
   double stream_gbps = 0;
   size_t flush_bytes = 0;           // 0 when warm
+  bool interleaved = false;         // rounds of all formats in turn, ratios paired per round
   std::vector<AttnResult> results;  // one per format, in order; fp16 first when not listed
 };
-// Runs every format (adding fp16 when missing, for the ratio) and the stream kernel.
+// Runs every format (adding fp16 when missing, for the ratio) and the stream kernel. When all
+// caches fit options.interleave_max_bytes together, the formats' rounds alternate and each
+// ratio_vs_fp16 is the median of per-round ratios; otherwise formats run one after another and
+// the ratio is of medians.
 // `log` gets one progress line per format when non-null.
 AttnBenchReport RunAttnBench(const AttnBenchOptions& options, ThreadPool& pool,
                              void (*log)(const std::string&) = nullptr);

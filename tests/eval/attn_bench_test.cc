@@ -74,6 +74,7 @@ TEST(AttnBench, TinyRunGivesFinitePositiveFiguresAndFp16RatioOne) {
   EXPECT_EQ(r.results[0].format, "fp16");
   EXPECT_DOUBLE_EQ(r.results[0].ratio_vs_fp16, 1.0);
   EXPECT_GT(r.stream_gbps, 0);
+  EXPECT_TRUE(r.interleaved);                 // small caches: formats timed round-robin
   EXPECT_EQ(r.flush_bytes, size_t{4} << 20);  // cold by default
   EXPECT_NE(AttnBenchMarkdown(r).find("cold caches (4 MiB flushed per round)"), std::string::npos);
   for (const AttnResult& a : r.results) {
@@ -91,6 +92,25 @@ TEST(AttnBench, TinyRunGivesFinitePositiveFiguresAndFp16RatioOne) {
   EXPECT_NEAR(cq.gbps, cq.bytes_per_token * 64 * 2 / cq.seconds / 1e9, 1e-9 * cq.gbps);
   EXPECT_NE(AttnBenchMarkdown(r).find("| cq:8c4b |"), std::string::npos);
   EXPECT_NE(AttnBenchJson(r).find("\"ratio_vs_fp16\""), std::string::npos);
+}
+
+// Caches too large to hold together run one format at a time; the figures keep their meaning.
+TEST(AttnBench, SequentialWhenCachesDoNotFitTogether) {
+  AttnBenchOptions o;
+  o.ctx = 32;
+  o.n_heads = 4;
+  o.n_kv_heads = 2;
+  o.head_dim = 32;
+  o.reps = 1;
+  o.stream_bytes = o.flush_bytes = size_t{1} << 20;
+  o.interleave_max_bytes = 0;
+  o.formats = ParseAttnFormats("fp16,cq:4c4b");
+  ThreadPool pool(2);
+  const AttnBenchReport r = RunAttnBench(o, pool);
+  EXPECT_FALSE(r.interleaved);
+  ASSERT_EQ(r.results.size(), 2u);
+  EXPECT_DOUBLE_EQ(r.results[0].ratio_vs_fp16, 1.0);
+  EXPECT_NEAR(r.results[1].ratio_vs_fp16, r.results[0].seconds / r.results[1].seconds, 1e-12);
 }
 
 // Random codebooks saved to a file time through the cq:PATH route like the in-memory ones.
