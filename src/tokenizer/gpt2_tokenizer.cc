@@ -216,12 +216,6 @@ class Gpt2Tokenizer final : public Tokenizer {
     return out;
   }
 
-  std::string Decode(int32_t token) const override {
-    CQKV_CHECK(token >= 0 && token < static_cast<int64_t>(pieces_.size()),
-               "tokenizer: token id {} is outside the vocabulary of {}", token, pieces_.size());
-    return pieces_[token];
-  }
-
   const Vocab& vocab() const override { return vocab_; }
 
  private:
@@ -307,7 +301,6 @@ class Gpt2Tokenizer final : public Tokenizer {
   Vocab vocab_;
   std::array<int32_t, 256> byte_ids_;
   std::unordered_map<uint64_t, Merge> merges_;
-  std::vector<std::string> pieces_;
   std::vector<std::unique_ptr<Regex>> patterns_;
 };
 

@@ -90,12 +90,6 @@ class SpmTokenizer final : public Tokenizer {
     return out;
   }
 
-  std::string Decode(int32_t token) const override {
-    CQKV_CHECK(token >= 0 && token < static_cast<int64_t>(pieces_.size()),
-               "tokenizer: token id {} is outside the vocabulary of {}", token, pieces_.size());
-    return pieces_[token];
-  }
-
   const Vocab& vocab() const override { return vocab_; }
 
  private:
@@ -243,7 +237,6 @@ class SpmTokenizer final : public Tokenizer {
   // ASCII bytes that occur in no multi-character piece (e.g. '\n' in LLaMA-2), so they can
   // never take part in a merge.
   std::array<bool, 256> barrier_{};
-  std::vector<std::string> pieces_;  // Decode's answer per token
 };
 
 }  // namespace

@@ -105,6 +105,12 @@ void CheckSpecialId(const Vocab& v, int32_t id, const char* what) {
 
 }  // namespace
 
+std::string Tokenizer::Decode(int32_t token) const {
+  CQKV_CHECK(token >= 0 && token < static_cast<int64_t>(pieces_.size()),
+             "tokenizer: token id {} is outside the vocabulary of {}", token, pieces_.size());
+  return pieces_[token];
+}
+
 std::unique_ptr<Tokenizer> MakeTokenizer(Vocab vocab) {
   const size_t n = vocab.tokens.size();
   CQKV_CHECK(n > 0, "vocabulary ({}) has no tokens", vocab.model);
