@@ -16,29 +16,14 @@
 #include "kv/cq_cache.h"
 #include "kv/decode_attention.h"
 #include "util/error.h"
+#include "util/fast_rng.h"
 
 namespace cqkv {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// xorshift64*: filling gigabytes of K/V with std::mt19937 would take longer than attending.
-class FastRng {
- public:
-  explicit FastRng(uint64_t seed) : s_(seed * 0x9E3779B97F4A7C15ull + 1) {}
-  // Uniform in [-1, 1).
-  float Next() {
-    s_ ^= s_ >> 12;
-    s_ ^= s_ << 25;
-    s_ ^= s_ >> 27;
-    const uint64_t r = s_ * 0x2545F4914F6CDD1Dull;
-    return static_cast<float>(r >> 40) * (2.0f / 16777216.0f) - 1.0f;
-  }
-
- private:
-  uint64_t s_;
-};
-
+// Filling gigabytes of K/V with std::mt19937 would take longer than attending to them.
 void FillUniform(std::vector<float>& v, FastRng& rng) {
   for (float& x : v) x = rng.Next();
 }
@@ -97,27 +82,6 @@ std::vector<AttnFormat> ParseAttnFormats(const std::string& list) {
   }
   CQKV_CHECK(!out.empty(), "--formats: no format given in '{}'", list);
   return out;
-}
-
-CodebookSet RandomCodebooks(const KvShape& shape, const CqConfig& config, uint64_t seed) {
-  CodebookSet s;
-  s.config = config;
-  s.keys = KeyPosition::kPostRope;  // pre-RoPE would add a rotation per key: not the default
-  s.n_layers = shape.n_layers;
-  s.n_kv_heads = shape.n_kv_heads;
-  s.head_dim = shape.head_dim;
-  s.model_fingerprint = shape.model_fingerprint;
-  s.model_name = "random";
-  s.calibration = "random N(0,1) centroids (benchmark)";
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd;
-  for (int t = 0; t < 2 * shape.n_layers; ++t) {
-    s.centroids.emplace_back(static_cast<size_t>(s.n_groups()) * config.n_centroids() *
-                             config.channels);
-    for (float& v : s.centroids.back()) v = nd(rng);
-    s.objective.push_back(0.0);
-  }
-  return s;
 }
 
 std::unique_ptr<KvCache> MakeBenchCache(const AttnFormat& format, const KvShape& shape,
@@ -244,12 +208,16 @@ AttnResult Summarize(const AttnCaches& caches, const std::vector<double>& times)
   res.gbps = res.bytes_per_token * tokens / res.seconds / 1e9;
   return res;
 }
+
+// Untimed rounds: page faults, lazily built tables, the first format's clock ramp.
+void WarmUp(AttnCaches& caches, ThreadPool& pool, CacheFlusher* flush) {
+  for (int r = 0; r < 2; ++r) TimeAttendRound(caches, pool, flush);
+}
 }  // namespace
 
 AttnResult TimeAttend(AttnCaches& caches, int reps, ThreadPool& pool, CacheFlusher* flush) {
   CQKV_CHECK(reps >= 1, "--reps must be >= 1, got {}", reps);
-  // Warm-up: page faults, lazily built tables, the first format's clock ramp.
-  for (int r = 0; r < 2; ++r) TimeAttendRound(caches, pool, flush);
+  WarmUp(caches, pool, flush);
   std::vector<double> times;
   for (int r = 0; r < reps; ++r) times.push_back(TimeAttendRound(caches, pool, flush));
   return Summarize(caches, times);
@@ -313,6 +281,9 @@ AttnBenchReport RunAttnBench(const AttnBenchOptions& options, ThreadPool& pool,
   double total_bytes = 0;
   for (const AttnFormat& f : formats) total_bytes += EstimateCacheBytes(f, shape) * options.batch;
   rep.interleaved = total_bytes <= options.interleave_max_bytes;
+  const auto progress = [&](const AttnResult& r) {
+    if (log) log(fmt::format("{}: {:.3f} ns/token, {:.2f} GB/s", r.format, r.ns_per_token, r.gbps));
+  };
   if (rep.interleaved) {
     // Every format's caches at once, rounds in turn (fp16, f1, f2, ..., fp16, f1, ...): a
     // machine whose speed drifts over a run (a shared VM) slows every format alike, and each
@@ -320,7 +291,7 @@ AttnBenchReport RunAttnBench(const AttnBenchOptions& options, ThreadPool& pool,
     std::vector<AttnCaches> all;
     for (const AttnFormat& f : formats) {
       all.push_back(BuildAttnCaches(f, shape, options.batch, pool));
-      for (int r = 0; r < 2; ++r) TimeAttendRound(all.back(), pool, flush.get());  // warm-up
+      WarmUp(all.back(), pool, flush.get());
     }
     std::vector<std::vector<double>> times(formats.size());
     for (int r = 0; r < options.reps; ++r) {
@@ -338,8 +309,7 @@ AttnBenchReport RunAttnBench(const AttnBenchOptions& options, ThreadPool& pool,
       for (int k = 0; k < options.reps; ++k) ratios.push_back(times[i16][k] / times[i][k]);
       r.ratio_vs_fp16 = Median(ratios);
       rep.results.push_back(r);
-      if (log)
-        log(fmt::format("{}: {:.3f} ns/token, {:.2f} GB/s", r.format, r.ns_per_token, r.gbps));
+      progress(r);
     }
   } else {
     // Too large to hold together: one format at a time, freed before the next is built.
@@ -352,10 +322,11 @@ AttnBenchReport RunAttnBench(const AttnBenchOptions& options, ThreadPool& pool,
       }
       if (f.name == "fp16") fp16_seconds = r.seconds;
       rep.results.push_back(r);
-      if (log) log(fmt::format("{}: {:.3f} ns/token, {:.2f} GB/s", f.name, r.ns_per_token, r.gbps));
+      progress(r);  // as each format finishes: the sequential path is the long one
     }
     for (AttnResult& r : rep.results) r.ratio_vs_fp16 = fp16_seconds / r.seconds;
   }
+
   rep.stream_gbps = MeasureStreamReadGBs(pool, options.stream_bytes);
   return rep;
 }

@@ -29,8 +29,6 @@ AttnFormat ParseAttnFormat(const std::string& name);
 // Comma-separated list of formats ("fp16,int4-channel,cq:4c8b").
 std::vector<AttnFormat> ParseAttnFormats(const std::string& list);
 
-// Codebooks with N(0, 1) centroids fitting `shape` (fingerprint included), for timing only.
-CodebookSet RandomCodebooks(const KvShape& shape, const CqConfig& config, uint64_t seed);
 // An empty cache of `format` for `shape`; throws cqkv::Error for a malformed spec.
 std::unique_ptr<KvCache> MakeBenchCache(const AttnFormat& format, const KvShape& shape,
                                         uint64_t seed);

@@ -2,26 +2,9 @@
 
 #include <vector>
 
+#include "util/fast_rng.h"
+
 namespace cqkv {
-namespace {
-
-class XorShift {
- public:
-  explicit XorShift(uint64_t seed) : s_(seed * 0x9e3779b97f4a7c15ull + 1) {}
-  // Uniform in [-1, 1).
-  float Next() {
-    s_ ^= s_ << 13;
-    s_ ^= s_ >> 7;
-    s_ ^= s_ << 17;
-    return static_cast<float>(static_cast<int64_t>(s_ >> 11) - (int64_t{1} << 52)) *
-           (1.0f / static_cast<float>(int64_t{1} << 52));
-  }
-
- private:
-  uint64_t s_;
-};
-
-}  // namespace
 
 std::unique_ptr<Model> MakeSyntheticModel(const ModelConfig& c, uint64_t seed, float scale) {
   auto model = std::make_unique<Model>();
@@ -30,7 +13,7 @@ std::unique_ptr<Model> MakeSyntheticModel(const ModelConfig& c, uint64_t seed, f
   model->config = c;
   auto store = std::make_shared<std::vector<std::vector<float>>>();
   store->reserve(static_cast<size_t>(4 + 9 * c.n_layers));  // data pointers must stay stable
-  XorShift rng(seed);
+  FastRng rng(seed);
   auto alloc = [&](int64_t n, float mean, float amp) {
     auto& v = store->emplace_back(static_cast<size_t>(n));
     for (auto& x : v) x = mean + amp * rng.Next();

@@ -10,7 +10,8 @@
 namespace cqkv {
 
 // Weights uniform in [-scale, scale] (matrices) and 1 +- 0.1 (norm gains), from a fixed-seed
-// xorshift generator so runs are reproducible and generating billions of values stays fast.
+// xorshift generator (util/fast_rng.h) so runs are reproducible and generating billions of
+// values stays fast.
 std::unique_ptr<Model> MakeSyntheticModel(const ModelConfig& config, uint64_t seed,
                                           float scale = 0.1f);
 

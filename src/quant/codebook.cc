@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "kv/kv_cache.h"
 #include "util/error.h"
@@ -105,6 +106,28 @@ KeyPosition ParseKeyPosition(const std::string& text) {
   if (text == "pre-rope") return KeyPosition::kPreRope;
   if (text == "post-rope") return KeyPosition::kPostRope;
   Fail("key position '{}' must be 'pre-rope' or 'post-rope'", text);
+}
+
+CodebookSet RandomCodebooks(const KvShape& shape, const CqConfig& config, uint64_t seed,
+                            KeyPosition keys) {
+  CodebookSet s;
+  s.config = config;
+  s.keys = keys;
+  s.n_layers = shape.n_layers;
+  s.n_kv_heads = shape.n_kv_heads;
+  s.head_dim = shape.head_dim;
+  s.model_fingerprint = shape.model_fingerprint;
+  s.model_name = "random";
+  s.calibration = "random N(0,1) centroids";
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd;
+  for (int t = 0; t < 2 * shape.n_layers; ++t) {
+    s.centroids.emplace_back(static_cast<size_t>(s.n_groups()) * config.n_centroids() *
+                             config.channels);
+    for (float& v : s.centroids.back()) v = nd(rng);
+    s.objective.push_back(0.0);
+  }
+  return s;
 }
 
 void CodebookSet::CheckCompatible(const KvShape& shape, const std::string& source) const {

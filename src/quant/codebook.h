@@ -54,6 +54,12 @@ struct CodebookSet {
   void CheckCompatible(const KvShape& shape, const std::string& source) const;
 };
 
+// Codebooks with N(0, 1) centroids fitting `shape` (fingerprint included), for tests and timing
+// (attention cost depends on the code layout, not on the centroid values). Post-RoPE keys by
+// default: pre-RoPE ones add a rotation per key.
+CodebookSet RandomCodebooks(const KvShape& shape, const CqConfig& config, uint64_t seed,
+                            KeyPosition keys = KeyPosition::kPostRope);
+
 // Writes `set` to `path` atomically (temp file + rename).
 void SaveCodebooks(const CodebookSet& set, const std::string& path);
 // Reads and verifies magic, version, sizes and checksum; throws cqkv::Error naming the file.

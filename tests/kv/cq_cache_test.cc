@@ -23,24 +23,6 @@ KvShape Shape(int n_heads, int n_kv, int hd, int max_tokens) {
   return s;
 }
 
-// Centroids N(0, 1), the same scale as the test's keys and values.
-CodebookSet RandomCodebooks(const KvShape& shape, CqConfig cfg, KeyPosition keys, int seed) {
-  CodebookSet s;
-  s.config = cfg;
-  s.keys = keys;
-  s.n_layers = shape.n_layers;
-  s.n_kv_heads = shape.n_kv_heads;
-  s.head_dim = shape.head_dim;
-  s.model_fingerprint = shape.model_fingerprint;
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  for (int t = 0; t < 2 * shape.n_layers; ++t) {
-    s.centroids.emplace_back(static_cast<size_t>(s.n_groups()) * cfg.n_centroids() * cfg.channels);
-    for (auto& v : s.centroids.back()) v = nd(rng);
-  }
-  return s;
-}
-
 // The dequantised row of `x` (kv_dim) under one (layer, kind) of `cb`: each group replaced by its
 // nearest centroid, found by the double-precision reference search.
 std::vector<float> Dequantise(const CodebookSet& cb, int layer, int kind, const float* x) {
@@ -71,7 +53,7 @@ TEST_P(CqCacheTest, MatchesDequantisedReference) {
   const KvShape s = Shape(2 * q_per_kv, 2, cs.hd, 32);
   const CqConfig cfg = CqConfig::Parse(cs.config);
   const CodebookSet cb =
-      RandomCodebooks(s, cfg, pre ? KeyPosition::kPreRope : KeyPosition::kPostRope, 21);
+      RandomCodebooks(s, cfg, 21, pre ? KeyPosition::kPreRope : KeyPosition::kPostRope);
   auto cache = MakeCqCache(cb, s, window, "cq:<test>");
   ThreadPool pool(2);
   std::mt19937 rng(3);
@@ -149,7 +131,7 @@ TEST(CqCache, TokenOnACentroidDecodesExactly) {
       const CqConfig cfg = CqConfig::Parse(config);
       const KvShape s = Shape(4, 2, cfg.channels * 4, 4);
       const CodebookSet cb =
-          RandomCodebooks(s, cfg, pre ? KeyPosition::kPreRope : KeyPosition::kPostRope, 5);
+          RandomCodebooks(s, cfg, 5, pre ? KeyPosition::kPreRope : KeyPosition::kPostRope);
       auto cache = MakeCqCache(cb, s, 0, "cq:<test>");
       std::vector<float> k(s.kv_dim()), v(s.kv_dim()), q(s.q_dim(), 0.5f), out(s.q_dim());
       const int c = cfg.channels;
@@ -175,8 +157,7 @@ TEST(CqCache, TokenOnACentroidDecodesExactly) {
 // A window as large as the context keeps everything in fp16: attention is the fp16 cache's.
 TEST(CqCache, WindowCoveringTheContextIsFp16) {
   const KvShape s = Shape(4, 2, 16, 8);
-  auto cq = MakeCqCache(RandomCodebooks(s, CqConfig{4, 2}, KeyPosition::kPostRope, 1), s, 100,
-                        "cq:<test>:r100");
+  auto cq = MakeCqCache(RandomCodebooks(s, CqConfig{4, 2}, 1), s, 100, "cq:<test>:r100");
   auto fp16 = MakeKvCache("fp16", s);
   std::mt19937 rng(2);
   std::normal_distribution<float> nd;
@@ -215,7 +196,7 @@ TEST(CqCache, BytesPerTokenIsCodeBitsPlusAmortisedTables) {
 
   const KvShape s = Shape(4, 2, 24, 64);
   const CqConfig c3b5{3, 5};
-  auto cache = MakeCqCache(RandomCodebooks(s, c3b5, KeyPosition::kPostRope, 1), s, 16, "cq:x");
+  auto cache = MakeCqCache(RandomCodebooks(s, c3b5, 1), s, 16, "cq:x");
   const double n_groups = 48.0 / 3;
   EXPECT_DOUBLE_EQ(
       cache->BytesPerToken(),
@@ -228,7 +209,7 @@ TEST(CqCache, BytesPerTokenIsCodeBitsPlusAmortisedTables) {
 // tokens stay its own.
 TEST(CqCache, SiblingSharesCodebooksNotTokens) {
   const KvShape s = Shape(4, 2, 32, 24);
-  auto a = MakeCqCache(RandomCodebooks(s, CqConfig{4, 8}, KeyPosition::kPreRope, 4), s, 4,
+  auto a = MakeCqCache(RandomCodebooks(s, CqConfig{4, 8}, 4, KeyPosition::kPreRope), s, 4,
                        "cq:<test>:r4");
   std::mt19937 rng(8);
   std::normal_distribution<float> nd;
@@ -267,7 +248,7 @@ TEST(CqCache, FromFileThroughMakeKvCache) {
   const KvShape s = Shape(4, 2, 16, 16);
   const std::string path =
       (std::filesystem::temp_directory_path() / "cqkv_cq_cache_test.cqcb").string();
-  SaveCodebooks(RandomCodebooks(s, CqConfig{4, 4}, KeyPosition::kPreRope, 9), path);
+  SaveCodebooks(RandomCodebooks(s, CqConfig{4, 4}, 9, KeyPosition::kPreRope), path);
   auto cache = MakeKvCache("cq:" + path + ":r4", s);
   EXPECT_EQ(cache->format(), "cq:" + path + ":r4");
   EXPECT_DOUBLE_EQ(cache->BytesPerToken(), CqBytesPerToken(CqConfig{4, 4}, s, 4).total());

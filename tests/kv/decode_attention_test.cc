@@ -18,27 +18,12 @@ KvShape Shape(int n_heads, int n_kv, int hd, int max_tokens) {
   return testing::TestShape(n_heads, n_kv, hd, max_tokens, /*n_layers=*/1);
 }
 
-CodebookSet RandomCodebooks(const KvShape& shape, CqConfig cfg, KeyPosition keys) {
-  CodebookSet s;
-  s.config = cfg;
-  s.keys = keys;
-  s.n_layers = shape.n_layers;
-  s.n_kv_heads = shape.n_kv_heads;
-  s.head_dim = shape.head_dim;
-  std::mt19937 rng(7);
-  std::normal_distribution<float> nd;
-  for (int t = 0; t < 2 * shape.n_layers; ++t) {
-    s.centroids.emplace_back(static_cast<size_t>(s.n_groups()) * cfg.n_centroids() * cfg.channels);
-    for (auto& v : s.centroids.back()) v = nd(rng);
-  }
-  return s;
-}
-
 std::unique_ptr<KvCache> Make(const std::string& spec, const KvShape& s, bool pre, int window) {
   if (spec == "fp32" || spec == "fp16") return MakeKvCache(spec, s);
   const CqConfig cfg = CqConfig::Parse(spec);
-  return MakeCqCache(RandomCodebooks(s, cfg, pre ? KeyPosition::kPreRope : KeyPosition::kPostRope),
-                     s, window, "cq:" + spec);
+  return MakeCqCache(
+      RandomCodebooks(s, cfg, 7, pre ? KeyPosition::kPreRope : KeyPosition::kPostRope), s, window,
+      "cq:" + spec);
 }
 
 // Appends n random tokens (keys ~N(0,1) pre-RoPE, rotated for post-RoPE) in blocks of 512.

@@ -285,19 +285,7 @@ TEST(IntChannelCache, FullGroupsNeverChangeAndPartialGroupIsRequantised) {
 TEST(IntChannelCache, StreamingEqualsOneBlock) {
   const KvShape s = TestShape(4, 2, 16, 50);
   auto stream = MakeInt("int4-channel:g8", s), once = MakeInt("int4-channel:g8", s);
-  testing::RandomKv gen(s, 5);
-  std::vector<float> k, v, q;
-  gen.Next(21, k, v, q);
-  const ConstMat km(k.data(), 21, s.kv_dim()), vm(v.data(), 21, s.kv_dim());
-  for (int l = 0; l < 2; ++l) once->Append(l, KvBlock{0, km, km, vm});
-  for (int l = 0; l < 2; ++l) {
-    for (int64_t t = 0; t < 21; ++t) {
-      stream->Append(l, KvBlock{t, km.RowRange(t, 1), km.RowRange(t, 1), vm.RowRange(t, 1)});
-    }
-  }
-  for (KvPart p : {KvPart::kKey, KvPart::kValue}) {
-    EXPECT_EQ(DequantAll(*stream, 1, p), DequantAll(*once, 1, p));
-  }
+  testing::ExpectStreamingEqualsOneBlock(*stream, *once, 21, 5, /*layer=*/1);
 }
 
 TEST(IntCache, BytesPerTokenLlama7b) {

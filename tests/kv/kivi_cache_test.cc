@@ -79,19 +79,7 @@ TEST(KiviCache, WindowIsExactAndOlderTokensAreQuantisedPerChannelAndPerToken) {
 TEST(KiviCache, TokenByTokenEqualsOneBlock) {
   const KvShape s = TestShape(4, 4, 16, 64);
   auto stream = MakeKiviCache("kivi4:g4:r6", s), once = MakeKiviCache("kivi4:g4:r6", s);
-  testing::RandomKv gen(s, 4);
-  std::vector<float> k, v, q;
-  gen.Next(37, k, v, q);
-  const ConstMat km(k.data(), 37, s.kv_dim()), vm(v.data(), 37, s.kv_dim());
-  for (int l = 0; l < 2; ++l) once->Append(l, KvBlock{0, km, km, vm});
-  for (int l = 0; l < 2; ++l) {
-    for (int64_t t = 0; t < 37; ++t) {
-      stream->Append(l, KvBlock{t, km.RowRange(t, 1), km.RowRange(t, 1), vm.RowRange(t, 1)});
-    }
-  }
-  for (KvPart p : {KvPart::kKey, KvPart::kValue}) {
-    EXPECT_EQ(DequantAll(*stream, 0, p), DequantAll(*once, 0, p));
-  }
+  testing::ExpectStreamingEqualsOneBlock(*stream, *once, 37, 4, /*layer=*/0);
 }
 
 struct AttnCase {

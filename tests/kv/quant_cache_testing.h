@@ -104,4 +104,25 @@ void ExpectErrorNaming(F&& f, const std::string& needle) {
   }
 }
 
+// Appends the same n random tokens to both layers of `stream` one token at a time and of `once`
+// as one block: formats that requantise a partial group as rows join must end up storing exactly
+// the same rows either way. Compares layer `layer`'s dequantised K and V.
+inline void ExpectStreamingEqualsOneBlock(QuantKvCache& stream, QuantKvCache& once, int64_t n,
+                                          uint32_t seed, int layer) {
+  const KvShape& s = stream.shape();
+  RandomKv gen(s, seed);
+  std::vector<float> k, v, q;
+  gen.Next(n, k, v, q);
+  const ConstMat km(k.data(), n, s.kv_dim()), vm(v.data(), n, s.kv_dim());
+  for (int l = 0; l < s.n_layers; ++l) once.Append(l, KvBlock{0, km, km, vm});
+  for (int l = 0; l < s.n_layers; ++l) {
+    for (int64_t t = 0; t < n; ++t) {
+      stream.Append(l, KvBlock{t, km.RowRange(t, 1), km.RowRange(t, 1), vm.RowRange(t, 1)});
+    }
+  }
+  for (KvPart p : {KvPart::kKey, KvPart::kValue}) {
+    EXPECT_EQ(DequantAll(stream, layer, p), DequantAll(once, layer, p));
+  }
+}
+
 }  // namespace cqkv::testing
