@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 
 #include "kernels/attn_dense.h"
@@ -46,8 +47,18 @@ void CqAttend(const CqHeadView& head, const float* q, int64_t t0, int64_t t1, co
 void CqAttendRef(const CqHeadView& head, const float* q, int64_t t0, int64_t t1, const AttnState& s,
                  const CqScoreFn& score = nullptr);
 
-// Code i of a packed stream of b-bit codes (b <= 16).
-uint32_t ReadCqCode(const uint8_t* p, int64_t i, int bits);
+// Code i of a packed stream of b-bit codes (b <= 16): bits [i*b, i*b + b), little-endian. b = 8
+// and b = 4 are plain byte / nibble reads; other widths load a 32-bit word (b <= 16 plus a shift
+// <= 7 fits), so streams keep 4 readable bytes past their last code. Inline: it sits in the
+// per-token loops of the decode and prefill paths.
+inline uint32_t ReadCqCode(const uint8_t* p, int64_t i, int bits) {
+  if (bits == 8) return p[i];
+  if (bits == 4) return (p[i >> 1] >> ((i & 1) * 4)) & 0xfu;
+  const uint64_t bit = static_cast<uint64_t>(i) * bits;
+  uint32_t w;
+  std::memcpy(&w, p + (bit >> 3), 4);
+  return (w >> (bit & 7)) & ((1u << bits) - 1);
+}
 
 // The direct path on its own (CqPath::kDirect), exact online softmax per 64-token block.
 void CqAttendDirect(const CqHeadView& head, const float* q, int64_t t0, int64_t t1,

@@ -1,22 +1,12 @@
-// The target-independent parts of the CQ attention kernels: code reading, the direct path
+// The target-independent parts of the CQ attention kernels: the direct path
 // (per token, read each group's centroid) and the scalar reference. The vectorised lookup path
 // is in attn_cq.cc.
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "kernels/attn_cq.h"
 
 namespace cqkv {
-
-uint32_t ReadCqCode(const uint8_t* p, int64_t i, int bits) {
-  if (bits == 8) return p[i];
-  if (bits == 4) return (p[i >> 1] >> ((i & 1) * 4)) & 0xfu;
-  const uint64_t bit = static_cast<uint64_t>(i) * bits;
-  uint32_t w;
-  std::memcpy(&w, p + (bit >> 3), 4);
-  return (w >> (bit & 7)) & ((1u << bits) - 1);
-}
 
 // Direct path: per token, read each group's centroid (channel-major, stride 2^b). Scores of a
 // block go through the exact online softmax (SoftmaxBlock) before the value pass.

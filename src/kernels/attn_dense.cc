@@ -185,15 +185,16 @@ HWY_EXPORT(DenseAttendF32Impl);
 HWY_EXPORT(DenseAttendF16Impl);
 HWY_EXPORT(IntAttendImpl);
 
+bool IntAttendSupports(const IntRowsView& r) {
+  const bool layout = r.token_group > 0
+                          ? r.token_group >= 32 && r.params_per_row <= 2 * 512
+                          : r.group % 16 == 0 && r.params_per_row <= kMaxIntParamsPerRow;
+  return layout && r.bits >= 1 && 32 % r.bits == 0;
+}
+
 void IntAttend(const float* q, const IntRowsView& k, const IntRowsView& v, int64_t n,
                const AttnState& s) {
-  const auto ok = [](const IntRowsView& r) {
-    const bool layout = r.token_group > 0
-                            ? r.token_group >= 32 && r.params_per_row <= 2 * 512
-                            : r.group % 16 == 0 && r.params_per_row <= kMaxIntParamsPerRow;
-    return layout && 32 % r.bits == 0;
-  };
-  CQKV_CHECK(ok(k) && ok(v) && k.token_group == v.token_group,
+  CQKV_CHECK(IntAttendSupports(k) && IntAttendSupports(v) && k.token_group == v.token_group,
              "IntAttend: unsupported rows (groups {}/{}, token groups {}/{}, bits {}/{})", k.group,
              v.group, k.token_group, v.token_group, k.bits, v.bits);
   HWY_DYNAMIC_DISPATCH(IntAttendImpl)(q, k, v, n, s);

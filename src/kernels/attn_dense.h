@@ -49,6 +49,10 @@ struct IntRowsView {
   int group;            // token layout: a multiple of 16 (vectors never straddle groups)
   int token_group = 0;  // channel layout: >= 32
 };
+// Whether IntAttend reads rows of this shape: 1, 2, 4 or 8 bits; token layout, groups of a
+// multiple of 16 channels and head_dim <= 512; channel layout, token groups of >= 32 rows and
+// head_dim <= 512.
+bool IntAttendSupports(const IntRowsView& rows);
 // DenseAttendF32 over n such rows, dequantised in registers (no scratch round trip): equals
 // dequantise-then-attend up to fp32 rounding (min + code * scale is one fused multiply-add).
 void IntAttend(const float* q, const IntRowsView& k, const IntRowsView& v, int64_t n,

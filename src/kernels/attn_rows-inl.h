@@ -19,6 +19,7 @@
 #include <hwy/highway.h>
 
 #include "kernels/attn_dense.h"
+#include "kernels/dequant.h"
 #include "util/fp16.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -92,19 +93,6 @@ inline float DecodeCodeScalar(const IntRowsView& r, int64_t i, int j) {
                             ((1u << r.bits) - 1u));
 }
 
-// Widens n halves to floats.
-inline void WidenHalves(const uint16_t* HWY_RESTRICT in, int64_t n, float* HWY_RESTRICT out) {
-  const hn::ScalableTag<float> df;
-  const hn::Rebind<hwy::float16_t, decltype(df)> dh;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  int64_t e = 0;
-  for (; e + N <= n; e += N) {
-    hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(in + e))),
-               df, out + e);
-  }
-  for (; e < n; ++e) out[e] = F16ToF32(in[e]);
-}
-
 // What both quantised layouts share: the K/V views, the block's widened (scale, min) parameters,
 // and the row-source interface forwarded to Derived::Decode / DecodeScalar.
 template <class Derived>
@@ -133,8 +121,8 @@ struct IntTokenRows : IntRowsBase<IntTokenRows> {
 
   void BeginBlock(int64_t block0, int64_t bn) {
     b0 = block0;
-    WidenHalves(k.params + b0 * k.params_per_row, bn * k.params_per_row, kp);
-    WidenHalves(v.params + b0 * v.params_per_row, bn * v.params_per_row, vp);
+    DequantizeRow(DType::kF16, k.params + b0 * k.params_per_row, bn * k.params_per_row, kp);
+    DequantizeRow(DType::kF16, v.params + b0 * v.params_per_row, bn * v.params_per_row, vp);
   }
   const float* Pair(const float* block, const IntRowsView& r, int64_t i, int j) const {
     return block + (i - b0) * r.params_per_row + 2 * (j / r.group);
@@ -160,7 +148,7 @@ struct IntChannelRows : IntRowsBase<IntChannelRows> {
   void Widen(const IntRowsView& r, int64_t gn, float* HWY_RESTRICT out) {
     const int64_t hd = r.params_per_row / 2;
     for (int64_t g = 0; g < gn; ++g) {
-      WidenHalves(r.params + (g0 + g) * r.params_per_row, r.params_per_row, tmp);
+      DequantizeRow(DType::kF16, r.params + (g0 + g) * r.params_per_row, r.params_per_row, tmp);
       float* o = out + g * 2 * hd;
       for (int64_t c = 0; c < hd; ++c) {
         o[c] = tmp[2 * c];

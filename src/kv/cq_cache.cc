@@ -20,17 +20,6 @@ namespace {
 // Pre-RoPE keys are decoded into a stack buffer of one head before rotation.
 constexpr int kMaxHeadDim = 1024;
 
-// Code i of a packed stream: bits [i*b, i*b + b), little-endian. b = 8 and b = 4 are plain
-// byte / nibble reads; other widths load a 32-bit word (b <= 16 plus a shift <= 7 fits).
-inline uint32_t ReadCode(const uint8_t* p, int64_t i, int bits) {
-  if (bits == 8) return p[i];
-  if (bits == 4) return (p[i >> 1] >> ((i & 1) * 4)) & 0xfu;
-  const uint64_t bit = static_cast<uint64_t>(i) * bits;
-  uint32_t w;
-  std::memcpy(&w, p + (bit >> 3), 4);
-  return (w >> (bit & 7)) & ((1u << bits) - 1);
-}
-
 // The codes of one (layer, K/V, KV head): code (token * groups + group), packed with no padding
 // between tokens so storage is exactly b bits per group. One stream per KV head because decode
 // attention reads one head at a time: its codes are then contiguous, where token-major codes of
@@ -39,7 +28,7 @@ inline uint32_t ReadCode(const uint8_t* p, int64_t i, int bits) {
 class CodeStream {
  public:
   explicit CodeStream(int bits = 8) : bits_(bits) {}
-  // Room for n codes, plus 4 spare zero bytes so ReadCode's word load stays in bounds.
+  // Room for n codes, plus 4 spare zero bytes so ReadCqCode's word load stays in bounds.
   void Resize(int64_t n) { bytes_.resize(static_cast<size_t>((n * bits_ + 7) / 8 + 4), 0); }
   void Clear() { bytes_.clear(); }
   void Put(int64_t i, uint32_t code) {
@@ -70,7 +59,6 @@ class CodeStream {
 struct CqShared {
   CqConfig config;
   KeyPosition keys = KeyPosition::kPostRope;
-  int n_groups = 0;
   // [layer * 2 + kind]: (n_groups, c, 2^b), channel-major within each group: the layout of the
   // SIMD nearest-centroid search; decoding reads a centroid with stride 2^b.
   std::vector<std::vector<float>> tables;
@@ -82,14 +70,13 @@ std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& sha
   auto sh = std::make_shared<CqShared>();
   sh->config = set.config;
   sh->keys = set.keys;
-  sh->n_groups = set.n_groups();
   const int c = set.config.channels, k = set.config.n_centroids();
   // The set's own copy of each table is dropped once transposed, so one copy lives in memory.
   sh->tables.resize(set.centroids.size());
   for (size_t t = 0; t < set.centroids.size(); ++t) {
     sh->tables[t].resize(set.centroids[t].size());
     const int64_t per_group = static_cast<int64_t>(k) * c;
-    for (int g = 0; g < sh->n_groups; ++g) {
+    for (int g = 0; g < set.n_groups(); ++g) {
       TransposeCentroids(ConstMat(set.centroids[t].data() + g * per_group, k, c),
                          sh->tables[t].data() + g * per_group);
     }
@@ -202,7 +189,7 @@ class CqKvCache final : public KvCache {
       const float* Centroid(int kind, const float* table, int64_t t, int kvh, int gi) const {
         const CqKvCache& s = *self;
         const int gph = s.groups_per_head_;
-        const uint32_t code = ReadCode(s.Codes(layer, kind, kvh).data(), t * gph + gi, s.bits_);
+        const uint32_t code = ReadCqCode(s.Codes(layer, kind, kvh).data(), t * gph + gi, s.bits_);
         return table + (int64_t{kvh} * gph + gi) * s.c_ * s.k_ + code;
       }
       int64_t WinOffset(int64_t t, int kvh) const {
@@ -223,11 +210,7 @@ class CqKvCache final : public KvCache {
           return sum;
         }
         float key[kMaxHeadDim];
-        for (int gi = 0; gi < s.groups_per_head_; ++gi) {
-          const float* cent = Centroid(0, k_table, t, kvh, gi);
-          for (int j = 0; j < c; ++j) key[gi * c + j] = cent[j * k];
-        }
-        s.rope_.Rotate(key, t);
+        s.RotatedKey(layer, kvh, t, key);
         return Dot(key, qh, hd);
       }
       void AddValue(int64_t t, int kvh, float p, float* o) const {
@@ -283,13 +266,7 @@ class CqKvCache final : public KvCache {
         score = [&](int64_t b0, int64_t n, float* scores) {
           float key[kMaxHeadDim];
           for (int64_t i = 0; i < n; ++i) {
-            const int64_t base = (b0 + i) * groups_per_head_;
-            for (int gi = 0; gi < groups_per_head_; ++gi) {
-              const float* cent =
-                  hv.k_table + int64_t{gi} * c_ * k_ + ReadCqCode(hv.k_codes, base + gi, bits_);
-              for (int j = 0; j < c_; ++j) key[gi * c_ + j] = cent[j * k_];
-            }
-            rope_.Rotate(key, b0 + i);
+            RotatedKey(layer, kv_head, b0 + i, key);
             for (int h = 0; h < group; ++h) scores[h * n + i] = Dot(key, q_group + h * hd, hd);
           }
         };
@@ -321,6 +298,19 @@ class CqKvCache final : public KvCache {
   double BitsPerChannel() const override { return CqCodeBitsPerChannel(config_); }
 
  private:
+  // Pre-RoPE codebooks: the key of (layer, kv_head, token t) dequantised, then rotated to its
+  // position; head_dim floats.
+  void RotatedKey(int layer, int kv_head, int64_t t, float* key) const {
+    const int gph = groups_per_head_;
+    const uint8_t* codes = Codes(layer, 0, kv_head).data();
+    const float* table = tables_[layer * 2].data() + int64_t{kv_head} * gph * c_ * k_;
+    for (int gi = 0; gi < gph; ++gi) {
+      const float* cent = table + int64_t{gi} * c_ * k_ + ReadCqCode(codes, t * gph + gi, bits_);
+      for (int j = 0; j < c_; ++j) key[gi * c_ + j] = cent[j * k_];
+    }
+    rope_.Rotate(key, t);
+  }
+
   const CodeStream& Codes(int layer, int kind, int kv_head) const {
     return codes_[(static_cast<size_t>(layer) * 2 + kind) * shape_.n_kv_heads + kv_head];
   }

@@ -64,8 +64,8 @@ class DenseKvCache final : public KvCache {
                shape_.max_tokens);
     const size_t need = static_cast<size_t>((n_[layer] + n) * hd);
     for (int h = 0; h < shape_.n_kv_heads; ++h) {
-      std::vector<T>& k = k_[Slot(layer, h)];
-      std::vector<T>& v = v_[Slot(layer, h)];
+      std::vector<T>& k = k_[shape_.HeadSlot(layer, h)];
+      std::vector<T>& v = v_[shape_.HeadSlot(layer, h)];
       k.resize(need);
       v.resize(need);
       for (int64_t i = 0; i < n; ++i) {
@@ -89,10 +89,10 @@ class DenseKvCache final : public KvCache {
       int layer;
       int hd;
       float Score(int64_t t, int kvh, const float* qh) const {
-        return Elem<T>::Dot(self->k_[self->Slot(layer, kvh)].data() + t * hd, qh, hd);
+        return Elem<T>::Dot(self->k_[self->shape_.HeadSlot(layer, kvh)].data() + t * hd, qh, hd);
       }
       void AddValue(int64_t t, int kvh, float p, float* o) const {
-        Elem<T>::Axpy(p, self->v_[self->Slot(layer, kvh)].data() + t * hd, o, hd);
+        Elem<T>::Axpy(p, self->v_[self->shape_.HeadSlot(layer, kvh)].data() + t * hd, o, hd);
       }
     };
     const Ops ops{this, layer, shape_.head_dim};
@@ -105,7 +105,7 @@ class DenseKvCache final : public KvCache {
     const AttnState s{m, l, acc, group, hd};
     ResetAttnState(s);
     const int64_t off = t0 * hd;
-    const size_t slot = Slot(layer, kv_head);
+    const size_t slot = shape_.HeadSlot(layer, kv_head);
     Elem<T>::Attend(q_group, k_[slot].data() + off, v_[slot].data() + off, hd, t1 - t0, s);
   }
   bool HasAttendPartial() const override { return true; }
@@ -123,11 +123,7 @@ class DenseKvCache final : public KvCache {
   }
 
  private:
-  size_t Slot(int layer, int kv_head) const {
-    return static_cast<size_t>(layer) * shape_.n_kv_heads + kv_head;
-  }
-
-  std::vector<std::vector<T>> k_, v_;  // [Slot(layer, kv_head)]: (tokens, head_dim)
+  std::vector<std::vector<T>> k_, v_;  // [shape_.HeadSlot(layer, kv_head)]: (tokens, head_dim)
   std::vector<int64_t> n_;
 };
 

@@ -25,8 +25,8 @@ class RowStoreCache : public QuantKvCache {
     CheckAppend(layer, block);
     const int hd = shape_.head_dim;
     for (int h = 0; h < shape_.n_kv_heads; ++h) {
-      k_[Slot(layer, h)].Append(block.k.ColRange(int64_t{h} * hd, hd));
-      v_[Slot(layer, h)].Append(block.v.ColRange(int64_t{h} * hd, hd));
+      k_[shape_.HeadSlot(layer, h)].Append(block.k.ColRange(int64_t{h} * hd, hd));
+      v_[shape_.HeadSlot(layer, h)].Append(block.v.ColRange(int64_t{h} * hd, hd));
     }
   }
 
@@ -34,7 +34,7 @@ class RowStoreCache : public QuantKvCache {
     Store(layer, part, kvh).Dequant(t, 0, shape_.head_dim, out);
   }
 
-  int64_t tokens(int layer) const override { return k_[Slot(layer, 0)].rows(); }
+  int64_t tokens(int layer) const override { return k_[shape_.HeadSlot(layer, 0)].rows(); }
 
   void Clear() override {
     for (Rows& r : k_) r.Clear();
@@ -42,11 +42,8 @@ class RowStoreCache : public QuantKvCache {
   }
 
  private:
-  size_t Slot(int layer, int kv_head) const {
-    return static_cast<size_t>(layer) * shape_.n_kv_heads + kv_head;
-  }
   const Rows& Store(int layer, KvPart part, int kvh) const {
-    return part == KvPart::kKey ? k_[Slot(layer, kvh)] : v_[Slot(layer, kvh)];
+    return part == KvPart::kKey ? k_[shape_.HeadSlot(layer, kvh)] : v_[shape_.HeadSlot(layer, kvh)];
   }
   void DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
                    float* out) const override {
@@ -61,7 +58,7 @@ class RowStoreCache : public QuantKvCache {
     return false;
   }
 
-  std::vector<Rows> k_, v_;  // [Slot(layer, kv_head)]
+  std::vector<Rows> k_, v_;  // [shape_.HeadSlot(layer, kv_head)]
 };
 
 // Groups of G channels within each token (int<B>-token, nf<B>). Groups never straddle heads.

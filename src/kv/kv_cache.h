@@ -3,6 +3,7 @@
 // A format sees keys both before and after RoPE: which one it stores is its own choice.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -28,6 +29,11 @@ struct KvShape {
   uint64_t model_fingerprint = 0;
 
   int kv_dim() const { return n_kv_heads * head_dim; }
+  // Index of (layer, kv_head) in storage kept per KV head, layer-major (decode attention reads
+  // one KV head at a time, so every format keeps each head's rows contiguous).
+  size_t HeadSlot(int layer, int kv_head) const {
+    return static_cast<size_t>(layer) * n_kv_heads + kv_head;
+  }
   int q_dim() const { return n_heads * head_dim; }
   static KvShape FromConfig(const ModelConfig& c, int max_tokens);
 };

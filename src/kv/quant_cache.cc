@@ -66,7 +66,7 @@ void QuantKvCache::AttendPartial(int layer, int kv_head, const float* q_group, i
       InPlaceRows(layer, KvPart::kValue, kv_head, &vr) &&
       (kr.token_group == 0 || t0 % kr.token_group == 0)) {
     // Pairs follow the rows (token layout) or the token groups (channel layout, whose ranges
-    // must then start on a group; DecodeAttention's blocks are multiples of 64 tokens).
+    // must then start on a group; DecodeAttention's blocks are multiples of 256 tokens).
     for (IntRowsView* r : {&kr, &vr}) {
       r->codes += t0 * r->code_bytes;
       r->params += (r->token_group == 0 ? t0 : t0 / r->token_group) * r->params_per_row;

@@ -168,11 +168,10 @@ uint32_t TokenGroupRows::Code(int64_t t, int c) const {
 }
 
 bool TokenGroupRows::InPlaceView(IntRowsView* view) const {
-  const bool ok = codec_ == GroupCodec::kUniform && 32 % bits_ == 0 && group_ % 16 == 0;
-  if (!ok || rows_ == 0) return false;
+  if (codec_ != GroupCodec::kUniform || rows_ == 0) return false;
   *view =
       IntRowsView{codes_.data(), params_.data(), code_bytes_, 2 * (width_ / group_), bits_, group_};
-  return true;
+  return IntAttendSupports(*view);
 }
 
 void TokenGroupRows::Clear() {
@@ -228,10 +227,10 @@ void ChannelGroupRows::QuantizePartialGroup() {
 }
 
 bool ChannelGroupRows::InPlaceView(IntRowsView* view) const {
-  if (32 % bits_ != 0 || group_ < 32 || rows_ == 0) return false;
+  if (rows_ == 0) return false;
   *view = IntRowsView{codes_.data(), params_.data(), code_bytes_, 2 * int64_t{width_},
                       bits_,         width_,         group_};
-  return true;
+  return IntAttendSupports(*view);
 }
 
 void ChannelGroupRows::Dequant(int64_t t, int c0, int n, float* out) const {

@@ -40,7 +40,7 @@ class TokenGroupRows {
   // The codes of row t, for tests.
   uint32_t Code(int64_t t, int c) const;
   // The rows as the in-register decode kernel reads them (kernels/attn_dense.h, IntAttend):
-  // uniform codec, 1/2/4/8 bits and groups of a multiple of 16 channels. False otherwise.
+  // uniform codec and a shape IntAttendSupports. False otherwise.
   bool InPlaceView(IntRowsView* view) const;
 
   int64_t rows() const { return rows_; }
@@ -73,7 +73,7 @@ class ChannelGroupRows {
   // As TokenGroupRows::DequantBlock; each token group's scale/min are decoded once per block.
   void DequantBlock(int64_t t0, int64_t rows, int c0, int n, float* out, int64_t ld) const;
   uint32_t Code(int64_t t, int c) const;
-  // The rows as IntAttend reads them: 1/2/4/8 bits, token groups of at least 32 rows.
+  // The rows as IntAttend reads them, when IntAttendSupports their shape. False otherwise.
   bool InPlaceView(IntRowsView* view) const;
 
   int64_t rows() const { return rows_; }
