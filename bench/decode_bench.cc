@@ -206,7 +206,7 @@ int main(int argc, char** argv) {
   }
   // Two layers keep the fp32 weights at ~1.4 GB; kv heads 8 as in Mistral-7B.
   synth.config = SevenBShape(2, 8);
-  synth.make = [] { return MakeSyntheticModel(SevenBShape(2, 8), 1, 0.02f); };
+  synth.make = [] { return MakeSyntheticModel(synth.config, 1, 0.02f); };
   Register("7B-2L-kvh8", &synth, synth_grid, formats, max_gib);
 
   benchmark::RunSpecifiedBenchmarks();
