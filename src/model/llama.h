@@ -13,9 +13,24 @@
 
 namespace cqkv {
 
+// One sequence's share of a batched step: a prompt chunk (several tokens) or a decode token.
+struct BatchItem {
+  KvCache* cache = nullptr;          // the sequence's cache; tokens go at cache->tokens(0) onward
+  std::span<const int32_t> tokens;   // >= 1 tokens
+  Mat logits;                        // (tokens.size(), vocab) for every position, (1, vocab) for
+                                     // the last only, or rows == 0 for none (a non-final chunk)
+};
+
 class LlamaForward {
  public:
   LlamaForward(const Model& model, ThreadPool& pool);
+
+  // Advances every item's sequence by its tokens in one pass: the items' rows form one
+  // activation matrix, so each weight matrix is read once per step for the whole batch; decode
+  // items (one token) attend together through DecodeAttention, prompt chunks through their
+  // cache's Attend. Sequences are independent: an item's logits equal those of the same tokens
+  // run alone up to fp32 rounding. Each cache may appear once. Throws cqkv::Error as Forward.
+  void ForwardBatch(std::span<const BatchItem> items);
 
   // Runs `tokens` at positions cache.tokens(0) onwards, appending their K/V to `cache`.
   // `logits` is (tokens.size(), vocab) for every position, or (1, vocab) for the last only.

@@ -4,15 +4,11 @@
 
 #include <fmt/format.h>
 
-#include <stdexcept>
 #include <string>
 
-namespace cqkv {
+#include "cqkv/error.h"
 
-class Error : public std::runtime_error {
- public:
-  explicit Error(const std::string& msg) : std::runtime_error(msg) {}
-};
+namespace cqkv {
 
 template <typename... Args>
 [[noreturn]] void Fail(fmt::format_string<Args...> f, Args&&... args) {
