@@ -123,7 +123,7 @@ class CqKvCache final : public KvCache {
     }
   }
 
-  std::unique_ptr<KvCache> NewSibling() const override {
+  std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool> = nullptr) const override {
     return std::make_unique<CqKvCache>(shared_, shape_, window_, spec_);
   }
 

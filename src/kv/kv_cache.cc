@@ -26,7 +26,57 @@ void KvCache::AttendPartial(int, int, const float*, int, int64_t, int64_t, float
   Fail("kv cache {}: no partial (decode) attention for this format", format());
 }
 
-std::unique_ptr<KvCache> KvCache::NewSibling() const { return MakeKvCache(format(), shape_); }
+KvCache::KvCache(const KvShape& shape, std::shared_ptr<PagePool> pool)
+    : shape_(shape), pool_(std::move(pool)) {
+  CQKV_CHECK(shape.page_tokens > 0 && shape.page_tokens % 256 == 0,
+             "kv cache: page size of {} tokens is not a positive multiple of 256",
+             shape.page_tokens);
+}
+
+KvCache::~KvCache() { ReleasePages(); }
+
+std::unique_ptr<KvCache> KvCache::NewSibling(std::shared_ptr<PagePool>) const {
+  return MakeKvCache(format(), shape_);
+}
+
+bool KvCache::TryReserve(int64_t n_tokens) {
+  const int64_t need = PagesFor(n_tokens);
+  if (need <= pages_held()) return true;
+  if (!pool_) pool_ = PagePool::Unbounded(PageBytes());
+  CQKV_CHECK(pool_->page_bytes() == PageBytes(),
+             "kv cache {}: pool pages of {} bytes, format needs {}", format(),
+             pool_->page_bytes(), PageBytes());
+  std::vector<int32_t> got;
+  for (int64_t i = pages_held(); i < need; ++i) {
+    const int32_t id = pool_->TryAlloc();
+    if (id < 0) {
+      for (int32_t g : got) pool_->Free(g);
+      return false;
+    }
+    got.push_back(id);
+  }
+  for (int32_t id : got) {
+    pages_.push_back(id);
+    page_data_.push_back(pool_->Data(id));
+  }
+  return true;
+}
+
+uint8_t* KvCache::EnsurePage(int64_t t) {
+  const int64_t page = t / shape_.page_tokens;
+  if (page >= pages_held() && !TryReserve(t + 1)) {
+    throw Error(fmt::format("kv cache {}: the KV memory budget ({} pages of {} bytes) is spent",
+                            format(), pool_->capacity(), pool_->page_bytes()),
+                ErrorCode::kResourceExhausted);
+  }
+  return PageData(page);
+}
+
+void KvCache::ReleasePages() {
+  for (int32_t id : pages_) pool_->Free(id);
+  pages_.clear();
+  page_data_.clear();
+}
 
 std::unique_ptr<KvCache> MakeKvCache(const std::string& spec, const KvShape& shape) {
   if (spec == "fp32") return MakeFp32Cache(shape);

@@ -3,11 +3,14 @@
 // A format sees keys both before and after RoPE: which one it stores is its own choice.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "kv/page_pool.h"
 #include "model/config.h"
 #include "util/tensor.h"
 #include "util/thread_pool.h"
@@ -21,6 +24,9 @@ struct KvShape {
   int n_kv_heads = 0;
   int head_dim = 0;
   int max_tokens = 0;  // capacity; appending beyond it is an error
+  // Tokens per KV page (kv/page_pool.h): a multiple of 256, the decode attention token block, so
+  // a work unit's range never straddles a page unless it spans whole pages.
+  int page_tokens = 256;
   // RoPE parameters, for formats that store pre-RoPE keys and must rotate them when attending.
   float rope_freq_base = 10000.0f;
   RopeType rope_type = RopeType::kNorm;
@@ -48,7 +54,7 @@ struct KvBlock {
 
 class KvCache {
  public:
-  virtual ~KvCache() = default;
+  virtual ~KvCache();  // returns the pages to the pool
 
   // The spec this cache was made from, e.g. "fp16".
   virtual std::string format() const = 0;
@@ -84,15 +90,62 @@ class KvCache {
 
   // A new empty cache of the same format and shape, for another sequence of a batch. Read-only
   // state loaded or learned once (CQ codebooks, rotation tables) is shared with this cache, not
-  // copied. The default remakes the cache from format().
-  virtual std::unique_ptr<KvCache> NewSibling() const;
+  // copied. Its pages come from `pool` (page_bytes() must equal PageBytes()), or from a private
+  // unbounded pool when null.
+  virtual std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool> pool = nullptr) const;
+
+  // --- Paged storage. Token t of every layer, K and V, lives in page t / page_tokens of this
+  // sequence's page table; each format lays a page out as it likes (PageBytes).
+  // Bytes of one page of shape().page_tokens tokens, all layers, K and V.
+  // Transitional: 0 for formats that do not store their tokens in pages yet.
+  virtual int64_t PageBytes() const { return 0; }
+  // Bytes this sequence holds outside pages whatever its length (fp16 windows, a partial
+  // group's staging): charged to the pool's budget by whoever admits the sequence.
+  virtual int64_t FixedBytes() const { return 0; }
+  // Makes sure pages for tokens [0, n_tokens) are held; false (nothing changed) when the pool
+  // cannot supply them. Append allocates on its own too, but throws when the pool is empty, so
+  // schedulers reserve before a step.
+  bool TryReserve(int64_t n_tokens);
+  int64_t pages_held() const { return static_cast<int64_t>(pages_.size()); }
+  int64_t PagesFor(int64_t n_tokens) const {
+    return (n_tokens + shape_.page_tokens - 1) / shape_.page_tokens;
+  }
+  const std::shared_ptr<PagePool>& pool() const { return pool_; }
 
   const KvShape& shape() const { return shape_; }
 
  protected:
-  explicit KvCache(const KvShape& shape) : shape_(shape) {}
+  // pool may be null: a private unbounded pool of PageBytes() is made at the first page.
+  KvCache(const KvShape& shape, std::shared_ptr<PagePool> pool);
+  explicit KvCache(const KvShape& shape) : KvCache(shape, nullptr) {}
+
+  // The memory of page `index` (< pages_held()).
+  uint8_t* PageData(int64_t index) const { return page_data_[static_cast<size_t>(index)]; }
+  // Makes sure token t has its page; throws cqkv::Error (kResourceExhausted) when the pool is
+  // empty. Returns the page's memory.
+  uint8_t* EnsurePage(int64_t t);
+  // Returns every page to the pool (Clear).
+  void ReleasePages();
+
   KvShape shape_;
+
+ private:
+  std::shared_ptr<PagePool> pool_;
+  std::vector<int32_t> pages_;      // page ids, in token order
+  std::vector<uint8_t*> page_data_;  // their memory
 };
+
+// Calls fn(page, begin, end) for each page-aligned piece [begin, end) of tokens [t0, t1); page is
+// the page index, begin/end are absolute token indices.
+template <typename Fn>
+void ForEachPageRange(int64_t t0, int64_t t1, int64_t page_tokens, const Fn& fn) {
+  while (t0 < t1) {
+    const int64_t page = t0 / page_tokens;
+    const int64_t end = std::min(t1, (page + 1) * page_tokens);
+    fn(page, t0, end);
+    t0 = end;
+  }
+}
 
 // Makes a cache from a `--kv` spec ("fp32", "fp16"). Throws cqkv::Error naming the spec when
 // it is unknown or malformed.

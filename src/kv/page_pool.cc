@@ -1,0 +1,91 @@
+#include "kv/page_pool.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <limits>
+
+#include "util/error.h"
+
+namespace cqkv {
+
+PagePool::PagePool(int64_t page_bytes, int64_t budget_bytes)
+    : page_bytes_(page_bytes),
+      budget_bytes_(budget_bytes),
+      capacity_(std::max<int64_t>(1, budget_bytes / std::max<int64_t>(1, page_bytes))) {
+  CQKV_CHECK(page_bytes > 0, "KV page pool: page size must be positive, got {} bytes",
+             page_bytes);
+}
+
+std::shared_ptr<PagePool> PagePool::Unbounded(int64_t page_bytes) {
+  // Page ids are int32; the budget only bounds how many exist.
+  const int64_t max_pages = std::numeric_limits<int32_t>::max() / 2;
+  const int64_t budget = page_bytes > std::numeric_limits<int64_t>::max() / max_pages
+                             ? std::numeric_limits<int64_t>::max()
+                             : page_bytes * max_pages;
+  return std::make_shared<PagePool>(page_bytes, budget);
+}
+
+int64_t PagePool::used() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return used_;
+}
+
+int64_t PagePool::reserved_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reserved_bytes_;
+}
+
+int64_t PagePool::ReservedPages() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return (reserved_bytes_ + page_bytes_ - 1) / page_bytes_;
+}
+
+int32_t PagePool::TryAlloc() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t reserved_pages = (reserved_bytes_ + page_bytes_ - 1) / page_bytes_;
+  if (used_ + reserved_pages >= capacity_) return -1;
+  int32_t id;
+  if (!free_.empty()) {
+    id = free_.back();
+    free_.pop_back();
+  } else {
+    id = static_cast<int32_t>(pages_.size());
+    pages_.emplace_back();
+  }
+  auto& p = pages_[static_cast<size_t>(id)];
+  if (!p) {
+    p.reset(new uint8_t[static_cast<size_t>(page_bytes_)]);
+  }
+  std::memset(p.get(), 0, static_cast<size_t>(page_bytes_));
+  ++used_;
+  return id;
+}
+
+uint8_t* PagePool::Data(int32_t page) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  assert(page >= 0 && static_cast<size_t>(page) < pages_.size());
+  return pages_[static_cast<size_t>(page)].get();
+}
+
+void PagePool::Free(int32_t page) {
+  std::lock_guard<std::mutex> lock(mu_);
+  assert(page >= 0 && static_cast<size_t>(page) < pages_.size());
+  free_.push_back(page);
+  --used_;
+}
+
+bool PagePool::TryReserveBytes(int64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t after = (reserved_bytes_ + bytes + page_bytes_ - 1) / page_bytes_;
+  if (used_ + after > capacity_) return false;
+  reserved_bytes_ += bytes;
+  return true;
+}
+
+void PagePool::ReleaseBytes(int64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  reserved_bytes_ -= bytes;
+}
+
+}  // namespace cqkv
