@@ -23,9 +23,9 @@ struct EngineConfig {
   std::string tokenizer_path;  // optional: tokenizer.bin, tokenizer.json or GGUF vocabulary
   std::string kv = "fp16";     // KV cache format spec, e.g. "fp16", "cq:FILE.cqcb", "int4-channel"
   int64_t kv_memory_bytes = int64_t{1} << 30;  // budget for every sequence's KV pages together
-  int page_tokens = 256;  // tokens per KV page (a multiple of 256, the decode token block)
-  int max_context = 0;    // longest prompt + completion per sequence; 0 = the model's context
-  int threads = 0;        // compute threads; 0 = all cores
+  int page_tokens = 256;       // tokens per KV page (a multiple of 256, the decode token block)
+  int max_context = 0;         // longest prompt + completion per sequence; 0 = the model's context
+  int threads = 0;             // compute threads; 0 = all cores
   int max_batch_tokens = 512;  // tokens per step over all sequences (chunked prefill budget)
   int max_running = 256;       // sequences advanced together at most
   int max_queue = 256;         // requests waiting for admission at most; more are refused
@@ -55,11 +55,11 @@ const char* FinishReasonName(FinishReason r);  // "stop", "length", "cancelled",
 // One callback per generated token, and a final one with done = true.
 struct TokenEvent {
   int64_t request_id = 0;
-  int32_t token = -1;       // the sampled token (-1 on the final event)
-  std::string text;         // new completion text (held back while it may start a stop string)
+  int32_t token = -1;  // the sampled token (-1 on the final event)
+  std::string text;    // new completion text (held back while it may start a stop string)
   bool done = false;
   FinishReason finish = FinishReason::kNone;
-  std::string error;        // set when finish == kError
+  std::string error;  // set when finish == kError
   int prompt_tokens = 0;
   int completion_tokens = 0;
 };
@@ -77,7 +77,7 @@ struct EngineStats {
   int queued = 0;   // waiting for admission (including preempted ones)
   int64_t pages_total = 0, pages_used = 0;
   int64_t page_bytes = 0;
-  int64_t kv_bytes_used = 0;    // pages in use plus per-sequence fixed buffers
+  int64_t kv_bytes_used = 0;  // pages in use plus per-sequence fixed buffers
   int64_t kv_budget_bytes = 0;
   int64_t prompt_tokens_total = 0;
   int64_t generated_tokens_total = 0;
@@ -124,7 +124,8 @@ class Engine {
   virtual void Start() = 0;
   // Refuses new requests, lets running and queued ones finish for up to `drain`, cancels the
   // rest, then joins the background thread.
-  virtual void Stop(std::chrono::milliseconds drain = std::chrono::milliseconds(0)) = 0;
+  virtual void Stop(std::chrono::milliseconds drain) = 0;
+  void Stop() { Stop(std::chrono::milliseconds(0)); }
 
   virtual EngineStats Stats() const = 0;
   virtual const ModelInfo& Info() const = 0;

@@ -13,8 +13,7 @@ PagePool::PagePool(int64_t page_bytes, int64_t budget_bytes)
     : page_bytes_(page_bytes),
       budget_bytes_(budget_bytes),
       capacity_(std::max<int64_t>(1, budget_bytes / std::max<int64_t>(1, page_bytes))) {
-  CQKV_CHECK(page_bytes > 0, "KV page pool: page size must be positive, got {} bytes",
-             page_bytes);
+  CQKV_CHECK(page_bytes > 0, "KV page pool: page size must be positive, got {} bytes", page_bytes);
 }
 
 std::shared_ptr<PagePool> PagePool::Unbounded(int64_t page_bytes) {

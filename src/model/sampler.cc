@@ -25,6 +25,13 @@ int32_t Sampler::Sample(const float* logits, int64_t vocab) {
     cand_[i].first = std::exp((cand_[i].first - mx) / cfg_.temperature);
     sum += cand_[i].first;
   }
+  if (cfg_.min_p > 0.0f) {
+    // cand_ is sorted, so the kept tokens are a prefix; cand_[0] has weight exp(0) = 1 = p_max.
+    size_t i = 1;
+    while (i < keep && cand_[i].first >= cfg_.min_p) ++i;
+    for (size_t j = i; j < keep; ++j) sum -= cand_[j].first;
+    keep = i;
+  }
   if (cfg_.top_p < 1.0f) {
     double cum = 0;
     for (size_t i = 0; i < keep; ++i) {

@@ -1,5 +1,5 @@
 // Next-token sampling: greedy at temperature 0, otherwise temperature + top-k + top-p (nucleus)
-// with a seeded generator, so a run is reproducible from its seed.
+// + min-p with a seeded generator, so a run is reproducible from its seed.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +12,7 @@ struct SamplerConfig {
   float temperature = 0.0f;  // 0: greedy
   int top_k = 40;            // <= 0: no top-k cut
   float top_p = 0.95f;       // >= 1: no nucleus cut
+  float min_p = 0.0f;        // drops tokens with p < min_p * p_max; <= 0: no cut
   uint64_t seed = 42;
 };
 

@@ -32,6 +32,7 @@ struct Vocab {
   int32_t unk_id = -1;
   bool add_bos = true;
   bool add_space_prefix = true;  // SPM: prepend a space to the input as SentencePiece does
+  std::string chat_template;     // GGUF tokenizer.chat_template (Jinja text), empty when absent
 };
 
 }  // namespace cqkv

@@ -80,6 +80,7 @@ Vocab VocabFromGguf(const GgufFile& g) {
   v.add_bos = g.GetBool("tokenizer.ggml.add_bos_token", spm);
   // llama.cpp honours the space prefix for SentencePiece vocabularies only.
   v.add_space_prefix = spm && g.GetBool("tokenizer.ggml.add_space_prefix", true);
+  v.chat_template = g.GetString("tokenizer.chat_template", "");
   return v;
 }
 
