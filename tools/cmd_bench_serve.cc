@@ -45,6 +45,7 @@ struct ServeResult {
   double decode_tok_s = 0, tpot_ms = 0, ratio_vs_fp16 = 0;
   double linear_gflops = 0;  // 2 * weights * tokens / step time: the GEMM work rate achieved
   double rss_bytes = 0;
+  double sequential_tok_s = 0;  // --sequential: the same sequences decoded one after another
 };
 
 struct Opts {
@@ -58,6 +59,9 @@ struct Opts {
   std::string kv_memory = "1GiB";
   std::string formats = "fp16,int4-channel,cq:4c8b,cq:8c8b";
   std::string json;
+  std::string weights = "f32";  // synthetic model's matrices
+  bool sequential = false;
+  int Fill() const { return ctx - gen * (sequential ? 2 : 1); }
 };
 
 ServeResult RunFormat(const Model& model, const Opts& o, int64_t budget, const AttnFormat& format,
@@ -87,9 +91,9 @@ ServeResult RunFormat(const Model& model, const Opts& o, int64_t budget, const A
                static_cast<double>(pool_pages->reserved_bytes());
   if (seqs.empty()) return r;
   fmt::print(stderr, "bench-serve: {}: {} sequences admitted, filling {} tokens each\n",
-             format.name, r.sequences, o.ctx - o.gen);
+             format.name, r.sequences, o.Fill());
   pool.ParallelFor(r.sequences, 1, [&](int64_t b0, int64_t b1, int) {
-    for (int64_t b = b0; b < b1; ++b) FillRandom(*seqs[b], o.ctx - o.gen, 11 + b);
+    for (int64_t b = b0; b < b1; ++b) FillRandom(*seqs[b], o.Fill(), 11 + b);
   });
   r.rss_bytes = RssBytes();
   LlamaForward fwd(model, pool);
@@ -119,6 +123,18 @@ ServeResult RunFormat(const Model& model, const Opts& o, int64_t budget, const A
            int64_t{c.n_heads} * c.head_dim() * c.dim + 3 * int64_t{c.dim} * c.hidden_dim) +
       static_cast<double>(c.vocab_size) * c.dim;
   r.linear_gflops = 2.0 * linear * r.sequences * steps / secs / 1e9;
+  if (o.sequential) {
+    // The baseline batching removes: every sequence's step reads all weights again.
+    const auto s0 = std::chrono::steady_clock::now();
+    for (int s = 1; s < o.gen; ++s) {
+      for (int64_t b = 0; b < r.sequences; ++b) {
+        fwd.Forward(std::span<const int32_t>(&toks[b], 1), *seqs[b],
+                    Mat(logits.data() + b * V, 1, V));
+      }
+    }
+    const double ss = std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+    r.sequential_tok_s = static_cast<double>(r.sequences) * steps / ss;
+  }
   return r;
 }
 
@@ -137,6 +153,12 @@ void RegisterBenchServe(CLI::App& app) {
   cmd->add_option("-m,--model", o->m.model, "model file (or --synthetic)");
   cmd->add_option("--synthetic", o->synthetic, "'7b': a 7B-shaped random model (8 KV heads)")
       ->check(CLI::IsMember({"7b"}));
+  cmd->add_option("--weights", o->weights, "matrix type of the synthetic model")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16"}));
+  cmd->add_flag("--sequential", o->sequential,
+                "also decode the same sequences one after another (Forward per sequence) and "
+                "report the batch's speed-up over that");
   cmd->add_option("--layers", o->layers, "layers of the synthetic model")
       ->capture_default_str()
       ->check(CLI::Range(1, 32));
@@ -160,11 +182,13 @@ void RegisterBenchServe(CLI::App& app) {
   cmd->callback([o] {
     CQKV_CHECK(o->m.model.empty() != o->synthetic.empty(),
                "bench-serve: give exactly one of -m MODEL and --synthetic 7b");
-    CQKV_CHECK(o->gen < o->ctx, "bench-serve: --gen {} must be below --ctx {}", o->gen, o->ctx);
+    CQKV_CHECK(o->Fill() >= 1, "bench-serve: --gen {} leaves no room for cached tokens in --ctx {}",
+               o->gen, o->ctx);
     const int64_t budget = ParseByteSize(o->kv_memory, "--kv-memory");
     std::unique_ptr<Model> model =
         o->synthetic.empty() ? LoadModel(o->m.model)
-                             : MakeSyntheticModel(SevenBShape(o->layers, 8, 256, o->ctx), 1, 0.02f);
+                             : MakeSyntheticModel(SevenBShape(o->layers, 8, 256, o->ctx), 1, 0.02f,
+                                                  o->weights == "f16" ? DType::kF16 : DType::kF32);
     const std::string name =
         o->synthetic.empty() ? o->m.model : "7B-shaped-" + std::to_string(o->layers) + "L-kvh8";
     std::vector<AttnFormat> formats = ParseAttnFormats(o->formats);
@@ -212,7 +236,17 @@ void RegisterBenchServe(CLI::App& app) {
                      {"fixed_bytes_per_sequence", r.fixed_bytes},
                      {"bits_per_channel", r.bits_per_channel},
                      {"linear_gflops", r.linear_gflops},
-                     {"rss_bytes", r.rss_bytes}});
+                     {"rss_bytes", r.rss_bytes},
+                     {"sequential_tok_s", r.sequential_tok_s},
+                     {"batch_speedup",
+                      r.sequential_tok_s > 0 ? r.decode_tok_s / r.sequential_tok_s : 0.0}});
+    }
+    if (o->sequential) {
+      fmt::print("\n| format | batched tok/s | one-after-another tok/s | speed-up |\n|---|---|---|---|\n");
+      for (const ServeResult& r : results) {
+        fmt::print("| {} | {:.1f} | {:.1f} | {:.2f}x |\n", r.format, r.decode_tok_s,
+                   r.sequential_tok_s, r.decode_tok_s / std::max(1e-9, r.sequential_tok_s));
+      }
     }
     fmt::print("\npeak RSS of the process: {:.0f} MiB\n", PeakRssBytes() / (1 << 20));
     if (!o->json.empty()) {

@@ -2,25 +2,41 @@
 
 #include <vector>
 
+#include "util/error.h"
+
 #include "util/fast_rng.h"
+#include "util/fp16.h"
 
 namespace cqkv {
 
-std::unique_ptr<Model> MakeSyntheticModel(const ModelConfig& c, uint64_t seed, float scale) {
+std::unique_ptr<Model> MakeSyntheticModel(const ModelConfig& c, uint64_t seed, float scale,
+                                          DType matrices) {
+  CQKV_CHECK(matrices == DType::kF32 || matrices == DType::kF16,
+             "synthetic models store F32 or F16 matrices, not {}", DTypeName(matrices));
   auto model = std::make_unique<Model>();
   model->path = "<synthetic>";
   model->file_format = "synthetic";
   model->config = c;
-  auto store = std::make_shared<std::vector<std::vector<float>>>();
-  store->reserve(static_cast<size_t>(4 + 9 * c.n_layers));  // data pointers must stay stable
+  struct Store {
+    std::vector<std::vector<float>> f32;
+    std::vector<std::vector<uint16_t>> f16;
+  };
+  auto store = std::make_shared<Store>();
+  store->f32.reserve(static_cast<size_t>(4 + 9 * c.n_layers));  // data pointers must stay stable
+  store->f16.reserve(static_cast<size_t>(4 + 9 * c.n_layers));
   FastRng rng(seed);
   auto alloc = [&](int64_t n, float mean, float amp) {
-    auto& v = store->emplace_back(static_cast<size_t>(n));
+    auto& v = store->f32.emplace_back(static_cast<size_t>(n));
     for (auto& x : v) x = mean + amp * rng.Next();
     return v.data();
   };
   auto mat = [&](int64_t rows, int64_t cols, const char* name) {
-    return WeightMatrix{DType::kF32, rows, cols, alloc(rows * cols, 0.0f, scale), name};
+    if (matrices == DType::kF32) {
+      return WeightMatrix{DType::kF32, rows, cols, alloc(rows * cols, 0.0f, scale), name};
+    }
+    auto& v = store->f16.emplace_back(static_cast<size_t>(rows * cols));
+    for (auto& x : v) x = F32ToF16(scale * rng.Next());
+    return WeightMatrix{DType::kF16, rows, cols, v.data(), name};
   };
   const int64_t q_dim = int64_t{c.n_heads} * c.head_dim();
   ModelWeights& w = model->weights;

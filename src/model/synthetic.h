@@ -12,8 +12,9 @@ namespace cqkv {
 // Weights uniform in [-scale, scale] (matrices) and 1 +- 0.1 (norm gains), from a fixed-seed
 // xorshift generator (util/fast_rng.h) so runs are reproducible and generating billions of
 // values stays fast.
+// Matrices are stored as `matrices` (F32 or F16; norms stay F32).
 std::unique_ptr<Model> MakeSyntheticModel(const ModelConfig& config, uint64_t seed,
-                                          float scale = 0.1f);
+                                          float scale = 0.1f, DType matrices = DType::kF32);
 
 // LLaMA-2-7B dimensions (dim 4096, hidden 11008, 32 heads) with `n_layers` layers, a small
 // vocabulary (so the classifier does not dominate a per-layer measurement) and `n_kv_heads`
