@@ -33,5 +33,6 @@ void RegisterConvert(CLI::App& app);
 void RegisterCalibrate(CLI::App& app);
 void RegisterKvGrads(CLI::App& app);
 void RegisterBenchAttn(CLI::App& app);
+void RegisterServe(CLI::App& app);
 
 }  // namespace cqkv::tools

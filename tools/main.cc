@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   cqkv::tools::RegisterCalibrate(app);
   cqkv::tools::RegisterKvGrads(app);
   cqkv::tools::RegisterBenchAttn(app);
+  cqkv::tools::RegisterServe(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
