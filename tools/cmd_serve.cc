@@ -2,13 +2,14 @@
 // streaming, /v1/models, /health, /metrics) over one cqkv::Engine. SIGINT/SIGTERM shut it down
 // gracefully: new requests are refused, running ones get --shutdown-timeout to finish.
 #include <fmt/core.h>
-#include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
-#include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "cqkv/engine.h"
@@ -18,6 +19,61 @@
 #include "util/error.h"
 
 namespace cqkv::tools {
+namespace {
+
+int g_signal_pipe_write = -1;
+
+void OnStopSignal(int sig) {
+  const int saved_errno = errno;
+  const unsigned char b = static_cast<unsigned char>(sig);
+  [[maybe_unused]] const ssize_t n = write(g_signal_pipe_write, &b, 1);
+  errno = saved_errno;
+}
+
+// SIGINT/SIGTERM -> a byte in a pipe, for Wait() on an ordinary thread. One per process.
+class StopSignalPipe {
+ public:
+  StopSignalPipe() {
+    CQKV_CHECK(pipe(fds_) == 0, "serve: cannot create the signal pipe: {}", strerror(errno));
+    g_signal_pipe_write = fds_[1];
+    struct sigaction sa = {};
+    sa.sa_handler = OnStopSignal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+  }
+  ~StopSignalPipe() {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    Close();
+    close(fds_[0]);
+  }
+  // The signal number, or 0 once Close() was called.
+  int Wait() {
+    unsigned char b = 0;
+    for (;;) {
+      const ssize_t n = read(fds_[0], &b, 1);
+      if (n == 1) return b;
+      if (n == 0 || errno != EINTR) return 0;
+    }
+  }
+  void Close() {
+    std::lock_guard lock(mu_);
+    if (fds_[1] < 0) return;
+    signal(SIGINT, SIG_IGN);  // no handler may write to the fd being closed
+    signal(SIGTERM, SIG_IGN);
+    g_signal_pipe_write = -1;
+    close(fds_[1]);
+    fds_[1] = -1;
+  }
+
+ private:
+  int fds_[2] = {-1, -1};
+  std::mutex mu_;
+};
+
+}  // namespace
 
 void RegisterServe(CLI::App& app) {
   struct Opts {
@@ -82,13 +138,10 @@ void RegisterServe(CLI::App& app) {
     http.body_limit = static_cast<size_t>(body_limit);
     http.shutdown_drain = std::chrono::milliseconds(std::llround(o->shutdown_timeout_s * 1000));
 
-    // SIGINT/SIGTERM are blocked in every thread (all created after this line inherit the mask)
-    // and taken by sigwait on one thread, which runs the shutdown outside any signal handler.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    // SIGINT/SIGTERM: the handler only writes the signal number into a pipe (async-signal-safe);
+    // a thread reading the pipe runs the shutdown. (sigwait would need the signals blocked in
+    // every thread, and OpenBLAS starts its threads before main.)
+    StopSignalPipe stop_pipe;
     signal(SIGPIPE, SIG_IGN);  // a client that went away is a failed write, not a dead server
 
     auto engine = Engine::Create(cfg);
@@ -97,11 +150,9 @@ void RegisterServe(CLI::App& app) {
     serve::HttpServer server(*engine, http);
     const int port = server.Bind();
 
-    std::atomic<bool> serve_ended{false};
     std::thread waiter([&] {
-      int sig = 0;
-      sigwait(&stop_signals, &sig);
-      if (serve_ended) return;  // woken by the main thread below
+      const int sig = stop_pipe.Wait();
+      if (sig == 0) return;  // closed by the main thread below
       fmt::print(stderr, "cqkv serve: {}, shutting down (up to {} s for running requests)\n",
                  strsignal(sig), o->shutdown_timeout_s);
       server.Stop();
@@ -112,8 +163,7 @@ void RegisterServe(CLI::App& app) {
     fmt::print("cqkv serve: listening on http://{}:{}\n", http.host, port);
     std::fflush(stdout);
     server.Serve();
-    serve_ended = true;
-    pthread_kill(waiter.native_handle(), SIGTERM);  // a no-op when it already took a signal
+    stop_pipe.Close();  // wakes the waiter when Serve ended without a signal
     waiter.join();
     server.Stop();  // when Serve ended by itself
     fmt::print(stderr, "cqkv serve: stopped\n");

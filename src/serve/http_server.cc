@@ -119,6 +119,12 @@ void HttpServer::Impl::Routes() {
   const int threads = std::max(1, opt.threads);
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   svr.set_payload_max_length(opt.body_limit);
+  // httplib's default adds SO_REUSEPORT, which would let a second server share our port and take
+  // half of its connections; a busy port must be an error instead.
+  svr.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
 
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;

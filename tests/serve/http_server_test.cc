@@ -88,6 +88,15 @@ TEST_F(HttpServerTest, HealthModelsMetrics) {
   ExpectError(Client().Get("/v2/nothing"), 404);
 }
 
+TEST_F(HttpServerTest, BusyPortIsAnError) {
+  StartServer();
+  FakeEngine other_engine;
+  HttpServerOptions o;
+  o.port = port_;
+  HttpServer other(other_engine, o);
+  EXPECT_THROW(other.Bind(), Error);
+}
+
 TEST_F(HttpServerTest, CompletionAndChat) {
   StartServer();
   auto r = Post("/v1/completions", R"({"prompt": "a b c", "max_tokens": 3, "temperature": 0,
