@@ -9,6 +9,7 @@ PKGS=(
   nlohmann-json3-dev                  # JSON results and config files
   libcli11-dev                        # command-line parsing with --help
   libfmt-dev                          # formatting of messages and tables
+  libcpp-httplib-dev                  # HTTP server of `cqkv serve` (OpenAI-compatible API)
   libgtest-dev libgmock-dev           # unit tests
   libbenchmark-dev                    # benchmarks
   python3-numpy                       # independent reference forward pass (tests only)

@@ -34,5 +34,6 @@ void RegisterCalibrate(CLI::App& app);
 void RegisterKvGrads(CLI::App& app);
 void RegisterBenchAttn(CLI::App& app);
 void RegisterBenchServe(CLI::App& app);
+void RegisterServe(CLI::App& app);
 
 }  // namespace cqkv::tools

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   cqkv::tools::RegisterKvGrads(app);
   cqkv::tools::RegisterBenchAttn(app);
   cqkv::tools::RegisterBenchServe(app);
+  cqkv::tools::RegisterServe(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
