@@ -49,7 +49,7 @@ class FakeEngine : public Engine {
         TokenEvent ev;
         ev.request_id = id;
         ev.token = 100 + l.generated;
-        ev.text = "w" + std::to_string(l.generated) + " ";
+        ev.text.append("w").append(std::to_string(l.generated)).append(" ");
         ev.prompt_tokens = static_cast<int>(l.r.prompt_tokens.size());
         ev.completion_tokens = ++l.generated;
         l.r.on_token(ev);
