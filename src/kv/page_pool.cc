@@ -4,17 +4,22 @@
 #include <cassert>
 #include <cstring>
 #include <limits>
+#include <new>
 
 #include "util/error.h"
 
 namespace cqkv {
+namespace {
+constexpr std::align_val_t kPageAlign{64};
+}  // namespace
+
+void PagePool::AlignedFree::operator()(uint8_t* p) const { ::operator delete[](p, kPageAlign); }
 
 PagePool::PagePool(int64_t page_bytes, int64_t budget_bytes)
     : page_bytes_(page_bytes),
       budget_bytes_(budget_bytes),
       capacity_(std::max<int64_t>(1, budget_bytes / std::max<int64_t>(1, page_bytes))) {
-  CQKV_CHECK(page_bytes > 0, "KV page pool: page size must be positive, got {} bytes",
-             page_bytes);
+  CQKV_CHECK(page_bytes > 0, "KV page pool: page size must be positive, got {} bytes", page_bytes);
 }
 
 std::shared_ptr<PagePool> PagePool::Unbounded(int64_t page_bytes) {
@@ -55,7 +60,7 @@ int32_t PagePool::TryAlloc() {
   }
   auto& p = pages_[static_cast<size_t>(id)];
   if (!p) {
-    p.reset(new uint8_t[static_cast<size_t>(page_bytes_)]);
+    p.reset(static_cast<uint8_t*>(::operator new[](static_cast<size_t>(page_bytes_), kPageAlign)));
   }
   std::memset(p.get(), 0, static_cast<size_t>(page_bytes_));
   ++used_;
