@@ -139,6 +139,19 @@ TEST(PagedKvCache, PageSizeDoesNotChangeAttention) {
   }
 }
 
+// Formats that re-encode a partial token group as tokens join (int<B>-channel) or flush their
+// window in groups (KIVI) store the same rows token by token as in one block, across pages.
+TEST(PagedKvCache, StreamingAcrossPagesEqualsOneBlock) {
+  for (const char* spec : {"int4-channel:g32", "int2-channel", "kivi2:g32:r64"}) {
+    SCOPED_TRACE(spec);
+    const KvShape s = TestShape(4, 2, 64, 600);
+    auto stream = MakeKvCache(spec, s), once = MakeKvCache(spec, s);
+    testing::ExpectStreamingEqualsOneBlock(dynamic_cast<QuantKvCache&>(*stream),
+                                           dynamic_cast<QuantKvCache&>(*once), 600, 7, 1);
+    EXPECT_EQ(stream->pages_held(), 3);
+  }
+}
+
 TEST(PagedKvCache, PageBytesAndFixedBytes) {
   const KvShape s = TestShape(8, 2, 64, 700);  // 2 layers x K/V x 2 KV heads = 8 regions a page
   // fp32 / fp16: (256, 64) elements a region.
