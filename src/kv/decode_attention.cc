@@ -36,7 +36,9 @@ void DecodeAttention(std::span<const DecodeSeq> seqs, int layer, ConstMat q, Mat
     const int64_t splits = std::max<int64_t>(1, (want + B * n_kv - 1) / (B * n_kv));
     block = std::max(DecodeOptions::kMinBlockTokens, (max_ctx + splits - 1) / splits);
     // Multiples of 256 tokens: ranges then start on the token groups of grouped formats
-    // (int<B>-channel reads its codes in place only from a group's first token).
+    // (int<B>-channel reads its codes in place only from a group's first token) and on KV page
+    // boundaries (pages are multiples of 256 tokens). A range may still span several pages:
+    // AttendPartial splits it by page itself, so nothing here assumes contiguous storage.
     block = (block + 255) / 256 * 256;
   }
   // Work units in (sequence, KV head, block) order; unit_begin[b * n_kv + h] indexes the first.

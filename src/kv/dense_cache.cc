@@ -1,12 +1,14 @@
 #include "kv/dense_cache.h"
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "kernels/attn_dense.h"
 #include "kernels/ops.h"
 #include "kv/attention.h"
 #include "kv/decode_attention.h"
+#include "kv/page_layout.h"
 #include "util/error.h"
 
 namespace cqkv {
@@ -38,21 +40,25 @@ struct Elem<uint16_t> {
   }
 };
 
-// Per (layer, KV head): K and V as (tokens, head_dim) row-major arrays, grown as tokens arrive
-// so memory follows the context actually used, up to shape.max_tokens. Head-major because decode
-// attention sweeps one KV head at a time: its rows are then one contiguous stream the hardware
-// prefetchers follow, where a token-major layout (rows kv_dim apart) reads head_dim of every
-// kv_dim channels and measured 2.5x slower per head at 8 KV heads.
+// Paged: a page holds, per (layer, K/V, KV head), that head's page_tokens rows of head_dim
+// elements as one (page_tokens, head_dim) row-major region (kv/page_layout.h). Head-major within
+// a page because decode attention sweeps one KV head at a time: its rows are then one contiguous
+// stream per page the hardware prefetchers follow, where a token-major layout (rows kv_dim apart)
+// reads head_dim of every kv_dim channels and measured 2.5x slower per head at 8 KV heads.
 template <typename T>
 class DenseKvCache final : public KvCache {
  public:
-  explicit DenseKvCache(const KvShape& shape)
-      : KvCache(shape),
-        k_(static_cast<size_t>(shape.n_layers) * shape.n_kv_heads),
-        v_(k_.size()),
+  DenseKvCache(const KvShape& shape, std::shared_ptr<PagePool> pool)
+      : KvCache(shape, std::move(pool)),
+        regions_(PageRegions::For(shape, int64_t{shape.page_tokens} * shape.head_dim * sizeof(T))),
         n_(shape.n_layers, 0) {}
 
   std::string format() const override { return Elem<T>::kName; }
+
+  std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool> pool) const override {
+    return std::make_unique<DenseKvCache>(shape_, std::move(pool));
+  }
+  int64_t PageBytes() const override { return regions_.page_bytes(); }
 
   void Append(int layer, const KvBlock& block) override {
     const int hd = shape_.head_dim;
@@ -62,16 +68,13 @@ class DenseKvCache final : public KvCache {
     CQKV_CHECK(n_[layer] + n <= shape_.max_tokens,
                "kv cache: context of {} tokens exceeds the cache capacity of {}", n_[layer] + n,
                shape_.max_tokens);
-    const size_t need = static_cast<size_t>((n_[layer] + n) * hd);
-    for (int h = 0; h < shape_.n_kv_heads; ++h) {
-      std::vector<T>& k = k_[shape_.HeadSlot(layer, h)];
-      std::vector<T>& v = v_[shape_.HeadSlot(layer, h)];
-      k.resize(need);
-      v.resize(need);
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t off = (n_[layer] + i) * hd;
-        Elem<T>::Store(block.k.Row(i) + int64_t{h} * hd, k.data() + off, hd);
-        Elem<T>::Store(block.v.Row(i) + int64_t{h} * hd, v.data() + off, hd);
+    if (n == 0) return;
+    EnsurePage(n_[layer] + n - 1);  // every page of the block, before anything is written
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t t = n_[layer] + i;
+      for (int h = 0; h < shape_.n_kv_heads; ++h) {
+        Elem<T>::Store(block.k.Row(i) + int64_t{h} * hd, MutRow(layer, 0, h, t), hd);
+        Elem<T>::Store(block.v.Row(i) + int64_t{h} * hd, MutRow(layer, 1, h, t), hd);
       }
     }
     n_[layer] += n;
@@ -89,32 +92,34 @@ class DenseKvCache final : public KvCache {
       int layer;
       int hd;
       float Score(int64_t t, int kvh, const float* qh) const {
-        return Elem<T>::Dot(self->k_[self->shape_.HeadSlot(layer, kvh)].data() + t * hd, qh, hd);
+        return Elem<T>::Dot(self->Row(layer, 0, kvh, t), qh, hd);
       }
       void AddValue(int64_t t, int kvh, float p, float* o) const {
-        Elem<T>::Axpy(p, self->v_[self->shape_.HeadSlot(layer, kvh)].data() + t * hd, o, hd);
+        Elem<T>::Axpy(p, self->Row(layer, 1, kvh, t), o, hd);
       }
     };
     const Ops ops{this, layer, shape_.head_dim};
     CausalAttention(shape_, ops, q, pos0, out, pool);
   }
 
+  // One kernel call per page the range touches, all folding into the same softmax state: the
+  // kernel's 64-token blocks start on page boundaries (multiples of 256), so the result is the
+  // one a single contiguous call gives.
   void AttendPartial(int layer, int kv_head, const float* q_group, int group, int64_t t0,
                      int64_t t1, float* m, float* l, float* acc) const override {
     const int hd = shape_.head_dim;
     const AttnState s{m, l, acc, group, hd};
     ResetAttnState(s);
-    const int64_t off = t0 * hd;
-    const size_t slot = shape_.HeadSlot(layer, kv_head);
-    Elem<T>::Attend(q_group, k_[slot].data() + off, v_[slot].data() + off, hd, t1 - t0, s);
+    ForEachPageRange(t0, t1, shape_.page_tokens, [&](int64_t, int64_t b, int64_t e) {
+      Elem<T>::Attend(q_group, Row(layer, 0, kv_head, b), Row(layer, 1, kv_head, b), hd, e - b, s);
+    });
   }
   bool HasAttendPartial() const override { return true; }
 
   int64_t tokens(int layer) const override { return n_[layer]; }
 
   void Clear() override {
-    for (auto& k : k_) k.clear();
-    for (auto& v : v_) v.clear();
+    ReleasePages();
     std::fill(n_.begin(), n_.end(), 0);
   }
 
@@ -123,17 +128,27 @@ class DenseKvCache final : public KvCache {
   }
 
  private:
-  std::vector<std::vector<T>> k_, v_;  // [shape_.HeadSlot(layer, kv_head)]: (tokens, head_dim)
-  std::vector<int64_t> n_;
+  // Row of token t of (layer, part, kv_head); its page must be held.
+  const T* Row(int layer, int part, int kvh, int64_t t) const {
+    const uint8_t* page = PageData(t / shape_.page_tokens);
+    return reinterpret_cast<const T*>(page + regions_.Offset(layer, part, kvh)) +
+           (t % shape_.page_tokens) * shape_.head_dim;
+  }
+  T* MutRow(int layer, int part, int kvh, int64_t t) {
+    return const_cast<T*>(Row(layer, part, kvh, t));
+  }
+
+  PageRegions regions_;     // (page_tokens, head_dim) of T per (layer, part, KV head)
+  std::vector<int64_t> n_;  // tokens per layer
 };
 
 }  // namespace
 
 std::unique_ptr<KvCache> MakeFp32Cache(const KvShape& shape) {
-  return std::make_unique<DenseKvCache<float>>(shape);
+  return std::make_unique<DenseKvCache<float>>(shape, nullptr);
 }
 std::unique_ptr<KvCache> MakeFp16Cache(const KvShape& shape) {
-  return std::make_unique<DenseKvCache<uint16_t>>(shape);
+  return std::make_unique<DenseKvCache<uint16_t>>(shape, nullptr);
 }
 
 }  // namespace cqkv

@@ -1,7 +1,10 @@
 #include "kv/int_cache.h"
 
+#include <algorithm>
+#include <memory>
 #include <vector>
 
+#include "kv/page_layout.h"
 #include "util/error.h"
 
 namespace cqkv {
@@ -10,104 +13,167 @@ namespace {
 // Side parameter bits per group: fp16 scale + min (uniform) or fp16 absmax (NormalFloat).
 int ParamBits(GroupCodec codec) { return codec == GroupCodec::kUniform ? 32 : 16; }
 
-// Per (layer, KV head), K and V each in a row store of head_dim channels (TokenGroupRows or
-// ChannelGroupRows, see quant_rows.h); the formats differ only in how they count bytes. Stores are
-// per KV head, like the dense and CQ caches, so decode reads each head's rows contiguously.
-template <typename Rows>
-class RowStoreCache : public QuantKvCache {
+// Paged rows of a Codec (TokenGroupCodec or ChannelGroupCodec, quant_rows.h): a page holds one
+// region per (layer, K/V, KV head), Codec::Layout(page_tokens) bytes, with that head's rows of
+// the page (codes, slack for IntAttend, then parameters), so decode reads each head's rows
+// contiguously within a page, like the dense and CQ caches. Subclasses write rows (Append) and
+// count bytes.
+template <typename Codec>
+class PagedRowsCache : public QuantKvCache {
  public:
-  RowStoreCache(const std::string& spec, const KvShape& shape, const Rows& empty)
-      : QuantKvCache(spec, shape),
-        k_(static_cast<size_t>(shape.n_layers) * shape.n_kv_heads, empty),
-        v_(k_.size(), empty) {}
+  PagedRowsCache(const std::string& spec, const KvShape& shape, const Codec& codec,
+                 std::shared_ptr<PagePool> pool)
+      : QuantKvCache(spec, shape, std::move(pool)),
+        codec_(codec),
+        layout_(codec.Layout(shape.page_tokens)),
+        regions_(PageRegions::For(shape, layout_.bytes)),
+        n_(shape.n_layers, 0) {}
+
+  int64_t PageBytes() const override { return regions_.page_bytes(); }
+
+  void DequantHead(int layer, KvPart part, int64_t t, int kvh, float* out) const override {
+    codec_.Dequant(Region(layer, part, kvh, t), t % shape_.page_tokens, 0, shape_.head_dim, out);
+  }
+
+  int64_t tokens(int layer) const override { return n_[layer]; }
+
+  void Clear() override {
+    ReleasePages();
+    std::fill(n_.begin(), n_.end(), 0);
+  }
+
+ protected:
+  // The region of (layer, part, kvh) in the page holding token t (held).
+  RowsRegion Region(int layer, KvPart part, int kvh, int64_t t) const {
+    return layout_.At(PageData(t / shape_.page_tokens) +
+                      regions_.Offset(layer, static_cast<int>(part), kvh));
+  }
+
+  Codec codec_;  // one KV head's rows: width head_dim
+  RowsLayout layout_;
+  PageRegions regions_;
+  std::vector<int64_t> n_;  // tokens per layer
+
+ private:
+  void DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
+                   float* out) const override {
+    const int hd = shape_.head_dim;
+    codec_.DequantBlock(Region(layer, part, kvh, t0), t0 % shape_.page_tokens, n, 0, hd, out, hd);
+  }
+
+  bool InPlaceRows(int layer, KvPart part, int kvh, int64_t t0, IntRowsView* view) const override {
+    return codec_.View(Region(layer, part, kvh, t0), t0 % shape_.page_tokens, view);
+  }
+};
+
+// Groups of G channels within each token (int<B>-token, nf<B>). Groups never straddle heads.
+class TokenGroupCache final : public PagedRowsCache<TokenGroupCodec> {
+ public:
+  TokenGroupCache(const std::string& spec, const KvShape& shape, GroupCodec codec, int bits,
+                  int group, std::shared_ptr<PagePool> pool)
+      : PagedRowsCache(spec, shape, TokenGroupCodec(codec, bits, shape.head_dim, group),
+                       std::move(pool)),
+        codec_kind_(codec),
+        bits_(bits),
+        group_(group) {}
+
+  std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool> pool) const override {
+    return std::make_unique<TokenGroupCache>(spec_, shape_, codec_kind_, bits_, group_,
+                                             std::move(pool));
+  }
 
   void Append(int layer, const KvBlock& block) override {
     CheckAppend(layer, block);
     const int hd = shape_.head_dim;
-    for (int h = 0; h < shape_.n_kv_heads; ++h) {
-      k_[shape_.HeadSlot(layer, h)].Append(block.k.ColRange(int64_t{h} * hd, hd));
-      v_[shape_.HeadSlot(layer, h)].Append(block.v.ColRange(int64_t{h} * hd, hd));
+    for (int64_t i = 0; i < block.k.rows; ++i) {
+      const int64_t t = n_[layer] + i, row = t % shape_.page_tokens;
+      for (int h = 0; h < shape_.n_kv_heads; ++h) {
+        codec_.Encode(block.k.Row(i) + int64_t{h} * hd, Region(layer, KvPart::kKey, h, t), row);
+        codec_.Encode(block.v.Row(i) + int64_t{h} * hd, Region(layer, KvPart::kValue, h, t), row);
+      }
     }
+    n_[layer] += block.k.rows;
   }
-
-  void DequantHead(int layer, KvPart part, int64_t t, int kvh, float* out) const override {
-    Store(layer, part, kvh).Dequant(t, 0, shape_.head_dim, out);
-  }
-
-  int64_t tokens(int layer) const override { return k_[shape_.HeadSlot(layer, 0)].rows(); }
-
-  void Clear() override {
-    for (Rows& r : k_) r.Clear();
-    for (Rows& r : v_) r.Clear();
-  }
-
- private:
-  const Rows& Store(int layer, KvPart part, int kvh) const {
-    return part == KvPart::kKey ? k_[shape_.HeadSlot(layer, kvh)] : v_[shape_.HeadSlot(layer, kvh)];
-  }
-  void DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
-                   float* out) const override {
-    const int hd = shape_.head_dim;
-    Store(layer, part, kvh).DequantBlock(t0, n, 0, hd, out, hd);
-  }
-
-  bool InPlaceRows(int layer, KvPart part, int kvh, IntRowsView* view) const override {
-    if constexpr (requires(const Rows& r) { r.InPlaceView(view); }) {
-      return Store(layer, part, kvh).InPlaceView(view);
-    }
-    return false;
-  }
-
-  std::vector<Rows> k_, v_;  // [shape_.HeadSlot(layer, kv_head)]
-};
-
-// Groups of G channels within each token (int<B>-token, nf<B>). Groups never straddle heads.
-class TokenGroupCache final : public RowStoreCache<TokenGroupRows> {
- public:
-  TokenGroupCache(const std::string& spec, const KvShape& shape, GroupCodec codec, int bits,
-                  int group)
-      : RowStoreCache(spec, shape, TokenGroupRows(codec, bits, shape.head_dim, group)),
-        codec_(codec),
-        bits_(bits),
-        group_(group) {}
 
   // Every token costs the same: packed codes plus kv_dim/G parameter sets, for K and V.
   double BytesPerToken() const override {
-    const TokenGroupRows probe(codec_, bits_, shape_.head_dim, group_);
-    return 2.0 * shape_.n_layers * shape_.n_kv_heads * static_cast<double>(probe.RowBytes());
+    return 2.0 * shape_.n_layers * shape_.n_kv_heads * static_cast<double>(codec_.RowBytes());
   }
 
   double BitsPerChannel() const override {
-    return bits_ + static_cast<double>(ParamBits(codec_)) / group_;
+    return bits_ + static_cast<double>(ParamBits(codec_kind_)) / group_;
   }
 
  private:
-  GroupCodec codec_;
+  GroupCodec codec_kind_;
   int bits_, group_;
 };
 
-// Groups of G tokens within each channel (int<B>-channel), the last one requantised from an
-// fp32 staging copy while it fills.
-class ChannelGroupCache final : public RowStoreCache<ChannelGroupRows> {
+// Groups of G tokens within each channel (int<B>-channel). G divides page_tokens, so a group's
+// codes and parameters live in the page of its tokens. The last, partial group of each
+// (layer, K/V, KV head) is also kept in fp32 staging (per sequence, outside pages: FixedBytes)
+// and re-encoded from it whenever rows join, once per Append; a full group is final.
+class ChannelGroupCache final : public PagedRowsCache<ChannelGroupCodec> {
  public:
-  ChannelGroupCache(const std::string& spec, const KvShape& shape, int bits, int group)
-      : RowStoreCache(spec, shape, ChannelGroupRows(bits, shape.head_dim, group)),
+  ChannelGroupCache(const std::string& spec, const KvShape& shape, int bits, int group,
+                    std::shared_ptr<PagePool> pool)
+      : PagedRowsCache(spec, shape, ChannelGroupCodec(bits, shape.head_dim, group),
+                       std::move(pool)),
         bits_(bits),
-        group_(group) {}
+        group_(group),
+        staged_rows_(std::min(group, std::max(shape.max_tokens, 1))) {}
+
+  std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool> pool) const override {
+    return std::make_unique<ChannelGroupCache>(spec_, shape_, bits_, group_, std::move(pool));
+  }
+
+  // fp32 staging of one group's rows per (layer, K/V, KV head), allocated at the first Append.
+  int64_t FixedBytes() const override {
+    return 2 * int64_t{shape_.n_layers} * shape_.kv_dim() * staged_rows_ * 4;
+  }
+
+  void Append(int layer, const KvBlock& block) override {
+    CheckAppend(layer, block);
+    const int hd = shape_.head_dim;
+    if (staging_.empty()) staging_.resize(static_cast<size_t>(FixedBytes() / 4));
+    const int64_t n0 = n_[layer], n1 = n0 + block.k.rows;
+    for (int h = 0; h < shape_.n_kv_heads; ++h) {
+      for (KvPart part : {KvPart::kKey, KvPart::kValue}) {
+        const ConstMat rows = (part == KvPart::kKey ? block.k : block.v).ColRange(h * hd, hd);
+        float* stage =
+            staging_.data() + regions_.Index(layer, static_cast<int>(part), h) * staged_rows_ * hd;
+        for (int64_t t = n0; t < n1; ++t) {
+          std::copy_n(rows.Row(t - n0), hd, stage + (t % group_) * hd);
+          if ((t + 1) % group_ == 0) Encode(layer, part, h, stage, group_, t + 1 - group_);
+        }
+        // Requantise once per call rather than per row: the rows of one block join together.
+        if (n1 > n0 && n1 % group_ != 0)
+          Encode(layer, part, h, stage, n1 % group_, n1 / group_ * group_);
+      }
+    }
+    n_[layer] = n1;
+  }
 
   // The peak over the sequence, staging included: with max_tokens a multiple of G it is reached
   // one token short of a full last group, where G-1 fp32 staged rows are held.
   double BytesPerToken() const override {
-    const ChannelGroupRows probe(bits_, shape_.head_dim, group_);
     return PeakBytesPerToken(shape_.max_tokens, [&](int64_t n) {
-      return 2 * int64_t{shape_.n_layers} * shape_.n_kv_heads * probe.BytesFor(n);
+      return 2 * int64_t{shape_.n_layers} * shape_.n_kv_heads * codec_.BytesFor(n);
     });
   }
 
   double BitsPerChannel() const override { return bits_ + 32.0 / group_; }
 
  private:
+  // Encodes the m staged rows of the group starting at token `first` into its page.
+  void Encode(int layer, KvPart part, int h, const float* stage, int64_t m, int64_t first) {
+    codec_.EncodeGroup(stage, m, shape_.head_dim, Region(layer, part, h, first),
+                       first % shape_.page_tokens);
+  }
+
   int bits_, group_;
+  int64_t staged_rows_;         // min(G, max_tokens)
+  std::vector<float> staging_;  // per (layer, part, KV head), PageRegions order: (G, head_dim)
 };
 
 }  // namespace
@@ -118,7 +184,7 @@ std::unique_ptr<QuantKvCache> MakeTokenGroupCache(const std::string& spec, const
              "--kv '{}': group size g{} must be positive and divide head_dim {} (groups of "
              "channels stay within a head)",
              spec, group, shape.head_dim);
-  return std::make_unique<TokenGroupCache>(spec, shape, codec, bits, group);
+  return std::make_unique<TokenGroupCache>(spec, shape, codec, bits, group, nullptr);
 }
 
 std::unique_ptr<QuantKvCache> MakeIntCache(const std::string& spec, const KvShape& shape) {
@@ -135,7 +201,11 @@ std::unique_ptr<QuantKvCache> MakeIntCache(const std::string& spec, const KvShap
   if (layout == "channel") {
     const int64_t group = s.Get('g', 128);
     CQKV_CHECK(group > 0, "--kv '{}': group size g{} must be positive", spec, group);
-    return std::make_unique<ChannelGroupCache>(spec, shape, bits, static_cast<int>(group));
+    CQKV_CHECK(shape.page_tokens % group == 0,
+               "--kv '{}': token group g{} must divide the KV page of {} tokens (a group's "
+               "parameters live in the page of its tokens)",
+               spec, group, shape.page_tokens);
+    return std::make_unique<ChannelGroupCache>(spec, shape, bits, static_cast<int>(group), nullptr);
   }
   Fail("--kv '{}': unknown layout '{}' (int<B>-token or int<B>-channel)", spec, layout);
 }

@@ -4,10 +4,16 @@
 #include <cassert>
 #include <cstring>
 #include <limits>
+#include <new>
 
 #include "util/error.h"
 
 namespace cqkv {
+namespace {
+constexpr std::align_val_t kPageAlign{64};
+}  // namespace
+
+void PagePool::AlignedFree::operator()(uint8_t* p) const { ::operator delete[](p, kPageAlign); }
 
 PagePool::PagePool(int64_t page_bytes, int64_t budget_bytes)
     : page_bytes_(page_bytes),
@@ -54,7 +60,7 @@ int32_t PagePool::TryAlloc() {
   }
   auto& p = pages_[static_cast<size_t>(id)];
   if (!p) {
-    p.reset(new uint8_t[static_cast<size_t>(page_bytes_)]);
+    p.reset(static_cast<uint8_t*>(::operator new[](static_cast<size_t>(page_bytes_), kPageAlign)));
   }
   std::memset(p.get(), 0, static_cast<size_t>(page_bytes_));
   ++used_;

@@ -13,20 +13,22 @@
 
 namespace cqkv {
 
-QuantKvCache::QuantKvCache(const std::string& spec, const KvShape& shape)
-    : KvCache(shape), spec_(spec) {
+QuantKvCache::QuantKvCache(const std::string& spec, const KvShape& shape,
+                           std::shared_ptr<PagePool> pool)
+    : KvCache(shape, std::move(pool)), spec_(spec) {
   CQKV_CHECK(shape.head_dim > 0 && shape.head_dim <= kMaxHeadDim,
              "--kv '{}': head_dim {} is outside the supported 1..{}", spec, shape.head_dim,
              kMaxHeadDim);
 }
 
-void QuantKvCache::CheckAppend(int layer, const KvBlock& block) const {
+void QuantKvCache::CheckAppend(int layer, const KvBlock& block) {
   const int64_t have = tokens(layer);
   CQKV_CHECK(block.pos0 == have, "kv cache: layer {} expected position {}, got {}", layer, have,
              block.pos0);
   CQKV_CHECK(have + block.k.rows <= shape_.max_tokens,
              "kv cache: context of {} tokens exceeds the cache capacity of {}", have + block.k.rows,
              shape_.max_tokens);
+  if (block.k.rows > 0) EnsurePage(have + block.k.rows - 1);
 }
 
 void QuantKvCache::Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const {
@@ -61,32 +63,27 @@ void QuantKvCache::AttendPartial(int layer, int kv_head, const float* q_group, i
   const int hd = shape_.head_dim;
   const AttnState s{m, l, acc, group, hd};
   ResetAttnState(s);
-  IntRowsView kr, vr;
-  if (InPlaceRows(layer, KvPart::kKey, kv_head, &kr) &&
-      InPlaceRows(layer, KvPart::kValue, kv_head, &vr) &&
-      (kr.token_group == 0 || t0 % kr.token_group == 0)) {
-    // Pairs follow the rows (token layout) or the token groups (channel layout, whose ranges
-    // must then start on a group; DecodeAttention's blocks are multiples of 256 tokens).
-    for (IntRowsView* r : {&kr, &vr}) {
-      r->codes += t0 * r->code_bytes;
-      r->params += (r->token_group == 0 ? t0 : t0 / r->token_group) * r->params_per_row;
+  ForEachPageRange(t0, t1, shape_.page_tokens, [&](int64_t, int64_t b, int64_t e) {
+    IntRowsView kr, vr;
+    if (InPlaceRows(layer, KvPart::kKey, kv_head, b, &kr) &&
+        InPlaceRows(layer, KvPart::kValue, kv_head, b, &vr)) {
+      IntAttend(q_group, kr, vr, e - b, s);
+      return;
     }
-    IntAttend(q_group, kr, vr, t1 - t0, s);
-    return;
-  }
-  // On the stack (64 KiB): decode threads are pool workers with default-sized stacks.
-  alignas(64) float k[kDecodeScratchFloats];
-  alignas(64) float v[kDecodeScratchFloats];
-  const int64_t block = kDecodeScratchFloats / hd;  // >= 16 rows since hd <= kMaxHeadDim
-  for (int64_t b0 = t0; b0 < t1; b0 += block) {
-    const int64_t n = std::min(block, t1 - b0);
-    DequantRows(layer, KvPart::kKey, b0, n, kv_head, k);
-    DequantRows(layer, KvPart::kValue, b0, n, kv_head, v);
-    DenseAttendF32(q_group, k, v, hd, n, s);
-  }
+    // On the stack (64 KiB): decode threads are pool workers with default-sized stacks.
+    alignas(64) float k[kDecodeScratchFloats];
+    alignas(64) float v[kDecodeScratchFloats];
+    const int64_t block = kDecodeScratchFloats / hd;  // >= 16 rows since hd <= kMaxHeadDim
+    for (int64_t b0 = b; b0 < e; b0 += block) {
+      const int64_t n = std::min(block, e - b0);
+      DequantRows(layer, KvPart::kKey, b0, n, kv_head, k);
+      DequantRows(layer, KvPart::kValue, b0, n, kv_head, v);
+      DenseAttendF32(q_group, k, v, hd, n, s);
+    }
+  });
 }
 
-bool QuantKvCache::InPlaceRows(int, KvPart, int, IntRowsView*) const { return false; }
+bool QuantKvCache::InPlaceRows(int, KvPart, int, int64_t, IntRowsView*) const { return false; }
 
 void QuantKvCache::DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
                                float* out) const {

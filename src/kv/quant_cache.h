@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -33,10 +34,12 @@ class QuantKvCache : public KvCache {
   // One query row (decode) goes through DecodeAttention and AttendPartial, more through
   // CausalAttention; both see the values DequantHead gives, so they differ only in fp32 rounding.
   void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const final;
-  // Dequantises tokens [t0, t1) of kv_head in blocks of kDecodeScratchFloats / head_dim rows
-  // (64 at head_dim 128) and runs DenseAttendF32 on each block: every row is decoded once for
-  // all the query heads of its group (GQA) rather than once per head, and the dense kernel's
-  // vector dot/axpy read the block from L1.
+  // Per page the range touches (ranges may span several): tokens the in-register kernel can read
+  // in place (InPlaceRows) go to IntAttend; otherwise they are dequantised in blocks of
+  // kDecodeScratchFloats / head_dim rows (64 at head_dim 128) and DenseAttendF32 runs on each
+  // block: every row is decoded once for all the query heads of its group (GQA) rather than once
+  // per head, and the dense kernel's vector dot/axpy read the block from L1. Every piece folds
+  // into the one softmax state.
   void AttendPartial(int layer, int kv_head, const float* q_group, int group, int64_t t0,
                      int64_t t1, float* m, float* l, float* acc) const final;
   bool HasAttendPartial() const final { return true; }
@@ -46,22 +49,27 @@ class QuantKvCache : public KvCache {
   double BitsPerChannel() const override = 0;
 
  protected:
-  QuantKvCache(const std::string& spec, const KvShape& shape);
+  // pool: where pages come from (null: a private unbounded pool, kv/kv_cache.h).
+  QuantKvCache(const std::string& spec, const KvShape& shape, std::shared_ptr<PagePool> pool);
   // Floats of one K or V decode scratch block (32 KiB): its rows stay cache-resident between
   // decoding and the dense kernel.
   static constexpr int64_t kDecodeScratchFloats = 8192;
 
-  // Layer `layer`'s rows of `part` for kv head kvh, when the in-register kernel can read them in
-  // place (IntAttend); AttendPartial then skips the scratch. Default: false.
-  virtual bool InPlaceRows(int layer, KvPart part, int kvh, IntRowsView* view) const;
+  // Layer `layer`'s rows of `part` for kv head kvh from token t0 to the end of t0's page, when
+  // the in-register kernel can read them in place (IntAttend); AttendPartial then skips the
+  // scratch. Default: false.
+  virtual bool InPlaceRows(int layer, KvPart part, int kvh, int64_t t0, IntRowsView* view) const;
 
   // Writes tokens [t0, t0 + n) of kv head kvh as (n, head_dim) row-major, exactly the rows
-  // DequantHead gives. The default calls DequantHead per row; formats override it to hoist work
-  // shared by a block of rows (parameter decoding, dispatch on the part or the window).
+  // DequantHead gives. The tokens lie in one page (AttendPartial splits by page). The default calls
+  // DequantHead per row; formats override it to hoist work shared by a block of rows (parameter
+  // decoding, dispatch on the part or the window).
   virtual void DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
                            float* out) const;
-  // Throws unless block continues layer's tokens and fits the capacity.
-  void CheckAppend(int layer, const KvBlock& block) const;
+  // Throws unless block continues layer's tokens and fits the capacity, then makes sure every
+  // page the block needs is held (throwing kResourceExhausted when the pool is spent), so a
+  // failed Append changes nothing.
+  void CheckAppend(int layer, const KvBlock& block);
 
   std::string spec_;
 };

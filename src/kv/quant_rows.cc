@@ -7,6 +7,7 @@
 #include <span>
 
 #include "kv/group_quant.h"
+#include "kv/page_layout.h"
 #include "util/fp16.h"
 
 namespace cqkv {
@@ -58,9 +59,17 @@ const Nf4PairTable& Nf4Pairs() {
 // Largest width a block decode handles (QuantKvCache::kMaxHeadDim).
 constexpr int kMaxBlockWidth = 512;
 
+RowsLayout MakeLayout(int64_t rows, int64_t code_bytes, int64_t param_rows,
+                      int64_t params_per_row) {
+  RowsLayout l;
+  l.params_offset = AlignUp64(rows * code_bytes + kCodeSlack);
+  l.bytes = l.params_offset + AlignUp64(param_rows * params_per_row * 2);
+  return l;
+}
+
 }  // namespace
 
-TokenGroupRows::TokenGroupRows(GroupCodec codec, int bits, int width, int group)
+TokenGroupCodec::TokenGroupCodec(GroupCodec codec, int bits, int width, int group)
     : codec_(codec),
       bits_(bits),
       width_(width),
@@ -69,13 +78,14 @@ TokenGroupRows::TokenGroupRows(GroupCodec codec, int bits, int width, int group)
   assert(group > 0 && width % group == 0);
 }
 
-void TokenGroupRows::Append(const float* row) {
+RowsLayout TokenGroupCodec::Layout(int64_t rows) const {
+  return MakeLayout(rows, code_bytes_, rows, params_per_row());
+}
+
+void TokenGroupCodec::Encode(const float* row, RowsRegion r, int64_t i) const {
   const int n_groups = width_ / group_;
-  const int ppg = params_per_group();
-  codes_.resize(static_cast<size_t>((rows_ + 1) * code_bytes_ + kCodeSlack), 0);
-  params_.resize(static_cast<size_t>((rows_ + 1) * n_groups * ppg));
-  uint8_t* codes = codes_.data() + rows_ * code_bytes_;
-  uint16_t* params = params_.data() + rows_ * n_groups * ppg;
+  uint8_t* codes = r.codes + i * code_bytes_;
+  uint16_t* params = r.params + i * params_per_row();
   for (int g = 0; g < n_groups; ++g) {
     const float* x = row + g * group_;
     const int64_t c0 = int64_t{g} * group_;
@@ -83,40 +93,36 @@ void TokenGroupRows::Append(const float* row) {
       const UniformGroup q = UniformGroup::Fit(x, group_, 1, bits_);
       params[2 * g] = q.scale_half();
       params[2 * g + 1] = q.min_half();
-      for (int i = 0; i < group_; ++i) PutCode(codes, c0 + i, bits_, q.Encode(x[i]));
+      for (int k = 0; k < group_; ++k) PutCode(codes, c0 + k, bits_, q.Encode(x[k]));
     } else {
       const NormalFloatGroup q = NormalFloatGroup::Fit(x, group_, 1, bits_);
       params[g] = q.absmax_half();
-      for (int i = 0; i < group_; ++i) PutCode(codes, c0 + i, bits_, q.Encode(x[i]));
+      for (int k = 0; k < group_; ++k) PutCode(codes, c0 + k, bits_, q.Encode(x[k]));
     }
   }
-  ++rows_;
 }
 
-void TokenGroupRows::Dequant(int64_t t, int c0, int n, float* out) const {
-  assert(t >= 0 && t < rows_ && c0 % group_ == 0 && n % group_ == 0 && c0 + n <= width_);
-  const int ppg = params_per_group();
-  const uint8_t* codes = codes_.data() + t * code_bytes_;
-  const uint16_t* params = params_.data() + t * (width_ / group_) * ppg;
+void TokenGroupCodec::Dequant(ConstRowsRegion r, int64_t i, int c0, int n, float* out) const {
+  assert(i >= 0 && c0 % group_ == 0 && n % group_ == 0 && c0 + n <= width_);
+  const uint8_t* codes = r.codes + i * code_bytes_;
+  const uint16_t* params = r.params + i * params_per_row();
   for (int g = c0 / group_; g < (c0 + n) / group_; ++g) {
     const int64_t base = int64_t{g} * group_;
     float* o = out + (base - c0);
     if (codec_ == GroupCodec::kUniform) {
       const UniformGroup q = UniformGroup::FromHalf(params[2 * g], params[2 * g + 1], bits_);
-      for (int i = 0; i < group_; ++i) o[i] = q.Decode(GetCode(codes, base + i, bits_));
+      for (int k = 0; k < group_; ++k) o[k] = q.Decode(GetCode(codes, base + k, bits_));
     } else {
       const NormalFloatGroup q = NormalFloatGroup::FromHalf(params[g], bits_);
-      for (int i = 0; i < group_; ++i) o[i] = q.Decode(GetCode(codes, base + i, bits_));
+      for (int k = 0; k < group_; ++k) o[k] = q.Decode(GetCode(codes, base + k, bits_));
     }
   }
 }
 
-void TokenGroupRows::DequantBlock(int64_t t0, int64_t rows, int c0, int n, float* out,
-                                  int64_t ld) const {
-  assert(t0 >= 0 && t0 + rows <= rows_ && c0 % group_ == 0 && n % group_ == 0 && c0 + n <= width_ &&
-         n <= kMaxBlockWidth);
-  const int ppg = params_per_group();
-  const int n_groups = width_ / group_;
+void TokenGroupCodec::DequantBlock(ConstRowsRegion r, int64_t i0, int64_t rows, int c0, int n,
+                                   float* out, int64_t ld) const {
+  assert(i0 >= 0 && c0 % group_ == 0 && n % group_ == 0 && c0 + n <= width_ && n <= kMaxBlockWidth);
+  const int64_t ppr = params_per_row();
   const float* levels = codec_ == GroupCodec::kUniform ? nullptr : NormalFloatLevels(bits_).data();
   uint8_t code[kMaxBlockWidth];
   if (codec_ == GroupCodec::kNormalFloat && bits_ == 4 && group_ % 2 == 0) {
@@ -125,160 +131,138 @@ void TokenGroupRows::DequantBlock(int64_t t0, int64_t rows, int c0, int n, float
     // (which the compiler turns into slow gathers). The products are the ones
     // NormalFloatGroup::Decode forms.
     const Nf4PairTable& pairs = Nf4Pairs();
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t t = t0 + r;
-      const uint8_t* bytes = codes_.data() + t * code_bytes_ + c0 / 2;
-      const uint16_t* params = params_.data() + t * n_groups;
-      float* o = out + r * ld;
+    for (int64_t k = 0; k < rows; ++k) {
+      const int64_t i = i0 + k;
+      const uint8_t* bytes = r.codes + i * code_bytes_ + c0 / 2;
+      const uint16_t* params = r.params + i * ppr;
+      float* o = out + k * ld;
       for (int g = c0 / group_; g < (c0 + n) / group_; ++g) {
         const int base = g * group_ - c0;
         float level[kMaxBlockWidth];  // the group's unscaled levels, in channel order
-        for (int i = 0; i < group_ / 2; ++i) {
-          std::memcpy(level + 2 * i, pairs[bytes[base / 2 + i]].data(), 2 * sizeof(float));
+        for (int j = 0; j < group_ / 2; ++j) {
+          std::memcpy(level + 2 * j, pairs[bytes[base / 2 + j]].data(), 2 * sizeof(float));
         }
         const float absmax = F16ToF32(params[g]);
-        for (int i = 0; i < group_; ++i) o[base + i] = level[i] * absmax;
+        for (int j = 0; j < group_; ++j) o[base + j] = level[j] * absmax;
       }
     }
     return;
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t t = t0 + r;
-    UnpackCodes(codes_.data() + t * code_bytes_, c0, n, bits_, code);
-    const uint16_t* params = params_.data() + t * n_groups * ppg;
-    float* o = out + r * ld;
+  for (int64_t k = 0; k < rows; ++k) {
+    const int64_t i = i0 + k;
+    UnpackCodes(r.codes + i * code_bytes_, c0, n, bits_, code);
+    const uint16_t* params = r.params + i * ppr;
+    float* o = out + k * ld;
     for (int g = c0 / group_; g < (c0 + n) / group_; ++g) {
       const int base = g * group_ - c0;
       if (levels == nullptr) {
         // The expression of UniformGroup::Decode, so values match Dequant exactly.
         const float scale = F16ToF32(params[2 * g]), min = F16ToF32(params[2 * g + 1]);
-        for (int i = 0; i < group_; ++i) {
-          o[base + i] = min + static_cast<float>(code[base + i]) * scale;
+        for (int j = 0; j < group_; ++j) {
+          o[base + j] = min + static_cast<float>(code[base + j]) * scale;
         }
       } else {
         const float absmax = F16ToF32(params[g]);
-        for (int i = 0; i < group_; ++i) o[base + i] = levels[code[base + i]] * absmax;
+        for (int j = 0; j < group_; ++j) o[base + j] = levels[code[base + j]] * absmax;
       }
     }
   }
 }
 
-uint32_t TokenGroupRows::Code(int64_t t, int c) const {
-  return GetCode(codes_.data() + t * code_bytes_, c, bits_);
+uint32_t TokenGroupCodec::Code(ConstRowsRegion r, int64_t i, int c) const {
+  return GetCode(r.codes + i * code_bytes_, c, bits_);
 }
 
-bool TokenGroupRows::InPlaceView(IntRowsView* view) const {
-  if (codec_ != GroupCodec::kUniform || rows_ == 0) return false;
-  *view =
-      IntRowsView{codes_.data(), params_.data(), code_bytes_, 2 * (width_ / group_), bits_, group_};
+bool TokenGroupCodec::View(ConstRowsRegion r, int64_t i0, IntRowsView* view) const {
+  if (codec_ != GroupCodec::kUniform) return false;
+  *view = IntRowsView{r.codes + i0 * code_bytes_,
+                      r.params + i0 * params_per_row(),
+                      code_bytes_,
+                      params_per_row(),
+                      bits_,
+                      group_};
   return IntAttendSupports(*view);
 }
 
-void TokenGroupRows::Clear() {
-  codes_.clear();
-  params_.clear();
-  rows_ = 0;
-}
+int64_t TokenGroupCodec::RowBytes() const { return code_bytes_ + params_per_row() * 2; }
 
-int64_t TokenGroupRows::RowBytes() const {
-  return code_bytes_ + int64_t{width_ / group_} * params_per_group() * 2;
-}
-
-ChannelGroupRows::ChannelGroupRows(int bits, int width, int group)
+ChannelGroupCodec::ChannelGroupCodec(int bits, int width, int group)
     : bits_(bits), width_(width), group_(group), code_bytes_(PackedBytes(width, bits)) {
   assert(group > 0);
 }
 
-void ChannelGroupRows::Append(ConstMat rows) {
-  assert(rows.cols == width_);
-  for (int64_t i = 0; i < rows.rows; ++i) {
-    staging_.insert(staging_.end(), rows.Row(i), rows.Row(i) + width_);
-    ++rows_;
-    if (rows_ % group_ == 0) {
-      QuantizePartialGroup();
-      staging_.clear();  // the group is full: its codes are final
-      staging_.shrink_to_fit();
-    }
-  }
-  // Requantise once per call rather than per row: the rows of one block join together.
-  if (!staging_.empty()) QuantizePartialGroup();
+RowsLayout ChannelGroupCodec::Layout(int64_t rows) const {
+  return MakeLayout(rows, code_bytes_, (rows + group_ - 1) / group_, 2 * int64_t{width_});
 }
 
-// Fits every channel of the group holding the last row on the staged rows and rewrites the
-// group's codes. Called with staging_ holding exactly the group's rows so far.
-void ChannelGroupRows::QuantizePartialGroup() {
-  const int64_t g = (rows_ - 1) / group_;
-  const int64_t first = g * group_;
-  const int64_t m = rows_ - first;
-  assert(static_cast<int64_t>(staging_.size()) == m * width_);
-  codes_.resize(static_cast<size_t>(rows_ * code_bytes_ + kCodeSlack));
-  std::fill(codes_.begin() + first * code_bytes_, codes_.end(), 0);  // PutCode ORs bits in
-  params_.resize(static_cast<size_t>((g + 1) * width_ * 2));
-  uint16_t* params = params_.data() + g * width_ * 2;
+void ChannelGroupCodec::EncodeGroup(const float* rows, int64_t m, int64_t ld, RowsRegion r,
+                                    int64_t first) const {
+  assert(first % group_ == 0 && m >= 1 && m <= group_);
+  uint8_t* codes = r.codes + first * code_bytes_;
+  std::memset(codes, 0, static_cast<size_t>(m * code_bytes_));  // PutCode ORs bits in
+  uint16_t* params = r.params + first / group_ * 2 * int64_t{width_};
   for (int c = 0; c < width_; ++c) {
-    const UniformGroup q = UniformGroup::Fit(staging_.data() + c, m, width_, bits_);
+    const UniformGroup q = UniformGroup::Fit(rows + c, m, ld, bits_);
     params[2 * c] = q.scale_half();
     params[2 * c + 1] = q.min_half();
-    for (int64_t r = 0; r < m; ++r) {
-      PutCode(codes_.data() + (first + r) * code_bytes_, c, bits_,
-              q.Encode(staging_[static_cast<size_t>(r * width_ + c)]));
+    for (int64_t k = 0; k < m; ++k) {
+      PutCode(codes + k * code_bytes_, c, bits_, q.Encode(rows[k * ld + c]));
     }
   }
 }
 
-bool ChannelGroupRows::InPlaceView(IntRowsView* view) const {
-  if (rows_ == 0) return false;
-  *view = IntRowsView{codes_.data(), params_.data(), code_bytes_, 2 * int64_t{width_},
-                      bits_,         width_,         group_};
+bool ChannelGroupCodec::View(ConstRowsRegion r, int64_t i0, IntRowsView* view) const {
+  if (i0 % group_ != 0) return false;
+  const int64_t ppr = 2 * int64_t{width_};
+  *view = IntRowsView{r.codes + i0 * code_bytes_,
+                      r.params + i0 / group_ * ppr,
+                      code_bytes_,
+                      ppr,
+                      bits_,
+                      width_,
+                      group_};
   return IntAttendSupports(*view);
 }
 
-void ChannelGroupRows::Dequant(int64_t t, int c0, int n, float* out) const {
-  assert(t >= 0 && t < rows_ && c0 >= 0 && c0 + n <= width_);
-  const uint8_t* codes = codes_.data() + t * code_bytes_;
-  const uint16_t* params = params_.data() + (t / group_) * width_ * 2;
-  for (int i = 0; i < n; ++i) {
-    const int c = c0 + i;
+void ChannelGroupCodec::Dequant(ConstRowsRegion r, int64_t i, int c0, int n, float* out) const {
+  assert(i >= 0 && c0 >= 0 && c0 + n <= width_);
+  const uint8_t* codes = r.codes + i * code_bytes_;
+  const uint16_t* params = r.params + (i / group_) * width_ * 2;
+  for (int k = 0; k < n; ++k) {
+    const int c = c0 + k;
     const UniformGroup q = UniformGroup::FromHalf(params[2 * c], params[2 * c + 1], bits_);
-    out[i] = q.Decode(GetCode(codes, c, bits_));
+    out[k] = q.Decode(GetCode(codes, c, bits_));
   }
 }
 
-void ChannelGroupRows::DequantBlock(int64_t t0, int64_t rows, int c0, int n, float* out,
-                                    int64_t ld) const {
-  assert(t0 >= 0 && t0 + rows <= rows_ && c0 >= 0 && c0 + n <= width_ && n <= kMaxBlockWidth);
+void ChannelGroupCodec::DequantBlock(ConstRowsRegion r, int64_t i0, int64_t rows, int c0, int n,
+                                     float* out, int64_t ld) const {
+  assert(i0 >= 0 && c0 >= 0 && c0 + n <= width_ && n <= kMaxBlockWidth);
   float scale[kMaxBlockWidth], min[kMaxBlockWidth];
   uint8_t code[kMaxBlockWidth];
   int64_t loaded = -1;  // token group whose parameters scale/min hold
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t t = t0 + r;
-    if (t / group_ != loaded) {
-      loaded = t / group_;
-      const uint16_t* params = params_.data() + loaded * width_ * 2;
-      for (int i = 0; i < n; ++i) {
-        scale[i] = F16ToF32(params[2 * (c0 + i)]);
-        min[i] = F16ToF32(params[2 * (c0 + i) + 1]);
+  for (int64_t k = 0; k < rows; ++k) {
+    const int64_t i = i0 + k;
+    if (i / group_ != loaded) {
+      loaded = i / group_;
+      const uint16_t* params = r.params + loaded * width_ * 2;
+      for (int j = 0; j < n; ++j) {
+        scale[j] = F16ToF32(params[2 * (c0 + j)]);
+        min[j] = F16ToF32(params[2 * (c0 + j) + 1]);
       }
     }
-    UnpackCodes(codes_.data() + t * code_bytes_, c0, n, bits_, code);
-    float* o = out + r * ld;
+    UnpackCodes(r.codes + i * code_bytes_, c0, n, bits_, code);
+    float* o = out + k * ld;
     // The expression of UniformGroup::Decode, so values match Dequant exactly.
-    for (int i = 0; i < n; ++i) o[i] = min[i] + static_cast<float>(code[i]) * scale[i];
+    for (int j = 0; j < n; ++j) o[j] = min[j] + static_cast<float>(code[j]) * scale[j];
   }
 }
 
-uint32_t ChannelGroupRows::Code(int64_t t, int c) const {
-  return GetCode(codes_.data() + t * code_bytes_, c, bits_);
+uint32_t ChannelGroupCodec::Code(ConstRowsRegion r, int64_t i, int c) const {
+  return GetCode(r.codes + i * code_bytes_, c, bits_);
 }
 
-void ChannelGroupRows::Clear() {
-  codes_.clear();
-  params_.clear();
-  staging_.clear();
-  rows_ = 0;
-}
-
-int64_t ChannelGroupRows::BytesFor(int64_t n) const {
+int64_t ChannelGroupCodec::BytesFor(int64_t n) const {
   const int64_t groups = (n + group_ - 1) / group_;
   return n * code_bytes_ + groups * width_ * 2 * 2 + (n % group_) * width_ * 4;
 }

@@ -1,10 +1,11 @@
-// Growing stores of quantised K or V rows (one row = one token's kv_dim channels of one layer),
-// holding real packed codes plus fp16 side parameters: per-token groups of channels, or
-// per-channel groups of tokens. The int, nf and kivi caches are built from these.
+// Codecs of quantised K or V rows (one row = one token's channels of one KV head) over a region
+// of memory the caller owns: real packed codes plus fp16 side parameters, per-token groups of
+// channels or per-channel groups of tokens. Stateless: the caches decide where a run of rows
+// lives (a region of a KV page, kv/page_layout.h) and what is staged; these only code rows.
+// The int, nf and kivi caches are built from them.
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "kernels/attn_dense.h"
 #include "util/tensor.h"
@@ -17,80 +18,104 @@ enum class GroupCodec {
   kNormalFloat,  // NormalFloat levels: fp16 absmax per group
 };
 
-// Zero bytes both row stores keep past their last row's codes, so the vector loads of the
-// in-register decode kernel (IntAttend) stay in bounds.
+// Zero bytes a region keeps past its last row's codes, so the vector loads of the in-register
+// decode kernel (IntAttend) stay in bounds.
 constexpr int64_t kCodeSlack = 64;
 
+// A run of quantised rows: row i's packed codes at codes + i * code_bytes; the fp16 parameters
+// of row i (token groups) or of the token group holding row i (channel groups) at
+// params + (i or i / group) * params_per_row.
+struct RowsRegion {
+  uint8_t* codes;
+  uint16_t* params;
+};
+struct ConstRowsRegion {
+  const uint8_t* codes;
+  const uint16_t* params;
+  ConstRowsRegion(const uint8_t* c, const uint16_t* p) : codes(c), params(p) {}
+  ConstRowsRegion(RowsRegion r) : codes(r.codes), params(r.params) {}  // NOLINT: widening
+};
+
+// Bytes of a region holding up to `rows` rows: the codes plus kCodeSlack, then the parameters,
+// each part a multiple of 64 bytes (so regions placed at 64-byte offsets keep both aligned).
+struct RowsLayout {
+  int64_t params_offset = 0;
+  int64_t bytes = 0;
+
+  RowsRegion At(uint8_t* base) const {
+    return {base, reinterpret_cast<uint16_t*>(base + params_offset)};
+  }
+  ConstRowsRegion At(const uint8_t* base) const {
+    return {base, reinterpret_cast<const uint16_t*>(base + params_offset)};
+  }
+};
+
 // Rows quantised one at a time: each row splits into groups of `group` contiguous channels
-// with their own parameters. Rows never change once appended.
-class TokenGroupRows {
+// with their own parameters. A row never changes once written.
+class TokenGroupCodec {
  public:
   // group must divide width.
-  TokenGroupRows(GroupCodec codec, int bits, int width, int group);
+  TokenGroupCodec(GroupCodec codec, int bits, int width, int group);
 
-  void Append(const float* row);  // width values
-  void Append(ConstMat rows) {    // (n, width)
-    for (int64_t i = 0; i < rows.rows; ++i) Append(rows.Row(i));
-  }
-  // Dequantises channels [c0, c0 + n) of row t into out; c0 and n are multiples of group.
-  void Dequant(int64_t t, int c0, int n, float* out) const;
-  // Rows [t0, t0 + rows) of channels [c0, c0 + n) into out + i * ld (row i), the values Dequant
+  RowsLayout Layout(int64_t rows) const;
+  // Quantises `row` (width values) into row i of r, whose code bytes must be zero.
+  void Encode(const float* row, RowsRegion r, int64_t i) const;
+  // Dequantises channels [c0, c0 + n) of row i into out; c0 and n are multiples of group.
+  void Dequant(ConstRowsRegion r, int64_t i, int c0, int n, float* out) const;
+  // Rows [i0, i0 + rows) of channels [c0, c0 + n) into out + k * ld (row k), the values Dequant
   // gives; decodes codes a byte at a time where the packing allows (the decode hot path).
-  void DequantBlock(int64_t t0, int64_t rows, int c0, int n, float* out, int64_t ld) const;
-  // The codes of row t, for tests.
-  uint32_t Code(int64_t t, int c) const;
-  // The rows as the in-register decode kernel reads them (kernels/attn_dense.h, IntAttend):
-  // uniform codec and a shape IntAttendSupports. False otherwise.
-  bool InPlaceView(IntRowsView* view) const;
+  void DequantBlock(ConstRowsRegion r, int64_t i0, int64_t rows, int c0, int n, float* out,
+                    int64_t ld) const;
+  // Code of channel c of row i, for tests.
+  uint32_t Code(ConstRowsRegion r, int64_t i, int c) const;
+  // Rows from i0 on as the in-register decode kernel reads them (kernels/attn_dense.h,
+  // IntAttend): uniform codec and a shape IntAttendSupports. False otherwise.
+  bool View(ConstRowsRegion r, int64_t i0, IntRowsView* view) const;
 
-  int64_t rows() const { return rows_; }
-  void Clear();
   // Bytes one row occupies: packed codes plus side parameters.
   int64_t RowBytes() const;
 
  private:
   int params_per_group() const { return codec_ == GroupCodec::kUniform ? 2 : 1; }
+  int64_t params_per_row() const { return int64_t{width_ / group_} * params_per_group(); }
 
   GroupCodec codec_;
   int bits_, width_, group_;
   int64_t code_bytes_;  // PackedBytes(width, bits)
-  int64_t rows_ = 0;
-  std::vector<uint8_t> codes_;    // (rows, code_bytes) packed codes
-  std::vector<uint16_t> params_;  // (rows, width/group, params_per_group) fp16: scale, min | absmax
 };
 
 // Rows quantised per channel over groups of `group` consecutive rows (tokens) with uniform
-// asymmetric codes. The last group may be partial: its rows are kept in an fp32 staging copy
-// and the whole partial group is requantised (new scale/min, new codes) whenever rows join it,
-// so no row is ever read back at full precision. A full group's codes never change again and
-// its staging copy is dropped.
-class ChannelGroupRows {
+// asymmetric codes, one fp16 (scale, min) pair per channel per group, the pairs of a group
+// interleaved by channel. Regions start on a group's first row. The last group of a sequence may
+// be partial: its owner keeps the group's rows (fp32 staging) and re-encodes the whole group
+// (new scale/min, new codes) whenever rows join, so no row is ever read back at full precision;
+// a full group's codes never change again.
+class ChannelGroupCodec {
  public:
-  ChannelGroupRows(int bits, int width, int group);
+  ChannelGroupCodec(int bits, int width, int group);
 
-  void Append(ConstMat rows);  // (n, width)
-  void Dequant(int64_t t, int c0, int n, float* out) const;
-  // As TokenGroupRows::DequantBlock; each token group's scale/min are decoded once per block.
-  void DequantBlock(int64_t t0, int64_t rows, int c0, int n, float* out, int64_t ld) const;
-  uint32_t Code(int64_t t, int c) const;
-  // The rows as IntAttend reads them, when IntAttendSupports their shape. False otherwise.
-  bool InPlaceView(IntRowsView* view) const;
+  RowsLayout Layout(int64_t rows) const;
+  // Fits every channel on the m (1..group) rows of width values at rows + k * ld and writes them
+  // as rows [first, first + m) of r, first a multiple of group, with their group's parameters.
+  void EncodeGroup(const float* rows, int64_t m, int64_t ld, RowsRegion r, int64_t first) const;
+  void Dequant(ConstRowsRegion r, int64_t i, int c0, int n, float* out) const;
+  // As TokenGroupCodec::DequantBlock; each token group's scale/min are decoded once per block.
+  void DequantBlock(ConstRowsRegion r, int64_t i0, int64_t rows, int c0, int n, float* out,
+                    int64_t ld) const;
+  uint32_t Code(ConstRowsRegion r, int64_t i, int c) const;
+  // Rows from i0 (a multiple of group) on as IntAttend reads them, when IntAttendSupports their
+  // shape. False otherwise.
+  bool View(ConstRowsRegion r, int64_t i0, IntRowsView* view) const;
 
-  int64_t rows() const { return rows_; }
-  void Clear();
-  // Bytes held with n rows stored: codes, the parameters of ceil(n/group) groups, and the fp32
-  // staging copy of the n % group rows of a partial group.
+  int group() const { return group_; }
+  int width() const { return width_; }
+  // Bytes a sequence of n rows holds: codes, the parameters of ceil(n/group) groups, and the
+  // fp32 staging copy of the n % group rows of a partial group.
   int64_t BytesFor(int64_t n) const;
 
  private:
-  void QuantizePartialGroup();
-
   int bits_, width_, group_;
   int64_t code_bytes_;
-  int64_t rows_ = 0;
-  std::vector<uint8_t> codes_;    // (rows, code_bytes) packed codes, one row per token
-  std::vector<uint16_t> params_;  // (ceil(rows/group), width, 2) fp16 scale, min per channel
-  std::vector<float> staging_;    // (rows % group, width) fp32 copy of the partial group
 };
 
 // The most bytes a cache holds over a sequence's life (1..max_tokens tokens) divided by

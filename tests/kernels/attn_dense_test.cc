@@ -83,8 +83,8 @@ TEST(AttnDense, MatchesReference) {
 
 // In-register decode of uniformly quantised rows against DenseAttendF32Ref on the same rows
 // dequantised by the scalar formula min + code * scale: codes and fp16 parameters random, rows
-// packed as TokenGroupRows (token_group 0: a pair per `group` channels of each row) or
-// ChannelGroupRows (a pair per channel per token_group rows) store them, 64 slack bytes after
+// packed as TokenGroupCodec (token_group 0: a pair per `group` channels of each row) or
+// ChannelGroupCodec (a pair per channel per token_group rows) store them, 64 slack bytes after
 // the last row.
 void CheckInt(int bits, int group, int G, int hd, int64_t n, int token_group = 0) {
   std::mt19937 rng(bits * 100 + group + G * 7 + hd + n + token_group);

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "kv/quant_cache_testing.h"
-#include "kv/quant_rows.h"
+#include "kv/quant_rows_testing.h"
 #include "util/error.h"
 #include "util/fp16.h"
 
@@ -29,7 +29,8 @@ int64_t Quantised(int64_t n, int64_t g, int64_t r) { return n >= r + g ? (n - r)
 // Streams tokens in uneven blocks and checks after each block: the window holds the most recent
 // tokens exactly (fp16), at least R of them and fewer than R + G; older tokens are KIVI-quantised
 // from their fp16 copies -- keys per channel over each G-token group, values per token over each
-// G-channel group -- which a ChannelGroupRows / TokenGroupRows fed the same rows reproduces.
+// G-channel group -- which the row codecs (TestChannelRows / TestTokenRows) fed the same rows
+// over whole kv_dim rows reproduce, though the cache codes each KV head in its own page region.
 TEST(KiviCache, WindowIsExactAndOlderTokensAreQuantisedPerChannelAndPerToken) {
   const int G = 8, R = 12;
   const KvShape s = TestShape(4, 2, 16, 120);
@@ -53,8 +54,8 @@ TEST(KiviCache, WindowIsExactAndOlderTokensAreQuantisedPerChannelAndPerToken) {
       EXPECT_LT(n - q_n, R + G);
     }
     const auto hk = RoundToHalf(all_k), hv = RoundToHalf(all_v);
-    ChannelGroupRows kref(2, s.kv_dim(), G);
-    TokenGroupRows vref(GroupCodec::kUniform, 2, s.kv_dim(), G);
+    testing::TestChannelRows kref(2, s.kv_dim(), G, q_n);
+    testing::TestTokenRows vref(GroupCodec::kUniform, 2, s.kv_dim(), G, q_n);
     kref.Append(ConstMat(hk.data(), q_n, s.kv_dim()));
     for (int64_t t = 0; t < q_n; ++t) vref.Append(hv.data() + t * s.kv_dim());
     const auto dk = DequantAll(*cache, 1, KvPart::kKey), dv = DequantAll(*cache, 1, KvPart::kValue);

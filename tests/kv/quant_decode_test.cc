@@ -12,7 +12,7 @@
 #include "kv/decode_attention.h"
 #include "kv/quant_cache.h"
 #include "kv/quant_cache_testing.h"
-#include "kv/quant_rows.h"
+#include "kv/quant_rows_testing.h"
 #include "util/thread_pool.h"
 
 namespace cqkv {
@@ -31,7 +31,8 @@ std::string Name(const Case& c) {
          std::to_string(c.hd);
 }
 
-std::unique_ptr<QuantKvCache> MakeQuant(const std::string& spec, const KvShape& s) {
+std::unique_ptr<QuantKvCache> MakeQuant(const std::string& spec, KvShape s) {
+  if (spec.ends_with(":g7")) s.page_tokens = 7 * 256;  // token groups must divide the page
   auto cache = MakeKvCache(spec, s);
   auto* quant = dynamic_cast<QuantKvCache*>(cache.get());
   EXPECT_NE(quant, nullptr) << spec;
@@ -136,7 +137,7 @@ TEST(QuantDecodeTest, DequantBlockEqualsDequant) {
     for (int group : {3, 8, 32}) {
       for (GroupCodec codec : {GroupCodec::kUniform, GroupCodec::kNormalFloat}) {
         if (codec == GroupCodec::kNormalFloat && (bits < 2 || bits > 4)) continue;
-        TokenGroupRows rows(codec, bits, kWidth, group);
+        testing::TestTokenRows rows(codec, bits, kWidth, group, kRows);
         for (int t = 0; t < kRows; ++t) rows.Append(k.data() + t * kWidth);
         rows.DequantBlock(3, kRows - 3, group, kWidth - group, block.data(), kWidth);
         for (int t = 3; t < kRows; ++t) {
@@ -146,7 +147,7 @@ TEST(QuantDecodeTest, DequantBlockEqualsDequant) {
           }
         }
       }
-      ChannelGroupRows rows(bits, kWidth, group);
+      testing::TestChannelRows rows(bits, kWidth, group, kRows);
       rows.Append(ConstMat(k.data(), kRows, kWidth));  // 45 rows: the last group is partial
       rows.DequantBlock(5, kRows - 5, 3, 64, block.data(), kWidth);
       for (int t = 5; t < kRows; ++t) {
