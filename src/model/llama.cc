@@ -1,5 +1,6 @@
 #include "model/llama.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/dequant.h"
@@ -20,46 +21,108 @@ void AddInPlace(Mat y, ConstMat x) {
   }
 }
 
+// Decode items share one DecodeAttention call; a cache without AttendPartial cannot join it.
+bool IsDecode(const BatchItem& item) {
+  return item.tokens.size() == 1 && item.cache->HasAttendPartial();
+}
+
+// Everything that can fail is checked before any cache changes, so a bad item leaves the whole
+// batch untouched.
+void CheckBatch(std::span<const BatchItem> items, const ModelConfig& c) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    const BatchItem& it = items[i];
+    CQKV_CHECK(it.cache != nullptr, "ForwardBatch: item {} has no cache", i);
+    const int64_t n = static_cast<int64_t>(it.tokens.size());
+    CQKV_CHECK(n >= 1, "ForwardBatch: item {} has no tokens", i);
+    CQKV_CHECK(it.logits.cols == c.vocab_size &&
+                   (it.logits.rows == n || it.logits.rows == 1 || it.logits.rows == 0),
+               "ForwardBatch: item {} has logits {}x{}, expected ({}, 1 or 0) x {}", i,
+               it.logits.rows, it.logits.cols, n, c.vocab_size);
+    const KvShape& s = it.cache->shape();
+    CQKV_CHECK(s.n_layers == c.n_layers && s.n_heads == c.n_heads && s.n_kv_heads == c.n_kv_heads &&
+                   s.head_dim == c.head_dim(),
+               "ForwardBatch: item {} has a {} cache shaped for another model", i,
+               it.cache->format());
+    const int64_t pos0 = it.cache->tokens(0);
+    CQKV_CHECK(pos0 + n <= s.max_tokens,
+               "kv cache: context of {} tokens exceeds the cache capacity of {}", pos0 + n,
+               s.max_tokens);
+    for (int64_t j = 0; j < n; ++j) {
+      CQKV_CHECK(it.tokens[j] >= 0 && it.tokens[j] < c.vocab_size,
+                 "token id {} at position {} is outside the vocabulary (size {})", it.tokens[j],
+                 pos0 + j, c.vocab_size);
+    }
+    for (size_t j = 0; j < i; ++j) {
+      CQKV_CHECK(items[j].cache != it.cache, "ForwardBatch: items {} and {} share one cache", j, i);
+    }
+  }
+}
+
 }  // namespace
 
 LlamaForward::LlamaForward(const Model& model, ThreadPool& pool) : model_(model), pool_(pool) {}
 
-void LlamaForward::Resize(int64_t n) {
+void LlamaForward::Resize(int64_t n, int64_t n_out) {
   const ModelConfig& c = model_.config;
-  const auto sz = [n](int64_t w) { return static_cast<size_t>(n * w); };
-  x_.resize(sz(c.dim));
-  xn_.resize(sz(c.dim));
-  q_.resize(sz(int64_t{c.n_heads} * c.head_dim()));
-  k_.resize(sz(c.kv_dim()));
-  k_pre_.resize(sz(c.kv_dim()));
-  v_.resize(sz(c.kv_dim()));
-  att_.resize(sz(int64_t{c.n_heads} * c.head_dim()));
-  proj_.resize(sz(c.dim));
-  gate_.resize(sz(c.hidden_dim));
-  up_.resize(sz(c.hidden_dim));
+  const auto sz = [](int64_t rows, int64_t w) { return static_cast<size_t>(rows * w); };
+  x_.resize(sz(n, c.dim));
+  xn_.resize(sz(n, c.dim));
+  q_.resize(sz(n, int64_t{c.n_heads} * c.head_dim()));
+  k_.resize(sz(n, c.kv_dim()));
+  k_pre_.resize(sz(n, c.kv_dim()));
+  v_.resize(sz(n, c.kv_dim()));
+  att_.resize(sz(n, int64_t{c.n_heads} * c.head_dim()));
+  proj_.resize(sz(n, c.dim));
+  gate_.resize(sz(n, c.hidden_dim));
+  up_.resize(sz(n, c.hidden_dim));
+  logits_.resize(sz(n_out, c.vocab_size));
 }
 
 void LlamaForward::Forward(std::span<const int32_t> tokens, KvCache& cache, Mat logits) {
+  if (tokens.empty()) return;
+  const BatchItem item{&cache, tokens, logits};
+  ForwardBatch(std::span(&item, 1));
+}
+
+void LlamaForward::ForwardBatch(std::span<const BatchItem> items) {
   const ModelConfig& c = model_.config;
   const ModelWeights& w = model_.weights;
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  if (n == 0) return;
-  CQKV_CHECK(logits.cols == c.vocab_size && (logits.rows == n || logits.rows == 1),
-             "Forward: logits must be ({} or 1) x {}", n, c.vocab_size);
-  const int64_t pos0 = cache.tokens(0);
-  Resize(n);
+  CheckBatch(items, c);
+  if (items.empty()) return;
+  const size_t B = items.size();
+  // Decode items take the first rows, so their queries and outputs are already one contiguous
+  // (B_dec, q_dim) block for DecodeAttention: no gather or scatter.
+  row0_.resize(B);
+  pos0_.resize(B);
+  int64_t n = 0, n_dec = 0, n_out = 0, n_logit_items = 0;
+  for (const bool decode : {true, false}) {
+    for (size_t i = 0; i < B; ++i) {
+      if (IsDecode(items[i]) != decode) continue;
+      row0_[i] = n;
+      n += static_cast<int64_t>(items[i].tokens.size());
+    }
+    if (decode) n_dec = n;
+  }
+  for (size_t i = 0; i < B; ++i) {
+    pos0_[i] = items[i].cache->tokens(0);  // before this step's Appends move it
+    n_out += items[i].logits.rows;
+    n_logit_items += items[i].logits.rows > 0;
+  }
+  Resize(n, n_logit_items > 1 ? n_out : 0);
   const int64_t q_dim = int64_t{c.n_heads} * c.head_dim();
   const int64_t kv_dim = c.kv_dim();
+  // Views of the whole step, n rows each: x, xn, proj (n, dim); q, att (n, q_dim);
+  // k, k_pre, v (n, kv_dim); gate, up (n, hidden_dim).
   Mat x(x_.data(), n, c.dim), xn(xn_.data(), n, c.dim), proj(proj_.data(), n, c.dim);
   Mat q(q_.data(), n, q_dim), att(att_.data(), n, q_dim);
   Mat k(k_.data(), n, kv_dim), k_pre(k_pre_.data(), n, kv_dim), v(v_.data(), n, kv_dim);
   Mat gate(gate_.data(), n, c.hidden_dim), up(up_.data(), n, c.hidden_dim);
 
-  for (int64_t i = 0; i < n; ++i) {
-    CQKV_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab_size,
-               "token id {} at position {} is outside the vocabulary (size {})", tokens[i],
-               pos0 + i, c.vocab_size);
-    DequantizeRow(w.tok_embd.type, w.tok_embd.RowPtr(tokens[i]), c.dim, x.Row(i));
+  for (size_t i = 0; i < B; ++i) {
+    for (size_t j = 0; j < items[i].tokens.size(); ++j) {
+      const int32_t t = items[i].tokens[j];
+      DequantizeRow(w.tok_embd.type, w.tok_embd.RowPtr(t), c.dim, x.Row(row0_[i] + j));
+    }
   }
 
   for (int l = 0; l < c.n_layers; ++l) {
@@ -68,13 +131,28 @@ void LlamaForward::Forward(std::span<const int32_t> tokens, KvCache& cache, Mat 
     MatMul(xn, lw.wq, q, pool_);
     MatMul(xn, lw.wk, k, pool_);
     MatMul(xn, lw.wv, v, pool_);
+    // RoPE rotates k in place; formats that store pre-RoPE keys need them as they were.
     std::copy(k_.begin(), k_.begin() + n * kv_dim, k_pre_.begin());
-    for (int64_t i = 0; i < n; ++i) {
-      ApplyRope(q.Row(i), c.n_heads, c.head_dim(), pos0 + i, c.rope_freq_base, c.rope_type);
-      ApplyRope(k.Row(i), c.n_kv_heads, c.head_dim(), pos0 + i, c.rope_freq_base, c.rope_type);
+    decode_.clear();
+    for (size_t i = 0; i < B; ++i) {
+      const int64_t r0 = row0_[i], len = static_cast<int64_t>(items[i].tokens.size());
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t pos = pos0_[i] + j;
+        ApplyRope(q.Row(r0 + j), c.n_heads, c.head_dim(), pos, c.rope_freq_base, c.rope_type);
+        ApplyRope(k.Row(r0 + j), c.n_kv_heads, c.head_dim(), pos, c.rope_freq_base, c.rope_type);
+      }
+      // k_pre, k, v: (len, kv_dim) row ranges of this item.
+      items[i].cache->Append(
+          l, KvBlock{pos0_[i], k_pre.RowRange(r0, len), k.RowRange(r0, len), v.RowRange(r0, len)});
+      if (IsDecode(items[i])) {
+        decode_.push_back(DecodeSeq{items[i].cache, items[i].cache->tokens(l)});
+      } else {
+        // q, att rows: (len, q_dim).
+        items[i].cache->Attend(l, q.RowRange(r0, len), pos0_[i], att.RowRange(r0, len), pool_);
+      }
     }
-    cache.Append(l, KvBlock{pos0, k_pre, k, v});
-    cache.Attend(l, q, pos0, att, pool_);
+    // Decode rows in item order are rows [0, n_dec), matching decode_'s order.
+    DecodeAttention(decode_, l, q.RowRange(0, n_dec), att.RowRange(0, n_dec), pool_);
     MatMul(att, lw.wo, proj, pool_);
     AddInPlace(x, proj);
 
@@ -89,10 +167,31 @@ void LlamaForward::Forward(std::span<const int32_t> tokens, KvCache& cache, Mat 
     AddInPlace(x, proj);
   }
 
-  const int64_t first = logits.rows == 1 ? n - 1 : 0;
-  Mat x_out = x.RowRange(first, n - first), xn_out = xn.RowRange(first, n - first);
-  RmsNormRows(x_out, w.output_norm, c.rms_eps, xn_out);
-  MatMul(xn_out, w.output, logits, pool_);
+  if (n_out == 0) return;
+  // The final norm is per row, so normalising straight into xn's first n_out rows gathers the
+  // rows that want logits: the output weight, the largest matrix, is then read once.
+  int64_t o = 0;
+  for (size_t i = 0; i < B; ++i) {
+    const int64_t rows = items[i].logits.rows;
+    const int64_t src = row0_[i] + static_cast<int64_t>(items[i].tokens.size()) - rows;
+    RmsNormRows(x.RowRange(src, rows), w.output_norm, c.rms_eps, xn.RowRange(o, rows));
+    o += rows;
+  }
+  // One item wanting logits (Forward) gets them written in place; otherwise through logits_.
+  if (n_logit_items == 1) {
+    const BatchItem& it = *std::find_if(items.begin(), items.end(),
+                                        [](const BatchItem& b) { return b.logits.rows > 0; });
+    MatMul(xn.RowRange(0, n_out), w.output, it.logits, pool_);
+    return;
+  }
+  Mat logits(logits_.data(), n_out, c.vocab_size);  // (n_out, vocab)
+  MatMul(xn.RowRange(0, n_out), w.output, logits, pool_);
+  o = 0;
+  for (const BatchItem& it : items) {
+    for (int64_t r = 0; r < it.logits.rows; ++r, ++o) {
+      std::copy(logits.Row(o), logits.Row(o) + c.vocab_size, it.logits.Row(r));
+    }
+  }
 }
 
 std::unique_ptr<KvCache> MakeCacheFor(const Model& model, const std::string& spec, int max_tokens) {
