@@ -279,6 +279,7 @@ class EngineImpl final : public Engine {
       s.admitted_at = ++admissions_;
       running_.push_back(std::move(queue_.front()));
       queue_.pop_front();
+      stats_.running = static_cast<int>(running_.size());  // Stop() must not see a gap
     }
   }
 

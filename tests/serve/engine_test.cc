@@ -114,7 +114,7 @@ TEST(Engine, GreedyBatchEqualsDirectDecoding) {
   }
 }
 
-// A budget of 3 pages for 8 sequences that each grow past one page: admission waits and running
+// A budget of 3 pages for 5 sequences that each grow past one page: admission waits and running
 // sequences are preempted and recomputed, yet every output equals the unconstrained run.
 TEST(Engine, TightBudgetPreemptsAndStillMatches) {
   CQKV_REQUIRE_SHARED(kStories);
@@ -130,11 +130,11 @@ TEST(Engine, TightBudgetPreemptsAndStillMatches) {
   std::vector<int64_t> ids, ref_ids;
   std::string long_prompt;
   for (int i = 0; i < 30; ++i) long_prompt += "Tim had a red ball. ";
-  std::vector<std::string> prompts = kPrompts;
+  std::vector<std::string> prompts(kPrompts.begin(), kPrompts.begin() + 4);
   prompts.push_back(long_prompt);
   for (const auto& p : prompts) {
-    ids.push_back(engine->Submit(Greedy(p, 300, col)));
-    ref_ids.push_back(probe->Submit(Greedy(p, 300, ref)));
+    ids.push_back(engine->Submit(Greedy(p, 270, col)));
+    ref_ids.push_back(probe->Submit(Greedy(p, 270, ref)));
   }
   engine->RunUntilIdle();
   probe->RunUntilIdle();
