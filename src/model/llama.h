@@ -30,12 +30,14 @@ class LlamaForward {
   // activation matrix, so each weight matrix is read once per step for the whole batch; decode
   // items (one token, a cache with AttendPartial) attend together through DecodeAttention, the
   // others (prompt chunks) through their cache's Attend. Sequences are independent: an item's
-  // logits equal those of the same tokens run alone up to fp32 rounding. Each cache may appear
-  // once. Throws cqkv::Error, before any cache changes, for an item without tokens, a token id
-  // outside the vocabulary, a cache shaped for another model or too small for the tokens, a
-  // cache appearing twice or a logits view of the wrong shape. Pages are not reserved here: a
-  // KV page pool running dry mid-step throws from Append and leaves the step half done, so
-  // schedulers reserve (KvCache::TryReserve) before the step.
+  // logits equal those of the same tokens run alone in the same pieces up to fp32 rounding
+  // (MatMul rounds differently from 8 rows on), which a format storing K/V in fewer bits can
+  // amplify by rounding a value on a boundary the other way. Each cache may appear once. Throws
+  // cqkv::Error, before any cache changes, for an item without tokens, a token id outside the
+  // vocabulary, a cache shaped for another model or too small for the tokens, a cache appearing
+  // twice or a logits view of the wrong shape. Pages are not reserved here: a KV page pool running
+  // dry mid-step throws from Append and leaves the step half done, so schedulers reserve
+  // (KvCache::TryReserve) before the step.
   void ForwardBatch(std::span<const BatchItem> items);
 
   // Runs `tokens` at positions cache.tokens(0) onwards, appending their K/V to `cache`: a batch

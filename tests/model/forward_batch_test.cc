@@ -226,7 +226,8 @@ TEST_P(ForwardBatchFormats, SmallStepsAreBitwiseEqualToLoneRuns) {
 // the largest logit. A format that rounds K/V to fewer bits (fp16 included) can then store a
 // value that sits on a rounding boundary one step apart; later layers see inputs differing by
 // that step and flip more (measured on stories260K: a few fp16 flips per layer, growing to ~200
-// of 2752 values in the last layer, 1.2e-4 relative in the logits). Both runs are then equally
+// of 2752 values in the last layer, 1.2e-4 relative in the logits; which values flip depends on
+// the build: an -O1 sanitizer build gives int2-channel 1.3e-3). Both runs are then equally
 // valid roundings of nearly the same K/V, so the difference is bounded by a fraction of the
 // format's own error against fp32 (measured ratio <= 0.2; allowed 0.5).
 TEST_P(ForwardBatchFormats, LargeStepsMatchLoneRuns) {
