@@ -9,7 +9,9 @@
 //    hist[gi][code][:] += p. When the heads fit one vector and codes are bytes (b = 8, or b = 4
 //    paired into bytes on long ranges) the grouped path sweeps a sub-block one chunk of groups
 //    at a time so the tables in use stay in L1 (ScoreGroups8); otherwise codes are unpacked
-//    into table offsets;
+//    into table offsets. Paged codes (CqHeadView::k_pages) are read a page piece at a time
+//    inside the same sub-blocks, so the tables and histograms are built once per call whatever
+//    the pages, and results are bitwise those of one contiguous stream;
 //  - at the end acc[h][gi*c + d] = sum_j hist[gi][j][h] * centroid_gi[j][d].
 // Softmax with a histogram: rescaling the histogram when the max grows costs as much as the
 // final reduction, so m_ref is lazy: it is raised only when a sub-block's max exceeds it by
@@ -332,7 +334,13 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
   uint8_t* HWY_RESTRICT cbuf = cbuf_v.data();
   for (int64_t b0 = t0; b0 < t1; b0 += sub) {
     const int64_t bn = std::min(sub, t1 - b0);
-    if (in_place == 0) UnpackOffsets(hv.v_codes, hv, b0, bn, hp, voff);
+    // Code reads go a page piece at a time (CqForEachPiece; one piece without pages), so
+    // sub-blocks, and with them every sum and the lazy max, are the same as over one stream.
+    if (in_place == 0) {
+      CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
+        UnpackOffsets(lv.v_codes, lv, lt, n, hp, voff + i * groups);
+      });
+    }
     if (score) {
       // The callback writes (heads, n); transpose to tokens-major with padded lanes.
       float* tmp = tmp_v.data();
@@ -344,11 +352,18 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
         std::memcpy(sbuf + i * hp, tmp, sizeof(float) * hp);
       }
     } else if (in_place == 8) {
-      ScoreGrouped8(d, g8, lut8, ByteCodes(hv.k_codes, hv, b0, bn, g8, cbuf), bn, sbuf);
+      CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
+        const uint8_t* codes = ByteCodes(lv.k_codes, lv, lt, n, g8, cbuf + i * g8);
+        ScoreGrouped8(d, g8, lut8, codes, n, sbuf + i * hp);
+      });
     } else if (in_place == 4) {
-      ScoreInPlace4(d, hv, lut, b0, bn, sbuf);
+      CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
+        ScoreInPlace4(d, lv, lut, lt, n, sbuf + i * hp);
+      });
     } else {
-      UnpackOffsets(hv.k_codes, hv, b0, bn, hp, koff);
+      CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
+        UnpackOffsets(lv.k_codes, lv, lt, n, hp, koff + i * groups);
+      });
       for (int64_t i = 0; i < bn; ++i) {
         const uint32_t* o = koff + i * groups;
         for (int h = 0; h < hp; h += N) {
@@ -421,11 +436,16 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
     }
     // Value histograms: one read-modify-write per token-group serves all heads.
     if (in_place == 8) {
-      ScatterGrouped8(d, g8, hist8, ByteCodes(hv.v_codes, hv, b0, bn, g8, cbuf), bn, sbuf);
+      CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
+        const uint8_t* codes = ByteCodes(lv.v_codes, lv, lt, n, g8, cbuf + i * g8);
+        ScatterGrouped8(d, g8, hist8, codes, n, sbuf + i * hp);
+      });
       continue;
     }
     if (in_place == 4) {
-      ScatterInPlace4(d, hv, hist, b0, bn, sbuf);
+      CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
+        ScatterInPlace4(d, lv, hist, lt, n, sbuf + i * hp);
+      });
       continue;
     }
     for (int64_t i = 0; i < bn; ++i) {
