@@ -18,6 +18,7 @@
 // more than kSlack (weights then stay <= e^kSlack, far from fp32 overflow) or on the first
 // sub-block. Results are exact up to fp32 rounding; the state reports m = m_ref.
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -118,6 +119,28 @@ inline const uint8_t* ByteCodes(const uint8_t* codes, const CqHeadView& h, int64
   CompactCodes(codes, h, t0, n, bytes, dst);
   return dst;
 }
+
+// The byte codes of one sub-block of the grouped path as runs of consecutive tokens, one per page
+// it touches (one without pages): run r holds n[r] tokens, `bytes` codes each, read in place or
+// compacted into dst (ByteCodes). Sub-blocks of kSub8 tokens touch at most kMaxPieces pages of a
+// multiple of 256 tokens.
+constexpr int kMaxPieces = kSub8 / 256 + 1;
+struct BytePieces {
+  const uint8_t* codes[kMaxPieces];
+  int64_t n[kMaxPieces];
+  int count = 0;
+};
+inline BytePieces SubBlockByteCodes(const CqHeadView& h, int kind, int64_t b0, int64_t bn,
+                                    int bytes, uint8_t* dst) {
+  BytePieces p;
+  CqForEachPiece(h, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
+    assert(p.count < kMaxPieces);
+    p.codes[p.count] =
+        ByteCodes(kind == 0 ? lv.k_codes : lv.v_codes, lv, lt, n, bytes, dst + i * bytes);
+    p.n[p.count++] = n;
+  });
+  return p;
+}
 }  // namespace
 }  // namespace cqkv
 #endif
@@ -208,30 +231,45 @@ HWY_INLINE void ScatterGroups8(D d, float* HWY_RESTRICT hist, const uint8_t* HWY
   }
 }
 
-// Chunks of 16 KiB of tables: 4 groups at 4 lanes, 2 at 8.
+// Chunks of 16 KiB of tables: 4 groups at 4 lanes, 2 at 8. Each chunk goes over every piece of
+// the sub-block before the next chunk, so its tables serve the whole sub-block while in L1
+// whatever the pages (tokens of different pieces are independent: sums are those of one run).
 template <class D>
-HWY_INLINE void ScoreGrouped8(D d, int groups, const float* lut, const uint8_t* codes, int64_t bn,
+HWY_INLINE void ScoreGrouped8(D d, int groups, const float* lut, const BytePieces& codes,
                               float* sbuf) {
   constexpr size_t kN = hn::MaxLanes(d);
   constexpr int kG = kN <= 4 ? 4 : 2;
   constexpr int64_t kRow = 256 * kN;
   int gi = 0;
-  for (; gi + kG <= groups; gi += kG)
-    ScoreGroups8<kG>(d, lut + gi * kRow, codes + gi, groups, bn, gi == 0, sbuf);
-  for (; gi < groups; ++gi)
-    ScoreGroups8<1>(d, lut + gi * kRow, codes + gi, groups, bn, gi == 0, sbuf);
+  for (; gi + kG <= groups; gi += kG) {
+    float* s = sbuf;
+    for (int r = 0; r < codes.count; s += codes.n[r] * kN, ++r)
+      ScoreGroups8<kG>(d, lut + gi * kRow, codes.codes[r] + gi, groups, codes.n[r], gi == 0, s);
+  }
+  for (; gi < groups; ++gi) {
+    float* s = sbuf;
+    for (int r = 0; r < codes.count; s += codes.n[r] * kN, ++r)
+      ScoreGroups8<1>(d, lut + gi * kRow, codes.codes[r] + gi, groups, codes.n[r], gi == 0, s);
+  }
 }
 
 template <class D>
-HWY_INLINE void ScatterGrouped8(D d, int groups, float* hist, const uint8_t* codes, int64_t bn,
+HWY_INLINE void ScatterGrouped8(D d, int groups, float* hist, const BytePieces& codes,
                                 const float* sbuf) {
   constexpr size_t kN = hn::MaxLanes(d);
   constexpr int kG = kN <= 4 ? 4 : 2;
   constexpr int64_t kRow = 256 * kN;
   int gi = 0;
-  for (; gi + kG <= groups; gi += kG)
-    ScatterGroups8<kG>(d, hist + gi * kRow, codes + gi, groups, bn, sbuf);
-  for (; gi < groups; ++gi) ScatterGroups8<1>(d, hist + gi * kRow, codes + gi, groups, bn, sbuf);
+  for (; gi + kG <= groups; gi += kG) {
+    const float* s = sbuf;
+    for (int r = 0; r < codes.count; s += codes.n[r] * kN, ++r)
+      ScatterGroups8<kG>(d, hist + gi * kRow, codes.codes[r] + gi, groups, codes.n[r], s);
+  }
+  for (; gi < groups; ++gi) {
+    const float* s = sbuf;
+    for (int r = 0; r < codes.count; s += codes.n[r] * kN, ++r)
+      ScatterGroups8<1>(d, hist + gi * kRow, codes.codes[r] + gi, groups, codes.n[r], s);
+  }
 }
 
 template <size_t kCap>
@@ -352,10 +390,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
         std::memcpy(sbuf + i * hp, tmp, sizeof(float) * hp);
       }
     } else if (in_place == 8) {
-      CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
-        const uint8_t* codes = ByteCodes(lv.k_codes, lv, lt, n, g8, cbuf + i * g8);
-        ScoreGrouped8(d, g8, lut8, codes, n, sbuf + i * hp);
-      });
+      ScoreGrouped8(d, g8, lut8, SubBlockByteCodes(hv, 0, b0, bn, g8, cbuf), sbuf);
     } else if (in_place == 4) {
       CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
         ScoreInPlace4(d, lv, lut, lt, n, sbuf + i * hp);
@@ -436,10 +471,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
     }
     // Value histograms: one read-modify-write per token-group serves all heads.
     if (in_place == 8) {
-      CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
-        const uint8_t* codes = ByteCodes(lv.v_codes, lv, lt, n, g8, cbuf + i * g8);
-        ScatterGrouped8(d, g8, hist8, codes, n, sbuf + i * hp);
-      });
+      ScatterGrouped8(d, g8, hist8, SubBlockByteCodes(hv, 1, b0, bn, g8, cbuf), sbuf);
       continue;
     }
     if (in_place == 4) {
