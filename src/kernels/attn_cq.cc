@@ -36,6 +36,7 @@
 #include <hwy/contrib/math/math-inl.h>
 
 #include "kernels/attn_cq.h"
+#include "util/error.h"
 
 #ifndef CQKV_KERNELS_ATTN_CQ_HELPERS_
 #define CQKV_KERNELS_ATTN_CQ_HELPERS_
@@ -548,6 +549,8 @@ HWY_EXPORT(CqLookupImpl);
 void CqAttend(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& s,
               const CqScoreFn& score, CqPath path) {
   if (t1 <= t0) return;
+  CQKV_CHECK(hv.k_pages == nullptr || (hv.page_tokens > 0 && hv.page_tokens % 256 == 0),
+             "CQ attention: pages of {} tokens are not a positive multiple of 256", hv.page_tokens);
   if (path == CqPath::kAuto) {
     const bool lookup = hv.bits <= 8 && 2 * (t1 - t0) >= (int64_t{1} << hv.bits);
     path = lookup ? CqPath::kLookup : CqPath::kDirect;

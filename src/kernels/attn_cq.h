@@ -15,13 +15,15 @@ namespace cqkv {
 // The codes and centroid tables of one KV head of one layer.
 struct CqHeadView {
   // Packed code streams: the b-bit code of (token t, group g) is bits [(t*n_groups + g) * b, +b)
-  // little-endian, with 4 readable bytes past the end. Used when k_pages is null.
+  // little-endian, with 4 readable bytes past the end when b is not 4 or 8 (ReadCqCode's word
+  // loads). Used when k_pages is null.
   const uint8_t* k_codes = nullptr;
   const uint8_t* v_codes = nullptr;
   // Paged codes (kv/cq_cache.cc): when set, page i holds tokens [i * page_tokens,
   // (i + 1) * page_tokens) as a stream of its own in the layout above, token t at page-local
-  // index t - i * page_tokens (4 readable bytes past each page's codes). Only the pages of the
-  // attended range are read. page_tokens is a multiple of 256.
+  // index t - i * page_tokens (4 readable bytes past each page's codes when b is not 4 or 8).
+  // Only the pages of the attended range are read. page_tokens must be a positive multiple of
+  // 256 (CqAttend checks).
   const uint8_t* const* k_pages = nullptr;
   const uint8_t* const* v_pages = nullptr;
   int64_t page_tokens = 0;

@@ -196,13 +196,16 @@ class CqKvCache final : public KvCache {
       int64_t window_start;  // tokens at or after it are read from the fp16 window
 
       // Centroid channel j of the code of (token t, group gi of head kvh) is
-      // table[((kvh * groups_per_head + gi) * c + j) * 2^b + code].
-      const float* Centroid(int kind, const float* table, int64_t t, int kvh, int gi) const {
+      // table[((kvh * groups_per_head + gi) * c + j) * 2^b + code]; `codes` is the token's
+      // region (Region), base its first code's index there (page lookups once per token).
+      const float* Centroid(const float* table, const uint8_t* codes, int64_t base, int kvh,
+                            int gi) const {
         const CqKvCache& s = *self;
-        const int gph = s.groups_per_head_;
-        const uint32_t code =
-            ReadCqCode(s.Region(layer, kind, kvh, t), t % s.shape_.page_tokens * gph + gi, s.bits_);
-        return table + (int64_t{kvh} * gph + gi) * s.c_ * s.k_ + code;
+        const uint32_t code = ReadCqCode(codes, base + gi, s.bits_);
+        return table + (int64_t{kvh} * s.groups_per_head_ + gi) * s.c_ * s.k_ + code;
+      }
+      int64_t Base(int64_t t) const {
+        return t % self->shape_.page_tokens * self->groups_per_head_;
       }
       int64_t WinOffset(int64_t t, int kvh) const {
         const CqKvCache& s = *self;
@@ -214,8 +217,10 @@ class CqKvCache final : public KvCache {
         if (t >= window_start) return DotF16(k_win + WinOffset(t, kvh), qh, hd);
         if (s.keys_ == KeyPosition::kPostRope) {
           float sum = 0;
+          const uint8_t* codes = s.Region(layer, 0, kvh, t);
+          const int64_t base = Base(t);
           for (int gi = 0; gi < s.groups_per_head_; ++gi) {
-            const float* cent = Centroid(0, k_table, t, kvh, gi);
+            const float* cent = Centroid(k_table, codes, base, kvh, gi);
             const float* qg = qh + gi * c;
             for (int j = 0; j < c; ++j) sum += qg[j] * cent[j * k];
           }
@@ -229,8 +234,10 @@ class CqKvCache final : public KvCache {
         const CqKvCache& s = *self;
         const int c = s.c_, k = s.k_;
         if (t >= window_start) return AxpyF16(p, v_win + WinOffset(t, kvh), o, s.shape_.head_dim);
+        const uint8_t* codes = s.Region(layer, 1, kvh, t);
+        const int64_t base = Base(t);
         for (int gi = 0; gi < s.groups_per_head_; ++gi) {
-          const float* cent = Centroid(1, v_table, t, kvh, gi);
+          const float* cent = Centroid(v_table, codes, base, kvh, gi);
           float* og = o + gi * c;
           for (int j = 0; j < c; ++j) og[j] += p * cent[j * k];
         }
