@@ -9,13 +9,16 @@
 //    hist[gi][code][:] += p. When the heads fit one vector and codes are bytes (b = 8, or b = 4
 //    paired into bytes on long ranges) the grouped path sweeps a sub-block one chunk of groups
 //    at a time so the tables in use stay in L1 (ScoreGroups8); otherwise codes are unpacked
-//    into table offsets;
+//    into table offsets. Paged codes (CqHeadView::k_pages) are read a page piece at a time
+//    inside the same sub-blocks, so the tables and histograms are built once per call whatever
+//    the pages, and results are bitwise those of one contiguous stream;
 //  - at the end acc[h][gi*c + d] = sum_j hist[gi][j][h] * centroid_gi[j][d].
 // Softmax with a histogram: rescaling the histogram when the max grows costs as much as the
 // final reduction, so m_ref is lazy: it is raised only when a sub-block's max exceeds it by
 // more than kSlack (weights then stay <= e^kSlack, far from fp32 overflow) or on the first
 // sub-block. Results are exact up to fp32 rounding; the state reports m = m_ref.
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -33,6 +36,7 @@
 #include <hwy/contrib/math/math-inl.h>
 
 #include "kernels/attn_cq.h"
+#include "util/error.h"
 
 #ifndef CQKV_KERNELS_ATTN_CQ_HELPERS_
 #define CQKV_KERNELS_ATTN_CQ_HELPERS_
@@ -115,6 +119,28 @@ inline const uint8_t* ByteCodes(const uint8_t* codes, const CqHeadView& h, int64
   if (h.n_groups * h.bits / 8 == bytes) return codes + t0 * bytes;
   CompactCodes(codes, h, t0, n, bytes, dst);
   return dst;
+}
+
+// The byte codes of one sub-block of the grouped path as runs of consecutive tokens, one per page
+// it touches (one without pages): run r holds n[r] tokens, `bytes` codes each, read in place or
+// compacted into dst (ByteCodes). Sub-blocks of kSub8 tokens touch at most kMaxPieces pages of a
+// multiple of 256 tokens.
+constexpr int kMaxPieces = kSub8 / 256 + 1;
+struct BytePieces {
+  const uint8_t* codes[kMaxPieces];
+  int64_t n[kMaxPieces];
+  int count = 0;
+};
+inline BytePieces SubBlockByteCodes(const CqHeadView& h, int kind, int64_t b0, int64_t bn,
+                                    int bytes, uint8_t* dst) {
+  BytePieces p;
+  CqForEachPiece(h, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
+    assert(p.count < kMaxPieces);
+    p.codes[p.count] =
+        ByteCodes(kind == 0 ? lv.k_codes : lv.v_codes, lv, lt, n, bytes, dst + i * bytes);
+    p.n[p.count++] = n;
+  });
+  return p;
 }
 }  // namespace
 }  // namespace cqkv
@@ -206,30 +232,45 @@ HWY_INLINE void ScatterGroups8(D d, float* HWY_RESTRICT hist, const uint8_t* HWY
   }
 }
 
-// Chunks of 16 KiB of tables: 4 groups at 4 lanes, 2 at 8.
+// Chunks of 16 KiB of tables: 4 groups at 4 lanes, 2 at 8. Each chunk goes over every piece of
+// the sub-block before the next chunk, so its tables serve the whole sub-block while in L1
+// whatever the pages (tokens of different pieces are independent: sums are those of one run).
 template <class D>
-HWY_INLINE void ScoreGrouped8(D d, int groups, const float* lut, const uint8_t* codes, int64_t bn,
+HWY_INLINE void ScoreGrouped8(D d, int groups, const float* lut, const BytePieces& codes,
                               float* sbuf) {
   constexpr size_t kN = hn::MaxLanes(d);
   constexpr int kG = kN <= 4 ? 4 : 2;
   constexpr int64_t kRow = 256 * kN;
   int gi = 0;
-  for (; gi + kG <= groups; gi += kG)
-    ScoreGroups8<kG>(d, lut + gi * kRow, codes + gi, groups, bn, gi == 0, sbuf);
-  for (; gi < groups; ++gi)
-    ScoreGroups8<1>(d, lut + gi * kRow, codes + gi, groups, bn, gi == 0, sbuf);
+  for (; gi + kG <= groups; gi += kG) {
+    float* s = sbuf;
+    for (int r = 0; r < codes.count; s += codes.n[r] * kN, ++r)
+      ScoreGroups8<kG>(d, lut + gi * kRow, codes.codes[r] + gi, groups, codes.n[r], gi == 0, s);
+  }
+  for (; gi < groups; ++gi) {
+    float* s = sbuf;
+    for (int r = 0; r < codes.count; s += codes.n[r] * kN, ++r)
+      ScoreGroups8<1>(d, lut + gi * kRow, codes.codes[r] + gi, groups, codes.n[r], gi == 0, s);
+  }
 }
 
 template <class D>
-HWY_INLINE void ScatterGrouped8(D d, int groups, float* hist, const uint8_t* codes, int64_t bn,
+HWY_INLINE void ScatterGrouped8(D d, int groups, float* hist, const BytePieces& codes,
                                 const float* sbuf) {
   constexpr size_t kN = hn::MaxLanes(d);
   constexpr int kG = kN <= 4 ? 4 : 2;
   constexpr int64_t kRow = 256 * kN;
   int gi = 0;
-  for (; gi + kG <= groups; gi += kG)
-    ScatterGroups8<kG>(d, hist + gi * kRow, codes + gi, groups, bn, sbuf);
-  for (; gi < groups; ++gi) ScatterGroups8<1>(d, hist + gi * kRow, codes + gi, groups, bn, sbuf);
+  for (; gi + kG <= groups; gi += kG) {
+    const float* s = sbuf;
+    for (int r = 0; r < codes.count; s += codes.n[r] * kN, ++r)
+      ScatterGroups8<kG>(d, hist + gi * kRow, codes.codes[r] + gi, groups, codes.n[r], s);
+  }
+  for (; gi < groups; ++gi) {
+    const float* s = sbuf;
+    for (int r = 0; r < codes.count; s += codes.n[r] * kN, ++r)
+      ScatterGroups8<1>(d, hist + gi * kRow, codes.codes[r] + gi, groups, codes.n[r], s);
+  }
 }
 
 template <size_t kCap>
@@ -332,7 +373,13 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
   uint8_t* HWY_RESTRICT cbuf = cbuf_v.data();
   for (int64_t b0 = t0; b0 < t1; b0 += sub) {
     const int64_t bn = std::min(sub, t1 - b0);
-    if (in_place == 0) UnpackOffsets(hv.v_codes, hv, b0, bn, hp, voff);
+    // Code reads go a page piece at a time (CqForEachPiece; one piece without pages), so
+    // sub-blocks, and with them every sum and the lazy max, are the same as over one stream.
+    if (in_place == 0) {
+      CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
+        UnpackOffsets(lv.v_codes, lv, lt, n, hp, voff + i * groups);
+      });
+    }
     if (score) {
       // The callback writes (heads, n); transpose to tokens-major with padded lanes.
       float* tmp = tmp_v.data();
@@ -344,11 +391,15 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
         std::memcpy(sbuf + i * hp, tmp, sizeof(float) * hp);
       }
     } else if (in_place == 8) {
-      ScoreGrouped8(d, g8, lut8, ByteCodes(hv.k_codes, hv, b0, bn, g8, cbuf), bn, sbuf);
+      ScoreGrouped8(d, g8, lut8, SubBlockByteCodes(hv, 0, b0, bn, g8, cbuf), sbuf);
     } else if (in_place == 4) {
-      ScoreInPlace4(d, hv, lut, b0, bn, sbuf);
+      CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
+        ScoreInPlace4(d, lv, lut, lt, n, sbuf + i * hp);
+      });
     } else {
-      UnpackOffsets(hv.k_codes, hv, b0, bn, hp, koff);
+      CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
+        UnpackOffsets(lv.k_codes, lv, lt, n, hp, koff + i * groups);
+      });
       for (int64_t i = 0; i < bn; ++i) {
         const uint32_t* o = koff + i * groups;
         for (int h = 0; h < hp; h += N) {
@@ -421,11 +472,13 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
     }
     // Value histograms: one read-modify-write per token-group serves all heads.
     if (in_place == 8) {
-      ScatterGrouped8(d, g8, hist8, ByteCodes(hv.v_codes, hv, b0, bn, g8, cbuf), bn, sbuf);
+      ScatterGrouped8(d, g8, hist8, SubBlockByteCodes(hv, 1, b0, bn, g8, cbuf), sbuf);
       continue;
     }
     if (in_place == 4) {
-      ScatterInPlace4(d, hv, hist, b0, bn, sbuf);
+      CqForEachPiece(hv, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
+        ScatterInPlace4(d, lv, hist, lt, n, sbuf + i * hp);
+      });
       continue;
     }
     for (int64_t i = 0; i < bn; ++i) {
@@ -496,6 +549,8 @@ HWY_EXPORT(CqLookupImpl);
 void CqAttend(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& s,
               const CqScoreFn& score, CqPath path) {
   if (t1 <= t0) return;
+  CQKV_CHECK(hv.k_pages == nullptr || (hv.page_tokens > 0 && hv.page_tokens % 256 == 0),
+             "CQ attention: pages of {} tokens are not a positive multiple of 256", hv.page_tokens);
   if (path == CqPath::kAuto) {
     const bool lookup = hv.bits <= 8 && 2 * (t1 - t0) >= (int64_t{1} << hv.bits);
     path = lookup ? CqPath::kLookup : CqPath::kDirect;

@@ -3,6 +3,7 @@
 // weight over centroid indices, reduced against the centroids once per token range.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -14,9 +15,18 @@ namespace cqkv {
 // The codes and centroid tables of one KV head of one layer.
 struct CqHeadView {
   // Packed code streams: the b-bit code of (token t, group g) is bits [(t*n_groups + g) * b, +b)
-  // little-endian (kv/cq_cache.cc), with 4 readable zero bytes past the end.
+  // little-endian, with 4 readable bytes past the end when b is not 4 or 8 (ReadCqCode's word
+  // loads). Used when k_pages is null.
   const uint8_t* k_codes = nullptr;
   const uint8_t* v_codes = nullptr;
+  // Paged codes (kv/cq_cache.cc): when set, page i holds tokens [i * page_tokens,
+  // (i + 1) * page_tokens) as a stream of its own in the layout above, token t at page-local
+  // index t - i * page_tokens (4 readable bytes past each page's codes when b is not 4 or 8).
+  // Only the pages of the attended range are read. page_tokens must be a positive multiple of
+  // 256 (CqAttend checks).
+  const uint8_t* const* k_pages = nullptr;
+  const uint8_t* const* v_pages = nullptr;
+  int64_t page_tokens = 0;
   int64_t n_groups = 0;  // groups per token over all KV heads
   int g0 = 0;            // first group of this head; the head owns [g0, g0 + groups)
   int groups = 0;        // head_dim / c
@@ -58,6 +68,39 @@ inline uint32_t ReadCqCode(const uint8_t* p, int64_t i, int bits) {
   uint32_t w;
   std::memcpy(&w, p + (bit >> 3), 4);
   return (w >> (bit & 7)) & ((1u << bits) - 1);
+}
+
+// The codes of token t: the stream holding it (a page's, or the single one) and the stream index
+// of its group g0 code, so code (t, g0 + gi) is ReadCqCode(*codes, base + gi, bits).
+inline int64_t CqTokenCodes(const CqHeadView& h, int kind, int64_t t, const uint8_t** codes) {
+  if (h.k_pages == nullptr) {
+    *codes = kind == 0 ? h.k_codes : h.v_codes;
+    return t * h.n_groups + h.g0;
+  }
+  const int64_t page = t / h.page_tokens;
+  *codes = (kind == 0 ? h.k_pages : h.v_pages)[page];
+  return (t - page * h.page_tokens) * h.n_groups + h.g0;
+}
+
+// Calls fn(local, lt, n, i) for each piece of tokens [b0, b0 + bn) that lies in one page:
+// `local` is a single-stream view of that page's codes, lt the page-local index of the piece's
+// first token, i its offset from b0. Without pages: one call fn(h, b0, bn, 0).
+template <typename Fn>
+inline void CqForEachPiece(const CqHeadView& h, int64_t b0, int64_t bn, const Fn& fn) {
+  if (h.k_pages == nullptr) {
+    fn(h, b0, bn, int64_t{0});
+    return;
+  }
+  CqHeadView local = h;
+  local.k_pages = local.v_pages = nullptr;
+  for (int64_t i = 0; i < bn;) {
+    const int64_t t = b0 + i, page = t / h.page_tokens, lt = t - page * h.page_tokens;
+    const int64_t n = std::min(bn - i, h.page_tokens - lt);
+    local.k_codes = h.k_pages[page];
+    local.v_codes = h.v_pages[page];
+    fn(static_cast<const CqHeadView&>(local), lt, n, i);
+    i += n;
+  }
 }
 
 // The direct path on its own (CqPath::kDirect), exact online softmax per 64-token block.

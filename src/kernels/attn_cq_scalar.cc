@@ -22,11 +22,12 @@ void CqAttendDirect(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1
       score(b0, bn, sc.data());
     } else {
       for (int64_t i = 0; i < bn; ++i) {
-        const int64_t base = (b0 + i) * hv.n_groups + hv.g0;
+        const uint8_t* codes;
+        const int64_t base = CqTokenCodes(hv, 0, b0 + i, &codes);
         for (int h = 0; h < G; ++h) sc[h * bn + i] = 0.0f;
         for (int gi = 0; gi < hv.groups; ++gi) {
           const float* cent =
-              hv.k_table + int64_t{gi} * c * k + ReadCqCode(hv.k_codes, base + gi, hv.bits);
+              hv.k_table + int64_t{gi} * c * k + ReadCqCode(codes, base + gi, hv.bits);
           for (int h = 0; h < G; ++h) {
             const float* qg = q + int64_t{h} * hd + gi * c;
             float s = 0;
@@ -38,10 +39,11 @@ void CqAttendDirect(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1
     }
     SoftmaxBlock(st, sc.data(), bn);
     for (int64_t i = 0; i < bn; ++i) {
-      const int64_t base = (b0 + i) * hv.n_groups + hv.g0;
+      const uint8_t* codes;
+      const int64_t base = CqTokenCodes(hv, 1, b0 + i, &codes);
       for (int gi = 0; gi < hv.groups; ++gi) {
         const float* cent =
-            hv.v_table + int64_t{gi} * c * k + ReadCqCode(hv.v_codes, base + gi, hv.bits);
+            hv.v_table + int64_t{gi} * c * k + ReadCqCode(codes, base + gi, hv.bits);
         for (int h = 0; h < G; ++h) {
           float* o = st.acc + int64_t{h} * hd + gi * c;
           const float p = sc[h * bn + i];
@@ -58,10 +60,12 @@ void CqAttendRef(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, c
   const int64_t k = int64_t{1} << hv.bits;
   std::vector<float> key(hd), val(hd), sc(G);
   for (int64_t t = t0; t < t1; ++t) {
-    const int64_t base = t * hv.n_groups + hv.g0;
+    const uint8_t *kcodes, *vcodes;
+    const int64_t base = CqTokenCodes(hv, 0, t, &kcodes);
+    CqTokenCodes(hv, 1, t, &vcodes);
     for (int gi = 0; gi < hv.groups; ++gi) {
-      const uint32_t kc = ReadCqCode(hv.k_codes, base + gi, hv.bits);
-      const uint32_t vc = ReadCqCode(hv.v_codes, base + gi, hv.bits);
+      const uint32_t kc = ReadCqCode(kcodes, base + gi, hv.bits);
+      const uint32_t vc = ReadCqCode(vcodes, base + gi, hv.bits);
       for (int j = 0; j < c; ++j) {
         key[gi * c + j] = hv.k_table[(int64_t{gi} * c + j) * k + kc];
         val[gi * c + j] = hv.v_table[(int64_t{gi} * c + j) * k + vc];

@@ -1,6 +1,7 @@
 #include "kv/cq_cache.h"
 
 #include <algorithm>
+#include <cassert>
 #include <charconv>
 #include <cstring>
 #include <vector>
@@ -20,38 +21,24 @@ namespace {
 // Pre-RoPE keys are decoded into a stack buffer of one head before rotation.
 constexpr int kMaxHeadDim = 1024;
 
-// The codes of one (layer, K/V, KV head): code (token * groups + group), packed with no padding
-// between tokens so storage is exactly b bits per group. One stream per KV head because decode
-// attention reads one head at a time: its codes are then contiguous, where token-major codes of
-// every head would pull whole lines of which a head uses 1/n_kv_heads. Append-only over zeroed
-// bytes, so writes OR in.
-class CodeStream {
- public:
-  explicit CodeStream(int bits = 8) : bits_(bits) {}
-  // Room for n codes, plus 4 spare zero bytes so ReadCqCode's word load stays in bounds.
-  void Resize(int64_t n) { bytes_.resize(static_cast<size_t>((n * bits_ + 7) / 8 + 4), 0); }
-  void Clear() { bytes_.clear(); }
-  void Put(int64_t i, uint32_t code) {
-    assert(code < (1u << bits_));
-    if (bits_ == 8) {
-      bytes_[i] = static_cast<uint8_t>(code);
-    } else if (bits_ == 4) {
-      bytes_[i >> 1] |= static_cast<uint8_t>(code << ((i & 1) * 4));
-    } else {
-      const uint64_t bit = static_cast<uint64_t>(i) * bits_;
-      uint8_t* p = bytes_.data() + (bit >> 3);
-      uint32_t w;
-      std::memcpy(&w, p, 4);
-      w |= code << (bit & 7);
-      std::memcpy(p, &w, 4);
-    }
+// Packed codes are written by OR-ing into zeroed bytes (pages come zeroed from the pool): code i
+// of a stream of b-bit codes takes bits [i * b, i * b + b), little-endian (ReadCqCode reads
+// them back). Widths other than 4 and 8 touch a 32-bit word, so their streams keep 4 spare bytes.
+void PutCqCode(uint8_t* p, int64_t i, uint32_t code, int bits) {
+  assert(code < (1u << bits));
+  if (bits == 8) {
+    p[i] = static_cast<uint8_t>(code);
+  } else if (bits == 4) {
+    p[i >> 1] |= static_cast<uint8_t>(code << ((i & 1) * 4));
+  } else {
+    const uint64_t bit = static_cast<uint64_t>(i) * bits;
+    uint8_t* w8 = p + (bit >> 3);
+    uint32_t w;
+    std::memcpy(&w, w8, 4);
+    w |= code << (bit & 7);
+    std::memcpy(w8, &w, 4);
   }
-  const uint8_t* data() const { return bytes_.data(); }
-
- private:
-  int bits_;
-  std::vector<uint8_t> bytes_;
-};
+}
 
 // What every sequence of one model shares: the codebook tables and, for pre-RoPE codebooks, the
 // rotation table. Read-only once built, so siblings (NewSibling) hold one copy between them, as
@@ -94,11 +81,17 @@ std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& sha
   return sh;
 }
 
+// Page layout (PageBytes): one region per (layer, kind, KV head), in that order
+// ((layer * 2 + kind) * n_kv_heads + kv_head), each holding that head's codes of the page's
+// page_tokens tokens as one packed stream, code (t_local * groups_per_head + gi): decode attention
+// reads one KV head at a time, so its codes are contiguous, where token-major codes of every head
+// would pull whole lines of which a head uses 1/n_kv_heads. A region is its code bytes, plus 4
+// spare bytes for the word loads of widths other than 4 and 8 bits, rounded up to 64 bytes.
 class CqKvCache final : public KvCache {
  public:
   CqKvCache(std::shared_ptr<const CqShared> shared, const KvShape& shape, int window,
-            std::string spec)
-      : KvCache(shape),
+            std::string spec, std::shared_ptr<PagePool> pool = nullptr)
+      : KvCache(shape, std::move(pool)),
         shared_(std::move(shared)),
         spec_(std::move(spec)),
         config_(shared_->config),
@@ -108,6 +101,7 @@ class CqKvCache final : public KvCache {
         bits_(config_.bits),
         k_(config_.n_centroids()),
         groups_per_head_(shape.head_dim / config_.channels),
+        region_bytes_(RegionBytes(config_, shape)),
         n_(shape.n_layers, 0),
         tables_(shared_->tables),
         rope_(shared_->rope) {
@@ -115,7 +109,9 @@ class CqKvCache final : public KvCache {
     CQKV_CHECK(shape.n_heads % shape.n_kv_heads == 0,
                "--kv {}: {} query heads are not a multiple of {} KV heads", spec_, shape.n_heads,
                shape.n_kv_heads);
-    codes_.assign(static_cast<size_t>(2 * shape.n_layers * shape.n_kv_heads), CodeStream(bits_));
+    CQKV_CHECK(!this->pool() || this->pool()->page_bytes() == PageBytes(),
+               "--kv {}: pool pages of {} bytes, this format needs {}", spec_,
+               this->pool()->page_bytes(), PageBytes());
     if (window_ > 0) {
       const size_t win = static_cast<size_t>(window_) * shape.kv_dim();
       win_k_.assign(shape.n_layers, std::vector<uint16_t>(win));
@@ -123,8 +119,17 @@ class CqKvCache final : public KvCache {
     }
   }
 
-  std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool> = nullptr) const override {
-    return std::make_unique<CqKvCache>(shared_, shape_, window_, spec_);
+  std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool> pool = nullptr) const override {
+    return std::make_unique<CqKvCache>(shared_, shape_, window_, spec_, std::move(pool));
+  }
+
+  int64_t PageBytes() const override {
+    return int64_t{2} * shape_.n_layers * shape_.n_kv_heads * region_bytes_;
+  }
+  // The fp16 window ring: K and V of `window` tokens per layer.
+  int64_t FixedBytes() const override {
+    return int64_t{2} * shape_.n_layers * window_ * shape_.kv_dim() *
+           static_cast<int64_t>(sizeof(uint16_t));
   }
 
   std::string format() const override { return spec_; }
@@ -141,19 +146,25 @@ class CqKvCache final : public KvCache {
     CQKV_CHECK(!pre || (block.k_pre.data != nullptr && block.k_pre.rows == n),
                "--kv {}: pre-RoPE codebooks need the keys before RoPE", spec_);
     assert(block.k.cols == shape_.kv_dim() && block.v.rows == n);
+    if (n == 0) return;
+    // Every page of the block at once (all or none; layers share them, so the first layer to
+    // reach a token takes its page), before anything is written.
+    EnsurePage(n0 + n - 1);
     std::vector<int32_t> idx(static_cast<size_t>(n));
+    const int64_t P = shape_.page_tokens;
     for (int kind = 0; kind < 2; ++kind) {
       const ConstMat src = kind == 1 ? block.v : pre ? block.k_pre : block.k;
       const float* table = tables_[layer * 2 + kind].data();
       const int gph = groups_per_head_;
       for (int h = 0; h < shape_.n_kv_heads; ++h) {
-        CodeStream& codes = Codes(layer, kind, h);
-        codes.Resize((n0 + n) * gph);
         for (int gi = 0; gi < gph; ++gi) {
           const int64_t g = int64_t{h} * gph + gi;
           const ConstMat centroids_t(table + g * c_ * k_, c_, k_);
           AssignNearestT(src.ColRange(g * c_, c_), centroids_t, idx.data());
-          for (int64_t i = 0; i < n; ++i) codes.Put((n0 + i) * gph + gi, idx[i]);
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t t = n0 + i;
+            PutCqCode(Region(layer, kind, h, t), (t % P) * gph + gi, idx[i], bits_);
+          }
         }
       }
     }
@@ -185,12 +196,16 @@ class CqKvCache final : public KvCache {
       int64_t window_start;  // tokens at or after it are read from the fp16 window
 
       // Centroid channel j of the code of (token t, group gi of head kvh) is
-      // table[((kvh * groups_per_head + gi) * c + j) * 2^b + code].
-      const float* Centroid(int kind, const float* table, int64_t t, int kvh, int gi) const {
+      // table[((kvh * groups_per_head + gi) * c + j) * 2^b + code]; `codes` is the token's
+      // region (Region), base its first code's index there (page lookups once per token).
+      const float* Centroid(const float* table, const uint8_t* codes, int64_t base, int kvh,
+                            int gi) const {
         const CqKvCache& s = *self;
-        const int gph = s.groups_per_head_;
-        const uint32_t code = ReadCqCode(s.Codes(layer, kind, kvh).data(), t * gph + gi, s.bits_);
-        return table + (int64_t{kvh} * gph + gi) * s.c_ * s.k_ + code;
+        const uint32_t code = ReadCqCode(codes, base + gi, s.bits_);
+        return table + (int64_t{kvh} * s.groups_per_head_ + gi) * s.c_ * s.k_ + code;
+      }
+      int64_t Base(int64_t t) const {
+        return t % self->shape_.page_tokens * self->groups_per_head_;
       }
       int64_t WinOffset(int64_t t, int kvh) const {
         const CqKvCache& s = *self;
@@ -202,8 +217,10 @@ class CqKvCache final : public KvCache {
         if (t >= window_start) return DotF16(k_win + WinOffset(t, kvh), qh, hd);
         if (s.keys_ == KeyPosition::kPostRope) {
           float sum = 0;
+          const uint8_t* codes = s.Region(layer, 0, kvh, t);
+          const int64_t base = Base(t);
           for (int gi = 0; gi < s.groups_per_head_; ++gi) {
-            const float* cent = Centroid(0, k_table, t, kvh, gi);
+            const float* cent = Centroid(k_table, codes, base, kvh, gi);
             const float* qg = qh + gi * c;
             for (int j = 0; j < c; ++j) sum += qg[j] * cent[j * k];
           }
@@ -217,8 +234,10 @@ class CqKvCache final : public KvCache {
         const CqKvCache& s = *self;
         const int c = s.c_, k = s.k_;
         if (t >= window_start) return AxpyF16(p, v_win + WinOffset(t, kvh), o, s.shape_.head_dim);
+        const uint8_t* codes = s.Region(layer, 1, kvh, t);
+        const int64_t base = Base(t);
         for (int gi = 0; gi < s.groups_per_head_; ++gi) {
-          const float* cent = Centroid(1, v_table, t, kvh, gi);
+          const float* cent = Centroid(v_table, codes, base, kvh, gi);
           float* og = o + gi * c;
           for (int j = 0; j < c; ++j) og[j] += p * cent[j * k];
         }
@@ -250,9 +269,24 @@ class CqKvCache final : public KvCache {
         window_ > 0 ? std::max<int64_t>(0, n_[layer] - window_) : n_[layer];
     const int64_t code_end = std::min(t1, window_start);
     if (t0 < code_end) {
+      // The head's region in each page of the range; the kernel reads pages [t0 / P, ...) only.
+      const int64_t P = shape_.page_tokens;
+      const int64_t first = t0 / P, last = (code_end - 1) / P;
+      thread_local std::vector<const uint8_t*> k_pages, v_pages;
+      if (static_cast<int64_t>(k_pages.size()) <= last) {
+        k_pages.resize(static_cast<size_t>(last + 1));
+        v_pages.resize(static_cast<size_t>(last + 1));
+      }
+      const int64_t k_off = RegionOffset(layer, 0, kv_head),
+                    v_off = RegionOffset(layer, 1, kv_head);
+      for (int64_t p = first; p <= last; ++p) {
+        k_pages[p] = PageData(p) + k_off;
+        v_pages[p] = PageData(p) + v_off;
+      }
       CqHeadView hv;
-      hv.k_codes = Codes(layer, 0, kv_head).data();
-      hv.v_codes = Codes(layer, 1, kv_head).data();
+      hv.k_pages = k_pages.data();
+      hv.v_pages = v_pages.data();
+      hv.page_tokens = P;
       hv.n_groups = groups_per_head_;
       hv.g0 = 0;
       hv.groups = groups_per_head_;
@@ -287,8 +321,10 @@ class CqKvCache final : public KvCache {
 
   int64_t tokens(int layer) const override { return n_[layer]; }
 
+  // Returns the pages to the pool; the window ring is kept (it is per sequence, rewritten
+  // before it is read).
   void Clear() override {
-    for (auto& c : codes_) c.Clear();
+    ReleasePages();
     std::fill(n_.begin(), n_.end(), 0);
   }
 
@@ -302,20 +338,30 @@ class CqKvCache final : public KvCache {
   // position; head_dim floats.
   void RotatedKey(int layer, int kv_head, int64_t t, float* key) const {
     const int gph = groups_per_head_;
-    const uint8_t* codes = Codes(layer, 0, kv_head).data();
+    const uint8_t* codes = Region(layer, 0, kv_head, t);
+    const int64_t base = t % shape_.page_tokens * gph;
     const float* table = tables_[layer * 2].data() + int64_t{kv_head} * gph * c_ * k_;
     for (int gi = 0; gi < gph; ++gi) {
-      const float* cent = table + int64_t{gi} * c_ * k_ + ReadCqCode(codes, t * gph + gi, bits_);
+      const float* cent = table + int64_t{gi} * c_ * k_ + ReadCqCode(codes, base + gi, bits_);
       for (int j = 0; j < c_; ++j) key[gi * c_ + j] = cent[j * k_];
     }
     rope_.Rotate(key, t);
   }
 
-  const CodeStream& Codes(int layer, int kind, int kv_head) const {
-    return codes_[(static_cast<size_t>(layer) * 2 + kind) * shape_.n_kv_heads + kv_head];
+  // Bytes of one region (see the class comment).
+  static int64_t RegionBytes(const CqConfig& config, const KvShape& shape) {
+    const int64_t codes =
+        int64_t{shape.page_tokens} * (shape.head_dim / config.channels) * config.bits / 8;
+    const int64_t spare = config.bits == 8 || config.bits == 4 ? 0 : 4;
+    return (codes + spare + 63) / 64 * 64;
   }
-  CodeStream& Codes(int layer, int kind, int kv_head) {
-    return codes_[(static_cast<size_t>(layer) * 2 + kind) * shape_.n_kv_heads + kv_head];
+  int64_t RegionOffset(int layer, int kind, int kv_head) const {
+    return ((int64_t{layer} * 2 + kind) * shape_.n_kv_heads + kv_head) * region_bytes_;
+  }
+  // The codes of (layer, kind, kv_head) in the page of token t (held): token t's codes start at
+  // stream index (t % page_tokens) * groups_per_head.
+  uint8_t* Region(int layer, int kind, int kv_head, int64_t t) const {
+    return PageData(t / shape_.page_tokens) + RegionOffset(layer, kind, kv_head);
   }
 
   std::shared_ptr<const CqShared> shared_;
@@ -324,8 +370,7 @@ class CqKvCache final : public KvCache {
   KeyPosition keys_;
   int window_;  // fp16 ring slots, <= max_tokens
   int c_, bits_, k_, groups_per_head_;
-
-  std::vector<CodeStream> codes_;  // [(layer * 2 + kind) * n_kv_heads + kv_head]
+  int64_t region_bytes_;  // per (layer, kind, KV head) in a page
   // [layer]: (window, kv_dim) IEEE half; token t in slot t % window. Keys after RoPE.
   std::vector<std::vector<uint16_t>> win_k_, win_v_;
   std::vector<int64_t> n_;

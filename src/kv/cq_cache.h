@@ -1,6 +1,10 @@
 // The coupled-quantization KV cache, `--kv cq:PATH[:rN]`: each token's K and V are stored as one
 // b-bit centroid index per group of c channels, against the per-(layer, K/V, group) codebooks in
 // PATH (quant/codebook.h); `rN` also keeps the N most recent tokens in fp16.
+// Codes live in pages of shape.page_tokens tokens from a PagePool (kv/page_pool.h): per page one
+// 64-byte-aligned region per (layer, K/V, KV head) holding that head's packed codes of the
+// page's tokens (PageBytes). Codebooks are shared by siblings; the fp16 window is per sequence
+// (FixedBytes).
 #pragma once
 
 #include <memory>

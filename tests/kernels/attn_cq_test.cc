@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -111,6 +112,86 @@ TEST(AttnCq, LookupAndDirectMatchReference) {
         // Several sub-blocks of the grouped byte-code path (b = 8, and 4-bit pairs).
         Check(c, bits, hd, G, 5, 1800, false, CqPath::kLookup);
         Check(c, bits, hd, G, 10, 1300, true, CqPath::kLookup);
+      }
+    }
+  }
+}
+
+// The fixture's streams cut into pages of `page_tokens` tokens, each its own allocation with 4
+// spare bytes (set, to show they are never taken for codes).
+struct Paged {
+  std::vector<std::vector<uint8_t>> k, v;
+  std::vector<const uint8_t*> kp, vp;
+  CqHeadView view;
+
+  Paged(const Fixture& f, int64_t page_tokens, int64_t n_tokens) : view(f.view) {
+    const int64_t page_bytes = page_tokens * f.view.n_groups * f.bits / 8;
+    for (int64_t p = 0; p * page_tokens < n_tokens; ++p) {
+      for (auto [src, dst] : {std::pair{&f.k_codes, &k}, std::pair{&f.v_codes, &v}}) {
+        std::vector<uint8_t> page(static_cast<size_t>(page_bytes + 4), 0xff);
+        const int64_t from = p * page_bytes;
+        const int64_t n = std::min<int64_t>(page_bytes, static_cast<int64_t>(src->size()) - from);
+        std::copy_n(src->begin() + from, n, page.begin());
+        dst->push_back(std::move(page));
+      }
+      kp.push_back(k.back().data());
+      vp.push_back(v.back().data());
+    }
+    view.k_codes = view.v_codes = nullptr;
+    view.k_pages = kp.data();
+    view.v_pages = vp.data();
+    view.page_tokens = page_tokens;
+  }
+};
+
+// Paged codes give bitwise the results of one stream: pages are read a piece at a time inside
+// the same sub-blocks (lookup), per token (direct, reference). Ranges spanning 3+ pages from odd
+// starts, 4-bit pairs on long ranges, the score callback.
+TEST(AttnCq, PagedCodesMatchOneStreamBitwise) {
+  const std::pair<int, int> configs[] = {{8, 8}, {4, 8}, {4, 4}, {2, 4}, {8, 4}, {3, 5}, {1, 1}};
+  for (auto [c, bits] : configs) {
+    const int hd = c == 3 ? 96 : 128;
+    const int64_t n_tokens = 2100;
+    const Fixture f(c, bits, hd, n_tokens, 7 * c + bits);
+    for (int G : {1, 4, 8}) {
+      std::mt19937 rng(G);
+      std::normal_distribution<float> nd;
+      std::vector<float> q(static_cast<size_t>(G) * hd);
+      for (auto& x : q) x = nd(rng) * 2.0f / std::sqrt(static_cast<float>(hd));
+      CqScoreFn score = [&](int64_t b0, int64_t n, float* s) {
+        for (int h = 0; h < G; ++h) {
+          for (int64_t i = 0; i < n; ++i) s[h * n + i] = std::sin(0.37f * (b0 + i) + h) * 6.0f;
+        }
+      };
+      for (int64_t page_tokens : {256, 512, 1024}) {
+        const Paged paged(f, page_tokens, n_tokens);
+        for (auto [t0, t1] : {std::pair<int64_t, int64_t>{301, 1100},
+                              {0, 2100},
+                              {255, 257},
+                              {5, 1800},
+                              {1023, 2099}}) {
+          for (bool cb : {false, true}) {
+            for (int path = 0; path < 3; ++path) {
+              State a(G, hd), b(G, hd);
+              if (path == 2) {
+                CqAttendRef(f.view, q.data(), t0, t1, a.view(), cb ? score : nullptr);
+                CqAttendRef(paged.view, q.data(), t0, t1, b.view(), cb ? score : nullptr);
+              } else {
+                const CqPath p = path == 0 ? CqPath::kLookup : CqPath::kDirect;
+                CqAttend(f.view, q.data(), t0, t1, a.view(), cb ? score : nullptr, p);
+                CqAttend(paged.view, q.data(), t0, t1, b.view(), cb ? score : nullptr, p);
+              }
+              const std::string where =
+                  std::to_string(c) + "c" + std::to_string(bits) + "b G=" + std::to_string(G) +
+                  " P=" + std::to_string(page_tokens) + " [" + std::to_string(t0) + "," +
+                  std::to_string(t1) + ") cb=" + std::to_string(cb) +
+                  " path=" + std::to_string(path);
+              ASSERT_EQ(a.m, b.m) << where;
+              ASSERT_EQ(a.l, b.l) << where;
+              ASSERT_EQ(a.acc, b.acc) << where;
+            }
+          }
+        }
       }
     }
   }

@@ -233,6 +233,161 @@ TEST(CqCache, SiblingSharesCodebooksNotTokens) {
   EXPECT_DOUBLE_EQ(b->BytesPerToken(), a->BytesPerToken());
 }
 
+struct PagedCase {
+  const char* config;
+  bool pre;
+  int window;
+};
+
+class CqPagedTest : public ::testing::TestWithParam<PagedCase> {};
+
+// The same tokens in pages of 256 and 1024 tokens and in one page holding the whole context:
+// decode (one query through DecodeAttention; AttendPartial over ranges spanning 3+ pages, from
+// odd starts, long enough for 4-bit pairs) and prefill (a block of queries, every page read
+// through the row accessors) agree within 1e-6 relative.
+TEST_P(CqPagedTest, PageSizeDoesNotChangeAttention) {
+  const PagedCase& pc = GetParam();
+  const int n_ctx = 1400, n_pre = 40;
+  const KvShape base = Shape(8, 2, 128, n_ctx);
+  const int kvd = base.kv_dim(), qd = base.q_dim(), hd = base.head_dim, group = 4;
+  const CodebookSet cb = RandomCodebooks(base, CqConfig::Parse(pc.config), 31,
+                                         pc.pre ? KeyPosition::kPreRope : KeyPosition::kPostRope);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  std::vector<float> k_pre(static_cast<size_t>(n_ctx) * kvd), k, v(k_pre.size()),
+      q(static_cast<size_t>(n_pre) * qd);
+  for (auto* x : {&k_pre, &v}) {
+    for (float& e : *x) e = nd(rng);
+  }
+  for (float& e : q) e = nd(rng) * 3.0f;
+  k = k_pre;
+  for (int t = 0; t < n_ctx; ++t) {
+    ApplyRope(k.data() + int64_t{t} * kvd, base.n_kv_heads, hd, t, base.rope_freq_base,
+              base.rope_type);
+  }
+  const std::pair<int64_t, int64_t> ranges[] = {{301, 1100}, {0, n_ctx}, {513, n_ctx}, {7, 9}};
+  std::vector<std::vector<float>> results;
+  for (int page_tokens : {256, 1024, 1536}) {
+    KvShape s = base;
+    s.page_tokens = page_tokens;
+    auto cache = MakeCqCache(cb, s, pc.window, "cq:<test>");
+    int64_t pos = 0;
+    for (int64_t n : {700, 1, 300, 13, 386}) {
+      const KvBlock block{pos, ConstMat(k_pre.data() + pos * kvd, n, kvd),
+                          ConstMat(k.data() + pos * kvd, n, kvd),
+                          ConstMat(v.data() + pos * kvd, n, kvd)};
+      for (int l = 0; l < s.n_layers; ++l) cache->Append(l, block);
+      pos += n;
+    }
+    ASSERT_EQ(pos, n_ctx);
+    EXPECT_EQ(cache->pages_held(), (n_ctx + page_tokens - 1) / page_tokens);
+    ThreadPool pool(2);
+    std::vector<float> r(static_cast<size_t>(n_pre + 1) * qd);
+    cache->Attend(1, ConstMat(q.data(), 1, qd), n_ctx - 1, Mat(r.data(), 1, qd), pool);
+    cache->Attend(1, ConstMat(q.data(), n_pre, qd), n_ctx - n_pre, Mat(r.data() + qd, n_pre, qd),
+                  pool);
+    std::vector<float> qs(q.begin(), q.begin() + qd);
+    for (float& e : qs) e /= std::sqrt(static_cast<float>(hd));
+    for (auto [t0, t1] : ranges) {
+      for (int kvh = 0; kvh < s.n_kv_heads; ++kvh) {
+        std::vector<float> m(group), l(group), acc(static_cast<size_t>(group) * hd);
+        cache->AttendPartial(1, kvh, qs.data() + kvh * group * hd, group, t0, t1, m.data(),
+                             l.data(), acc.data());
+        for (auto* x : {&m, &l, &acc}) r.insert(r.end(), x->begin(), x->end());
+      }
+    }
+    results.push_back(std::move(r));
+  }
+  for (size_t p = 1; p < results.size(); ++p) {
+    ASSERT_EQ(results[p].size(), results[0].size());
+    for (size_t i = 0; i < results[0].size(); ++i) {
+      ASSERT_NEAR(results[p][i], results[0][i], 1e-6 * std::fabs(results[0][i]) + 1e-12)
+          << pc.config << " page size #" << p << " value " << i;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Configs, CqPagedTest,
+                         ::testing::Values(PagedCase{"8c8b", false, 0}, PagedCase{"4c8b", false, 0},
+                                           PagedCase{"4c4b", false, 0}, PagedCase{"2c4b", false, 0},
+                                           PagedCase{"4c8b", true, 0}, PagedCase{"8c8b", false, 32},
+                                           PagedCase{"4c4b", true, 32}));
+
+// Page sizes: per (layer, K/V, KV head) the packed codes of the page's tokens, 64-byte aligned,
+// plus 4 spare bytes for widths read as words; the window is per sequence.
+TEST(CqCache, PageBytesAndFixedBytes) {
+  const KvShape s = Shape(4, 2, 24, 64);
+  auto c3b5 = MakeCqCache(RandomCodebooks(s, CqConfig{3, 5}, 1), s, 16, "cq:x:r16");
+  // 256 tokens x 8 groups x 5 bits = 1280 bytes, + 4 spare = 1284, rounded up to 1344.
+  EXPECT_EQ(c3b5->PageBytes(), 2 * 2 * 2 * 1344);
+  EXPECT_EQ(c3b5->FixedBytes(), 2 * 2 * 16 * 48 * 2);  // layers x K/V x slots x kv_dim x fp16
+  KvShape big = Shape(8, 2, 128, 4096);
+  big.page_tokens = 512;
+  auto c8b8 = MakeCqCache(RandomCodebooks(big, CqConfig{8, 8}, 1), big, 0, "cq:x");
+  EXPECT_EQ(c8b8->PageBytes(), 2 * 2 * 2 * 512 * 16);  // exactly 1 byte per group, no spare
+  EXPECT_EQ(c8b8->FixedBytes(), 0);
+  EXPECT_DOUBLE_EQ(c8b8->BitsPerChannel(), 1.0);
+}
+
+// Caches on one pool hold PagesFor(tokens) pages each, return them on Clear and destruction,
+// share the codebooks (same tokens, same attention) and never each other's pages.
+TEST(CqCache, PagesComeFromAndReturnToASharedPool) {
+  const KvShape s = Shape(8, 2, 128, 2048);
+  auto origin = MakeCqCache(RandomCodebooks(s, CqConfig{8, 8}, 3), s, 0, "cq:<test>");
+  auto pool = std::make_shared<PagePool>(origin->PageBytes(), 6 * origin->PageBytes());
+  EXPECT_THROW(origin->NewSibling(std::make_shared<PagePool>(123, 1000)), Error);
+  auto a = origin->NewSibling(pool), b = origin->NewSibling(pool);
+  EXPECT_EQ(a->pool(), pool);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd;
+  const int kvd = s.kv_dim(), qd = s.q_dim();
+  std::vector<float> x(static_cast<size_t>(1200) * kvd), y(x.size()), q(qd);
+  for (auto* vec : {&x, &y, &q}) {
+    for (float& e : *vec) e = nd(rng);
+  }
+  auto append = [&](KvCache& c, const std::vector<float>& src, int64_t t0, int64_t n) {
+    const ConstMat m(src.data() + t0 * kvd, n, kvd);
+    for (int l = 0; l < s.n_layers; ++l) c.Append(l, KvBlock{t0, m, m, m});
+  };
+  ThreadPool tp(2);
+  auto decode = [&](const KvCache& c, int64_t pos) {
+    std::vector<float> out(qd);
+    c.Attend(1, ConstMat(q.data(), 1, qd), pos, Mat(out.data(), 1, qd), tp);
+    return out;
+  };
+  append(*a, x, 0, 600);
+  EXPECT_EQ(a->pages_held(), a->PagesFor(600));
+  EXPECT_EQ(pool->used(), 3);
+  append(*b, x, 0, 300);
+  EXPECT_EQ(pool->used(), 5);
+  const std::vector<float> ob = decode(*b, 299);
+  EXPECT_EQ(decode(*a, 299), ob);  // one set of codebooks
+  a->Clear();
+  EXPECT_EQ(a->tokens(0), 0);
+  EXPECT_EQ(a->pages_held(), 0);
+  EXPECT_EQ(pool->used(), 2);
+  append(*a, y, 0, 600);  // reuses the freed pages (zeroed again), b's stay untouched
+  EXPECT_EQ(pool->used(), 5);
+  EXPECT_EQ(decode(*b, 299), ob);
+  // The budget: one page left; b at 900 tokens would need two more.
+  append(*b, x, 300, 300);
+  EXPECT_EQ(pool->used(), 6);
+  EXPECT_FALSE(b->TryReserve(900));
+  EXPECT_EQ(b->pages_held(), 3);
+  try {
+    append(*b, x, 600, 300);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kResourceExhausted) << e.what();
+  }
+  EXPECT_EQ(b->tokens(0), 600);
+  EXPECT_EQ(decode(*b, 299), ob);
+  b.reset();
+  EXPECT_EQ(pool->used(), 3);
+  a.reset();
+  EXPECT_EQ(pool->used(), 0);
+}
+
 TEST(CqCache, SpecParsing) {
   EXPECT_EQ(ParseCqSpec("cq:/a/b.cqcb").path, "/a/b.cqcb");
   EXPECT_EQ(ParseCqSpec("cq:/a/b.cqcb").window, 0);
