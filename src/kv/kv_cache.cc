@@ -35,9 +35,7 @@ KvCache::KvCache(const KvShape& shape, std::shared_ptr<PagePool> pool)
 
 KvCache::~KvCache() { ReleasePages(); }
 
-std::unique_ptr<KvCache> KvCache::NewSibling(std::shared_ptr<PagePool>) const {
-  return MakeKvCache(format(), shape_);
-}
+
 
 bool KvCache::TryReserve(int64_t n_tokens) {
   const int64_t need = PagesFor(n_tokens);

@@ -92,13 +92,12 @@ class KvCache {
   // state loaded or learned once (CQ codebooks, rotation tables) is shared with this cache, not
   // copied. Its pages come from `pool` (page_bytes() must equal PageBytes()), or from a private
   // unbounded pool when null.
-  virtual std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool> pool = nullptr) const;
+  virtual std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool> pool = nullptr) const = 0;
 
   // --- Paged storage. Token t of every layer, K and V, lives in page t / page_tokens of this
   // sequence's page table; each format lays a page out as it likes (PageBytes).
   // Bytes of one page of shape().page_tokens tokens, all layers, K and V.
-  // Transitional: 0 for formats that do not store their tokens in pages yet.
-  virtual int64_t PageBytes() const { return 0; }
+  virtual int64_t PageBytes() const = 0;
   // Bytes this sequence holds outside pages whatever its length (fp16 windows, a partial
   // group's staging): charged to the pool's budget by whoever admits the sequence.
   virtual int64_t FixedBytes() const { return 0; }
@@ -117,7 +116,6 @@ class KvCache {
  protected:
   // pool may be null: a private unbounded pool of PageBytes() is made at the first page.
   KvCache(const KvShape& shape, std::shared_ptr<PagePool> pool);
-  explicit KvCache(const KvShape& shape) : KvCache(shape, nullptr) {}
 
   // The memory of page `index` (< pages_held()).
   uint8_t* PageData(int64_t index) const { return page_data_[static_cast<size_t>(index)]; }

@@ -32,7 +32,7 @@ class PerturbingCache final : public KvCache {
  public:
   PerturbingCache(const KvShape& shape, int layer, int64_t token, int channel, Target target,
                   float delta)
-      : KvCache(shape),
+      : KvCache(shape, nullptr),
         inner_(MakeKvCache("fp32", shape)),
         layer_(layer),
         token_(token),
@@ -44,6 +44,11 @@ class PerturbingCache final : public KvCache {
         v_(shape.n_layers) {}
 
   std::string format() const override { return "perturbed-fp32"; }
+  // A test wrapper: its tokens live in the wrapped cache, never in pages of its own.
+  int64_t PageBytes() const override { return inner_->PageBytes(); }
+  std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool>) const override {
+    throw Error("test wrapper cache has no siblings");
+  }
 
   void Append(int layer, const KvBlock& block) override {
     const int64_t n = block.k.rows, kv_dim = shape_.kv_dim();

@@ -319,8 +319,13 @@ TEST(ForwardBatch, NonFinalChunkWithoutLogits) {
 class NoPartialCache : public KvCache {
  public:
   explicit NoPartialCache(std::unique_ptr<KvCache> inner)
-      : KvCache(inner->shape()), inner_(std::move(inner)) {}
+      : KvCache(inner->shape(), nullptr), inner_(std::move(inner)) {}
   std::string format() const override { return inner_->format(); }
+  // A test wrapper: its tokens live in the wrapped cache, never in pages of its own.
+  int64_t PageBytes() const override { return inner_->PageBytes(); }
+  std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool>) const override {
+    throw Error("test wrapper cache has no siblings");
+  }
   void Append(int layer, const KvBlock& block) override { inner_->Append(layer, block); }
   void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const override {
     inner_->Attend(layer, q, pos0, out, pool);
