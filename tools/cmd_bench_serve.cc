@@ -40,7 +40,8 @@ struct ServeResult {
   std::string format;
   int64_t sequences = 0;
   int64_t pages_per_seq = 0, page_bytes = 0, fixed_bytes = 0;
-  double kv_bytes = 0;  // pages and fixed buffers held by the admitted sequences
+  int64_t shared_bytes = 0;  // codebooks, charged once to the budget
+  double kv_bytes = 0;  // pages, fixed buffers and shared tables held in the budget
   double bits_per_channel = 0;
   double decode_tok_s = 0, tpot_ms = 0, ratio_vs_fp16 = 0;
   double linear_gflops = 0;  // 2 * weights * tokens / step time: the GEMM work rate achieved
@@ -79,6 +80,10 @@ ServeResult RunFormat(const Model& model, const Opts& o, int64_t budget, const A
   CQKV_CHECK(r.page_bytes > 0, "bench-serve: format {} does not store its tokens in pages",
              format.name);
   auto pool_pages = std::make_shared<PagePool>(r.page_bytes, budget);
+  r.shared_bytes = proto->SharedBytes();
+  CQKV_CHECK(pool_pages->TryReserveBytes(r.shared_bytes),
+             "bench-serve: {}: the budget cannot hold the shared tables ({} bytes)", format.name,
+             r.shared_bytes);
   std::vector<std::unique_ptr<KvCache>> seqs;
   while (static_cast<int64_t>(seqs.size()) < o.max_seqs) {
     auto c = proto->NewSibling(pool_pages);
@@ -234,6 +239,7 @@ void RegisterBenchServe(CLI::App& app) {
                      {"page_bytes", r.page_bytes},
                      {"pages_per_sequence", r.pages_per_seq},
                      {"fixed_bytes_per_sequence", r.fixed_bytes},
+                     {"shared_bytes", r.shared_bytes},
                      {"bits_per_channel", r.bits_per_channel},
                      {"linear_gflops", r.linear_gflops},
                      {"rss_bytes", r.rss_bytes},

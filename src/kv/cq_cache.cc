@@ -132,6 +132,13 @@ class CqKvCache final : public KvCache {
            static_cast<int64_t>(sizeof(uint16_t));
   }
 
+  // Codebook tables and, for pre-RoPE keys, the rotation table: one copy for every sibling.
+  int64_t SharedBytes() const override {
+    int64_t floats = 0;
+    for (const auto& t : tables_) floats += static_cast<int64_t>(t.size());
+    return floats * static_cast<int64_t>(sizeof(float)) + rope_.bytes();
+  }
+
   std::string format() const override { return spec_; }
 
   void Append(int layer, const KvBlock& block) override {

@@ -101,6 +101,9 @@ class KvCache {
   // Bytes this sequence holds outside pages whatever its length (fp16 windows, a partial
   // group's staging): charged to the pool's budget by whoever admits the sequence.
   virtual int64_t FixedBytes() const { return 0; }
+  // Bytes of read-only state shared by this cache and all its siblings (CQ codebooks, rotation
+  // tables): charged once to a budget, whatever the number of sequences.
+  virtual int64_t SharedBytes() const { return 0; }
   // Makes sure pages for tokens [0, n_tokens) are held; false (nothing changed) when the pool
   // cannot supply them. Append allocates on its own too, but throws when the pool is empty, so
   // schedulers reserve before a step.

@@ -89,6 +89,10 @@ class EngineImpl final : public Engine {
                "KV memory budget of {} bytes is smaller than one page ({} bytes of {} tokens)",
                cfg.kv_memory_bytes, page_bytes, cfg.page_tokens);
     pool_ = std::make_shared<PagePool>(page_bytes, cfg.kv_memory_bytes);
+    // Codebooks are held once for all sequences but still count against the budget.
+    CQKV_CHECK(pool_->TryReserveBytes(proto_->SharedBytes()),
+               "KV memory budget of {} bytes cannot hold the format's shared tables ({} bytes)",
+               cfg.kv_memory_bytes, proto_->SharedBytes());
     chat_ = DetectChatTemplate(model_->tok().vocab().chat_template);
 
     info_.name = std::filesystem::path(cfg.model_path).filename().string();
