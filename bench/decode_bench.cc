@@ -11,14 +11,10 @@
 // B in {1, 8, 32} (the 7B-shaped B = 32 cases fill for many minutes).
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
-#include <malloc.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,6 +24,7 @@
 #include "model/fingerprint.h"
 #include "model/llama.h"
 #include "model/synthetic.h"
+#include "util/process_stats.h"
 
 namespace cqkv {
 namespace {
@@ -39,29 +36,6 @@ struct Env {
 Env& env() {
   static Env e;
   return e;
-}
-
-// Resident set size now (/proc/self/statm), bytes; 0 when unavailable.
-double CurrentRssBytes() {
-  std::ifstream f("/proc/self/statm");
-  long long size = 0, resident = 0;
-  if (!(f >> size >> resident)) return 0;
-  return static_cast<double>(resident) * sysconf(_SC_PAGESIZE);
-}
-
-// Bytes of heap in use (glibc mallinfo2: small blocks plus mmapped ones). Unlike RSS it does not
-// hide an allocation that reuses memory an earlier case freed, so its growth over filling is
-// what the caches hold (vector capacity included).
-double HeapInUseBytes() {
-  const struct mallinfo2 mi = mallinfo2();
-  return static_cast<double>(mi.uordblks + mi.hblkhd);
-}
-
-// Peak resident set size of the process so far (getrusage ru_maxrss, KiB on Linux), bytes.
-double PeakRssBytes() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) * 1024.0;
 }
 
 // A model built on first use, so a process that runs only cq-tiny cases (one case per process,

@@ -5,12 +5,9 @@
 // (one LlamaForward::ForwardBatch per step, every weight read once per step).
 #include <fmt/core.h>
 #include <malloc.h>
-#include <sys/resource.h>
-#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <fstream>
 
 #include "eval/attn_bench.h"
 #include "model/fingerprint.h"
@@ -19,29 +16,17 @@
 #include "tools/common.h"
 #include "util/byte_size.h"
 #include "util/error.h"
+#include "util/process_stats.h"
 
 namespace cqkv::tools {
 namespace {
-
-double RssBytes() {
-  std::ifstream f("/proc/self/statm");
-  long long size = 0, resident = 0;
-  if (!(f >> size >> resident)) return 0;
-  return static_cast<double>(resident) * sysconf(_SC_PAGESIZE);
-}
-
-double PeakRssBytes() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_maxrss) * 1024.0;
-}
 
 struct ServeResult {
   std::string format;
   int64_t sequences = 0;
   int64_t pages_per_seq = 0, page_bytes = 0, fixed_bytes = 0;
   int64_t shared_bytes = 0;  // codebooks, charged once to the budget
-  double kv_bytes = 0;  // pages, fixed buffers and shared tables held in the budget
+  double kv_bytes = 0;       // pages, fixed buffers and shared tables held in the budget
   double bits_per_channel = 0;
   double decode_tok_s = 0, tpot_ms = 0, ratio_vs_fp16 = 0;
   double linear_gflops = 0;  // 2 * weights * tokens / step time: the GEMM work rate achieved
@@ -100,7 +85,7 @@ ServeResult RunFormat(const Model& model, const Opts& o, int64_t budget, const A
   pool.ParallelFor(r.sequences, 1, [&](int64_t b0, int64_t b1, int) {
     for (int64_t b = b0; b < b1; ++b) FillRandom(*seqs[b], o.Fill(), 11 + b);
   });
-  r.rss_bytes = RssBytes();
+  r.rss_bytes = CurrentRssBytes();
   LlamaForward fwd(model, pool);
   const int64_t V = model.config.vocab_size;
   std::vector<float> logits(static_cast<size_t>(r.sequences * V));
@@ -227,28 +212,29 @@ void RegisterBenchServe(CLI::App& app) {
           "{:.0f} |\n",
           r.format, r.bits_per_channel, r.sequences, seq_ratio, r.decode_tok_s, r.ratio_vs_fp16,
           r.tpot_ms, r.kv_bytes / (1 << 20), r.linear_gflops, r.rss_bytes / (1 << 20));
-      arr.push_back({{"format", r.format},
-                     {"ctx", o->ctx},
-                     {"kv_memory_bytes", budget},
-                     {"sequences", r.sequences},
-                     {"sequences_vs_fp16", seq_ratio},
-                     {"decode_tok_s", r.decode_tok_s},
-                     {"ratio_vs_fp16", r.ratio_vs_fp16},
-                     {"tpot_ms", r.tpot_ms},
-                     {"kv_bytes", r.kv_bytes},
-                     {"page_bytes", r.page_bytes},
-                     {"pages_per_sequence", r.pages_per_seq},
-                     {"fixed_bytes_per_sequence", r.fixed_bytes},
-                     {"shared_bytes", r.shared_bytes},
-                     {"bits_per_channel", r.bits_per_channel},
-                     {"linear_gflops", r.linear_gflops},
-                     {"rss_bytes", r.rss_bytes},
-                     {"sequential_tok_s", r.sequential_tok_s},
-                     {"batch_speedup",
-                      r.sequential_tok_s > 0 ? r.decode_tok_s / r.sequential_tok_s : 0.0}});
+      arr.push_back(
+          {{"format", r.format},
+           {"ctx", o->ctx},
+           {"kv_memory_bytes", budget},
+           {"sequences", r.sequences},
+           {"sequences_vs_fp16", seq_ratio},
+           {"decode_tok_s", r.decode_tok_s},
+           {"ratio_vs_fp16", r.ratio_vs_fp16},
+           {"tpot_ms", r.tpot_ms},
+           {"kv_bytes", r.kv_bytes},
+           {"page_bytes", r.page_bytes},
+           {"pages_per_sequence", r.pages_per_seq},
+           {"fixed_bytes_per_sequence", r.fixed_bytes},
+           {"shared_bytes", r.shared_bytes},
+           {"bits_per_channel", r.bits_per_channel},
+           {"linear_gflops", r.linear_gflops},
+           {"rss_bytes", r.rss_bytes},
+           {"sequential_tok_s", r.sequential_tok_s},
+           {"batch_speedup", r.sequential_tok_s > 0 ? r.decode_tok_s / r.sequential_tok_s : 0.0}});
     }
     if (o->sequential) {
-      fmt::print("\n| format | batched tok/s | one-after-another tok/s | speed-up |\n|---|---|---|---|\n");
+      fmt::print(
+          "\n| format | batched tok/s | one-after-another tok/s | speed-up |\n|---|---|---|---|\n");
       for (const ServeResult& r : results) {
         fmt::print("| {} | {:.1f} | {:.1f} | {:.2f}x |\n", r.format, r.decode_tok_s,
                    r.sequential_tok_s, r.decode_tok_s / std::max(1e-9, r.sequential_tok_s));

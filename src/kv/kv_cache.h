@@ -132,7 +132,7 @@ class KvCache {
 
  private:
   std::shared_ptr<PagePool> pool_;
-  std::vector<int32_t> pages_;      // page ids, in token order
+  std::vector<int32_t> pages_;       // page ids, in token order
   std::vector<uint8_t*> page_data_;  // their memory
 };
 

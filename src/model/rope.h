@@ -23,7 +23,9 @@ class RopeTable {
   // Rotates one head (head_dim channels) to position pos; `inverse` rotates back.
   void Rotate(float* head, int64_t pos, bool inverse = false) const;
   int64_t max_pos() const { return max_pos_; }
-  int64_t bytes() const { return static_cast<int64_t>((cos_.size() + sin_.size()) * sizeof(float)); }
+  int64_t bytes() const {
+    return static_cast<int64_t>((cos_.size() + sin_.size()) * sizeof(float));
+  }
 
  private:
   int head_dim_ = 0;

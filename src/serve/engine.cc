@@ -444,15 +444,7 @@ bool EngineImpl::Step() {
       for (const Planned& p : plan) {
         Release(*p.seq);
         Finish(*p.seq, FinishReason::kError, emits, e.what());
-      }
-      for (auto it = running_.begin(); it != running_.end();) {
-        if (!(*it)->cache) {
-          done.push_back(std::move(*it));
-          it = running_.erase(it);
-        } else {
-          ++it;
-        }
-      }
+      }  // released sequences leave running_ with the finished ones below
       items.clear();
       plan.clear();
     }
@@ -487,6 +479,7 @@ bool EngineImpl::Step() {
       Finish(s, why, emits);
     }
   }
+  // Sequences released this step (finished, failed) leave the running set.
   for (auto it = running_.begin(); it != running_.end();) {
     if (!(*it)->cache) {
       done.push_back(std::move(*it));
