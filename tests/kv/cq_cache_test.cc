@@ -328,8 +328,7 @@ TEST(CqCache, PageBytesAndFixedBytes) {
   EXPECT_EQ(c8b8->FixedBytes(), 0);
   EXPECT_DOUBLE_EQ(c8b8->BitsPerChannel(), 1.0);
   // Shared tables: 2 layers x K/V x 32 groups (2 heads x 16) x 256 centroids x 8 channels of
-  // fp32, once for
-  // every sibling; no rotation table for post-RoPE keys.
+  // fp32, once for every sibling; no rotation table for post-RoPE keys.
   EXPECT_EQ(c8b8->SharedBytes(), 2 * 2 * 32 * 256 * 8 * 4);
   EXPECT_EQ(c8b8->NewSibling()->SharedBytes(), c8b8->SharedBytes());
 }
