@@ -12,8 +12,10 @@
 #include <chrono>
 #include <fstream>
 
-#include "eval/attn_bench.h"
+#include "bench/harness/attn_bench.h"
+#include "loader/loader.h"
 #include "model/fingerprint.h"
+#include "model/kv_shape.h"
 #include "model/llama.h"
 #include "model/synthetic.h"
 #include "tools/common.h"
@@ -68,7 +70,7 @@ ServeResult RunFormat(const Model& model, const Opts& o, int64_t budget, const A
                       ThreadPool& pool) {
   ServeResult r;
   r.format = format.name;
-  KvShape shape = KvShape::FromConfig(model.config, o.ctx);
+  KvShape shape = KvShapeFor(model.config, o.ctx);
   shape.model_fingerprint = ModelFingerprint(model);
   shape.page_tokens = o.page_tokens;
   auto proto = MakeBenchCache(format, shape, 1);
@@ -222,27 +224,28 @@ void RegisterBenchServe(CLI::App& app) {
           "{:.0f} |\n",
           r.format, r.bits_per_channel, r.sequences, seq_ratio, r.decode_tok_s, r.ratio_vs_fp16,
           r.tpot_ms, r.kv_bytes / (1 << 20), r.linear_gflops, r.rss_bytes / (1 << 20));
-      arr.push_back({{"format", r.format},
-                     {"ctx", o->ctx},
-                     {"kv_memory_bytes", budget},
-                     {"sequences", r.sequences},
-                     {"sequences_vs_fp16", seq_ratio},
-                     {"decode_tok_s", r.decode_tok_s},
-                     {"ratio_vs_fp16", r.ratio_vs_fp16},
-                     {"tpot_ms", r.tpot_ms},
-                     {"kv_bytes", r.kv_bytes},
-                     {"page_bytes", r.page_bytes},
-                     {"pages_per_sequence", r.pages_per_seq},
-                     {"fixed_bytes_per_sequence", r.fixed_bytes},
-                     {"bits_per_channel", r.bits_per_channel},
-                     {"linear_gflops", r.linear_gflops},
-                     {"rss_bytes", r.rss_bytes},
-                     {"sequential_tok_s", r.sequential_tok_s},
-                     {"batch_speedup",
-                      r.sequential_tok_s > 0 ? r.decode_tok_s / r.sequential_tok_s : 0.0}});
+      arr.push_back(
+          {{"format", r.format},
+           {"ctx", o->ctx},
+           {"kv_memory_bytes", budget},
+           {"sequences", r.sequences},
+           {"sequences_vs_fp16", seq_ratio},
+           {"decode_tok_s", r.decode_tok_s},
+           {"ratio_vs_fp16", r.ratio_vs_fp16},
+           {"tpot_ms", r.tpot_ms},
+           {"kv_bytes", r.kv_bytes},
+           {"page_bytes", r.page_bytes},
+           {"pages_per_sequence", r.pages_per_seq},
+           {"fixed_bytes_per_sequence", r.fixed_bytes},
+           {"bits_per_channel", r.bits_per_channel},
+           {"linear_gflops", r.linear_gflops},
+           {"rss_bytes", r.rss_bytes},
+           {"sequential_tok_s", r.sequential_tok_s},
+           {"batch_speedup", r.sequential_tok_s > 0 ? r.decode_tok_s / r.sequential_tok_s : 0.0}});
     }
     if (o->sequential) {
-      fmt::print("\n| format | batched tok/s | one-after-another tok/s | speed-up |\n|---|---|---|---|\n");
+      fmt::print(
+          "\n| format | batched tok/s | one-after-another tok/s | speed-up |\n|---|---|---|---|\n");
       for (const ServeResult& r : results) {
         fmt::print("| {} | {:.1f} | {:.1f} | {:.2f}x |\n", r.format, r.decode_tok_s,
                    r.sequential_tok_s, r.decode_tok_s / std::max(1e-9, r.sequential_tok_s));
