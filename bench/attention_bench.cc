@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/attn_bench.h"
+#include "bench/harness/attn_bench.h"
 
 namespace cqkv {
 namespace {

@@ -20,8 +20,10 @@
 #include <string>
 #include <vector>
 
-#include "eval/attn_bench.h"
+#include "bench/harness/attn_bench.h"
+#include "loader/loader.h"
 #include "model/fingerprint.h"
+#include "model/kv_shape.h"
 #include "model/llama.h"
 #include "model/synthetic.h"
 #include "util/process_stats.h"
@@ -59,7 +61,7 @@ struct Case {
   // One sequence's cache shape: the model's, with room for the timed steps and a warm-up step.
   // The fingerprint is only known once the model is built (random codebooks copy it).
   KvShape Shape() const {
-    KvShape s = KvShape::FromConfig(model->config, ctx + steps + 1);
+    KvShape s = KvShapeFor(model->config, ctx + steps + 1);
     if (model->model) s.model_fingerprint = ModelFingerprint(*model->model);
     return s;
   }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "loader/loader.h"
 #include "model/llama.h"
 #include "model/synthetic.h"
 

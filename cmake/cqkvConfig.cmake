@@ -1,4 +1,5 @@
-# find_package(cqkv): the installed static library and the system libraries it links.
+# find_package(cqkv): the installed layer libraries (cqkv::cqkv links them all) and the system
+# libraries they link.
 include(CMakeFindDependencyMacro)
 find_dependency(fmt)
 find_dependency(nlohmann_json)

@@ -2,7 +2,7 @@
 // GB/s of cache bytes read, the ratio to fp16 and a STREAM-like read bound from the same run.
 #include <fmt/core.h>
 
-#include "eval/attn_bench.h"
+#include "bench/harness/attn_bench.h"
 #include "tools/common.h"
 #include "util/error.h"
 

@@ -9,8 +9,10 @@
 
 #include <chrono>
 
-#include "eval/attn_bench.h"
+#include "bench/harness/attn_bench.h"
+#include "loader/loader.h"
 #include "model/fingerprint.h"
+#include "model/kv_shape.h"
 #include "model/llama.h"
 #include "model/synthetic.h"
 #include "tools/common.h"
@@ -54,7 +56,7 @@ ServeResult RunFormat(const Model& model, const Opts& o, int64_t budget, const A
                       ThreadPool& pool) {
   ServeResult r;
   r.format = format.name;
-  KvShape shape = KvShape::FromConfig(model.config, o.ctx);
+  KvShape shape = KvShapeFor(model.config, o.ctx);
   shape.model_fingerprint = ModelFingerprint(model);
   shape.page_tokens = o.page_tokens;
   auto proto = MakeBenchCache(format, shape, 1);

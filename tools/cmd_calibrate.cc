@@ -5,8 +5,8 @@
 #include <chrono>
 #include <filesystem>
 
+#include "calibrate/calibrate.h"
 #include "eval/dataset.h"
-#include "quant/calibrate.h"
 #include "tools/common.h"
 #include "util/error.h"
 

@@ -3,7 +3,7 @@
 
 #include <map>
 
-#include "io/convert.h"
+#include "loader/convert.h"
 #include "tools/common.h"
 #include "util/error.h"
 

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "model/model.h"
+#include "loader/loader.h"
 
 namespace cqkv::tools {
 

@@ -4,14 +4,15 @@
 #include <cassert>
 #include <charconv>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "kernels/attn_cq.h"
 #include "kernels/attn_dense.h"
 #include "kernels/ops.h"
+#include "kernels/rope.h"
 #include "kv/attention.h"
 #include "kv/decode_attention.h"
-#include "model/rope.h"
 #include "quant/kmeans.h"
 #include "util/error.h"
 
@@ -406,6 +407,45 @@ CqSpec ParseCqSpec(const std::string& spec) {
   return out;
 }
 
+CodebookSet RandomCodebooks(const KvShape& shape, const CqConfig& config, uint64_t seed,
+                            KeyPosition keys) {
+  CodebookSet s;
+  s.config = config;
+  s.keys = keys;
+  s.n_layers = shape.n_layers;
+  s.n_kv_heads = shape.n_kv_heads;
+  s.head_dim = shape.head_dim;
+  s.model_fingerprint = shape.model_fingerprint;
+  s.model_name = "random";
+  s.calibration = "random N(0,1) centroids";
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd;
+  for (int t = 0; t < 2 * shape.n_layers; ++t) {
+    s.centroids.emplace_back(static_cast<size_t>(s.n_groups()) * config.n_centroids() *
+                             config.channels);
+    for (float& v : s.centroids.back()) v = nd(rng);
+    s.objective.push_back(0.0);
+  }
+  return s;
+}
+
+void CheckCodebooksFit(const CodebookSet& set, const KvShape& shape, const std::string& source) {
+  CQKV_CHECK(set.n_layers == shape.n_layers && set.n_kv_heads == shape.n_kv_heads &&
+                 set.head_dim == shape.head_dim,
+             "codebook {} does not fit this model: it was learned on {} layers x {} KV heads x "
+             "head dim {}, the model has {} layers x {} KV heads x head dim {}",
+             source, set.n_layers, set.n_kv_heads, set.head_dim, shape.n_layers, shape.n_kv_heads,
+             shape.head_dim);
+  CQKV_CHECK(shape.head_dim % set.config.channels == 0,
+             "codebook {}: group size c={} does not divide the model's head dim {}", source,
+             set.config.channels, shape.head_dim);
+  CQKV_CHECK(shape.model_fingerprint == 0 || shape.model_fingerprint == set.model_fingerprint,
+             "codebook {} was learned on another model ('{}', fingerprint {:016x}); this "
+             "model's fingerprint is {:016x}. Calibrate codebooks for this model.",
+             source, set.model_name, set.model_fingerprint, shape.model_fingerprint);
+  assert(set.centroids.size() == static_cast<size_t>(2 * set.n_layers));
+}
+
 CqBytes CqBytesPerToken(const CqConfig& config, const KvShape& shape, int window) {
   const double layers_kv = 2.0 * shape.n_layers;
   const double n_groups = static_cast<double>(shape.kv_dim()) / config.channels;
@@ -419,7 +459,7 @@ CqBytes CqBytesPerToken(const CqConfig& config, const KvShape& shape, int window
 
 std::unique_ptr<KvCache> MakeCqCache(CodebookSet codebooks, const KvShape& shape, int window,
                                      const std::string& spec) {
-  codebooks.CheckCompatible(shape, spec);
+  CheckCodebooksFit(codebooks, shape, spec);
   return std::make_unique<CqKvCache>(MakeCqShared(std::move(codebooks), shape, spec), shape, window,
                                      spec);
 }
@@ -427,7 +467,7 @@ std::unique_ptr<KvCache> MakeCqCache(CodebookSet codebooks, const KvShape& shape
 std::unique_ptr<KvCache> MakeCqCache(const std::string& spec, const KvShape& shape) {
   const CqSpec s = ParseCqSpec(spec);
   CodebookSet set = LoadCodebooks(s.path);
-  set.CheckCompatible(shape, s.path);
+  CheckCodebooksFit(set, shape, s.path);
   return std::make_unique<CqKvCache>(MakeCqShared(std::move(set), shape, spec), shape, s.window,
                                      spec);
 }

@@ -36,6 +36,16 @@ inline double CqCodeBitsPerChannel(const CqConfig& config) {
   return static_cast<double>(config.bits) / config.channels;
 }
 
+// Throws cqkv::Error (naming `source`) when `set` does not fit a cache of `shape`: different
+// layer count, heads, head dim, or model fingerprint.
+void CheckCodebooksFit(const CodebookSet& set, const KvShape& shape, const std::string& source);
+
+// Codebooks with N(0, 1) centroids fitting `shape` (fingerprint included), for tests and timing
+// (attention cost depends on the code layout, not on the centroid values). Post-RoPE keys by
+// default: pre-RoPE ones add a rotation per key.
+CodebookSet RandomCodebooks(const KvShape& shape, const CqConfig& config, uint64_t seed,
+                            KeyPosition keys = KeyPosition::kPostRope);
+
 // Loads the codebooks of `spec` ("cq:PATH[:rN]") and checks they fit `shape`; throws
 // cqkv::Error naming the file otherwise.
 std::unique_ptr<KvCache> MakeCqCache(const std::string& spec, const KvShape& shape);

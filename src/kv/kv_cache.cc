@@ -9,18 +9,6 @@
 
 namespace cqkv {
 
-KvShape KvShape::FromConfig(const ModelConfig& c, int max_tokens) {
-  KvShape s;
-  s.n_layers = c.n_layers;
-  s.n_heads = c.n_heads;
-  s.n_kv_heads = c.n_kv_heads;
-  s.head_dim = c.head_dim();
-  s.max_tokens = max_tokens;
-  s.rope_freq_base = c.rope_freq_base;
-  s.rope_type = c.rope_type;
-  return s;
-}
-
 void KvCache::AttendPartial(int, int, const float*, int, int64_t, int64_t, float*, float*,
                             float*) const {
   Fail("kv cache {}: no partial (decode) attention for this format", format());
@@ -35,15 +23,13 @@ KvCache::KvCache(const KvShape& shape, std::shared_ptr<PagePool> pool)
 
 KvCache::~KvCache() { ReleasePages(); }
 
-
-
 bool KvCache::TryReserve(int64_t n_tokens) {
   const int64_t need = PagesFor(n_tokens);
   if (need <= pages_held()) return true;
   if (!pool_) pool_ = PagePool::Unbounded(PageBytes());
   CQKV_CHECK(pool_->page_bytes() == PageBytes(),
-             "kv cache {}: pool pages of {} bytes, format needs {}", format(),
-             pool_->page_bytes(), PageBytes());
+             "kv cache {}: pool pages of {} bytes, format needs {}", format(), pool_->page_bytes(),
+             PageBytes());
   std::vector<int32_t> got;
   for (int64_t i = pages_held(); i < need; ++i) {
     const int32_t id = pool_->TryAlloc();

@@ -10,14 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "kernels/rope.h"
 #include "kv/page_pool.h"
-#include "model/config.h"
 #include "util/tensor.h"
 #include "util/thread_pool.h"
 
 namespace cqkv {
 
 // Shape of the cache of one sequence: per layer, n_kv_heads heads of head_dim channels per token.
+// A model's shape comes from KvShapeFor (model/kv_shape.h).
 struct KvShape {
   int n_layers = 0;
   int n_heads = 0;  // query heads (GQA: n_heads / n_kv_heads queries share a KV head)
@@ -41,7 +42,6 @@ struct KvShape {
     return static_cast<size_t>(layer) * n_kv_heads + kv_head;
   }
   int q_dim() const { return n_heads * head_dim; }
-  static KvShape FromConfig(const ModelConfig& c, int max_tokens);
 };
 
 // The keys and values of a block of consecutive new tokens of one layer.

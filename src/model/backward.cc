@@ -6,10 +6,11 @@
 #include "kernels/dequant.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/rope.h"
 #include "kv/attention.h"
 #include "model/attention_backward.h"
+#include "model/kv_shape.h"
 #include "model/rms_norm.h"
-#include "model/rope.h"
 #include "util/error.h"
 
 namespace cqkv {
@@ -125,7 +126,7 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
     acts->k[l] = rows(kv_dim);
     acts->v[l] = rows(kv_dim);
   }
-  const KvShape shape = KvShape::FromConfig(c, static_cast<int>(n));
+  const KvShape shape = KvShapeFor(c, static_cast<int>(n));
   const RopeTable rope(hd, n, c.rope_freq_base, c.rope_type);
 
   // Scratch, each (n, width) row-major. att holds the attention output in the forward pass and

@@ -1,16 +1,13 @@
 // Hyper-parameters of a LLaMA-family decoder, filled by a loader (GGUF or llama2.c) and
-// read by the forward pass, the KV-cache formats and the tools.
+// read by the forward pass and the tools; KV caches see them as a KvShape (model/kv_shape.h).
 #pragma once
 
 #include <cstdint>
 #include <string>
 
-namespace cqkv {
+#include "kernels/rope.h"  // RopeType
 
-// How RoPE pairs the channels of a head. GGUF `llama` models and llama2.c checkpoints rotate
-// consecutive pairs (2i, 2i+1) (llama.cpp "NORM"); Hugging Face / NeoX layouts rotate
-// (i, i + d/2) ("NEOX").
-enum class RopeType { kNorm, kNeox };
+namespace cqkv {
 
 struct ModelConfig {
   std::string arch = "llama";

@@ -1,13 +1,14 @@
 #include "model/llama.h"
+#include "model/kv_shape.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/dequant.h"
 #include "kernels/matmul.h"
+#include "kernels/rope.h"
 #include "model/fingerprint.h"
 #include "model/rms_norm.h"
-#include "model/rope.h"
 #include "util/error.h"
 
 namespace cqkv {
@@ -195,7 +196,7 @@ void LlamaForward::ForwardBatch(std::span<const BatchItem> items) {
 }
 
 std::unique_ptr<KvCache> MakeCacheFor(const Model& model, const std::string& spec, int max_tokens) {
-  KvShape shape = KvShape::FromConfig(model.config, max_tokens);
+  KvShape shape = KvShapeFor(model.config, max_tokens);
   shape.model_fingerprint = ModelFingerprint(model);
   return MakeKvCache(spec, shape);
 }

@@ -5,9 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
-#include <random>
 
-#include "kv/kv_cache.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
 
@@ -106,44 +104,6 @@ KeyPosition ParseKeyPosition(const std::string& text) {
   if (text == "pre-rope") return KeyPosition::kPreRope;
   if (text == "post-rope") return KeyPosition::kPostRope;
   Fail("key position '{}' must be 'pre-rope' or 'post-rope'", text);
-}
-
-CodebookSet RandomCodebooks(const KvShape& shape, const CqConfig& config, uint64_t seed,
-                            KeyPosition keys) {
-  CodebookSet s;
-  s.config = config;
-  s.keys = keys;
-  s.n_layers = shape.n_layers;
-  s.n_kv_heads = shape.n_kv_heads;
-  s.head_dim = shape.head_dim;
-  s.model_fingerprint = shape.model_fingerprint;
-  s.model_name = "random";
-  s.calibration = "random N(0,1) centroids";
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd;
-  for (int t = 0; t < 2 * shape.n_layers; ++t) {
-    s.centroids.emplace_back(static_cast<size_t>(s.n_groups()) * config.n_centroids() *
-                             config.channels);
-    for (float& v : s.centroids.back()) v = nd(rng);
-    s.objective.push_back(0.0);
-  }
-  return s;
-}
-
-void CodebookSet::CheckCompatible(const KvShape& shape, const std::string& source) const {
-  CQKV_CHECK(
-      n_layers == shape.n_layers && n_kv_heads == shape.n_kv_heads && head_dim == shape.head_dim,
-      "codebook {} does not fit this model: it was learned on {} layers x {} KV heads x "
-      "head dim {}, the model has {} layers x {} KV heads x head dim {}",
-      source, n_layers, n_kv_heads, head_dim, shape.n_layers, shape.n_kv_heads, shape.head_dim);
-  CQKV_CHECK(shape.head_dim % config.channels == 0,
-             "codebook {}: group size c={} does not divide the model's head dim {}", source,
-             config.channels, shape.head_dim);
-  CQKV_CHECK(shape.model_fingerprint == 0 || shape.model_fingerprint == model_fingerprint,
-             "codebook {} was learned on another model ('{}', fingerprint {:016x}); this "
-             "model's fingerprint is {:016x}. Calibrate codebooks for this model.",
-             source, model_name, model_fingerprint, shape.model_fingerprint);
-  assert(centroids.size() == static_cast<size_t>(2 * n_layers));
 }
 
 void SaveCodebooks(const CodebookSet& set, const std::string& path) {

@@ -1,6 +1,7 @@
 // Coupled-quantization codebooks: for every (layer, K/V, channel group) 2^b centroids in R^c,
 // learned by calibration, plus the identity of the model they were learned on. Stored in a
-// versioned, checksummed .cqcb file; loading one for another model or shape is a clear error.
+// versioned, checksummed .cqcb file; using one with another model or shape is a clear error
+// (CheckCodebooksFit, kv/cq_cache.h).
 #pragma once
 
 #include <cstdint>
@@ -8,8 +9,6 @@
 #include <vector>
 
 namespace cqkv {
-
-struct KvShape;
 
 // CQ-<c>c<b>b: groups of `c` contiguous channels share one `b`-bit code (b/c bits per channel).
 struct CqConfig {
@@ -49,16 +48,7 @@ struct CodebookSet {
     return centroids[static_cast<size_t>(layer) * 2 + kind].data() +
            static_cast<size_t>(group) * config.n_centroids() * config.channels;
   }
-  // Throws cqkv::Error (naming `source`) when the set does not fit a cache of `shape`:
-  // different layer count, heads, head dim, or model fingerprint.
-  void CheckCompatible(const KvShape& shape, const std::string& source) const;
 };
-
-// Codebooks with N(0, 1) centroids fitting `shape` (fingerprint included), for tests and timing
-// (attention cost depends on the code layout, not on the centroid values). Post-RoPE keys by
-// default: pre-RoPE ones add a rotation per key.
-CodebookSet RandomCodebooks(const KvShape& shape, const CqConfig& config, uint64_t seed,
-                            KeyPosition keys = KeyPosition::kPostRope);
 
 // Writes `set` to `path` atomically (temp file + rename).
 void SaveCodebooks(const CodebookSet& set, const std::string& path);

@@ -18,7 +18,9 @@
 #include <thread>
 
 #include "cqkv/engine.h"
+#include "loader/loader.h"
 #include "model/fingerprint.h"
+#include "model/kv_shape.h"
 #include "model/llama.h"
 #include "model/model.h"
 #include "serve/chat_template.h"
@@ -79,7 +81,7 @@ class EngineImpl final : public Engine {
                "{})",
                cfg.max_batch_tokens, cfg.max_running, cfg.max_queue);
     ctx_ = cfg.max_context > 0 ? cfg.max_context : mc.max_seq_len;
-    KvShape shape = KvShape::FromConfig(mc, ctx_);
+    KvShape shape = KvShapeFor(mc, ctx_);
     shape.model_fingerprint = ModelFingerprint(*model_);
     shape.page_tokens = cfg.page_tokens;
     proto_ = MakeKvCache(cfg.kv, shape);

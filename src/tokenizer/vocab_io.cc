@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "io/gguf.h"
+#include "gguf/gguf.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "util/error.h"
 #include "util/mapped_file.h"

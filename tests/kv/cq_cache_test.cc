@@ -5,10 +5,11 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "kernels/rope.h"
 #include "kv/kv_testing.h"
-#include "model/rope.h"
 #include "quant/kmeans.h"
 #include "util/error.h"
 #include "util/fp16.h"
@@ -434,6 +435,46 @@ TEST(CqCache, FromFileThroughMakeKvCache) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
   }
+}
+
+// Runs fn, expecting a cqkv::Error whose message contains every one of `parts`.
+template <typename Fn>
+void ExpectErrorMentioning(Fn fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error thrown";
+  } catch (const Error& e) {
+    for (const auto& part : parts) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
+          << "'" << part << "' not in: " << e.what();
+    }
+  }
+}
+
+TEST(CqCache, CheckCodebooksFit) {
+  KvShape shape;
+  shape.n_layers = 2;
+  shape.n_heads = 4;
+  shape.n_kv_heads = 2;
+  shape.head_dim = 16;
+  shape.max_tokens = 8;
+  shape.model_fingerprint = 0xfedcba9876543210ull;
+  const CodebookSet s = RandomCodebooks(shape, CqConfig{4, 4}, 4);
+  CheckCodebooksFit(s, shape, "cb.cqcb");
+  shape.model_fingerprint = 0;  // unknown model: only shapes are checked
+  CheckCodebooksFit(s, shape, "cb.cqcb");
+
+  KvShape other = shape;
+  other.n_layers = 3;
+  ExpectErrorMentioning([&] { CheckCodebooksFit(s, other, "cb.cqcb"); },
+                        {"cb.cqcb", "learned on 2 layers", "the model has 3 layers"});
+  other = shape;
+  other.head_dim = 32;
+  ExpectErrorMentioning([&] { CheckCodebooksFit(s, other, "cb.cqcb"); }, {"cb.cqcb", "head dim"});
+  other = shape;
+  other.model_fingerprint = 0x1234;
+  ExpectErrorMentioning([&] { CheckCodebooksFit(s, other, "cb.cqcb"); },
+                        {"cb.cqcb", "another model", "fedcba9876543210", "0000000000001234"});
 }
 
 }  // namespace

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "kernels/rope.h"
 #include "kv/cq_cache.h"
 #include "kv/kv_testing.h"
-#include "model/rope.h"
 
 namespace cqkv {
 namespace {

@@ -13,10 +13,11 @@
 #include "eval/perplexity.h"
 #include "kernels/dequant.h"
 #include "kernels/matmul.h"
+#include "kernels/rope.h"
 #include "model/attention_backward.h"
+#include "model/kv_shape.h"
 #include "model/llama.h"
 #include "model/rms_norm.h"
-#include "model/rope.h"
 #include "model/synthetic.h"
 #include "util/error.h"
 
@@ -154,7 +155,7 @@ TEST(ForwardBackwardKv, GradientsMatchFiniteDifferencesOfProductionForward) {
   KvActivations acts;
   KvGradients g;
   ForwardBackwardKv(*m, ids, pool, &acts, &g);
-  const KvShape shape = KvShape::FromConfig(c, static_cast<int>(n));
+  const KvShape shape = KvShapeFor(c, static_cast<int>(n));
 
   // Why eps = 1e-2 and this tolerance: the loss is O(40) and the fp32 forward computes it with
   // ~1e-7..1e-6 relative rounding noise (4e-6..4e-5 absolute), which a central difference
@@ -201,7 +202,7 @@ TEST(ForwardBackwardKv, ActivationsAndLossMatchTheProductionForward) {
   EXPECT_EQ(g.n_predicted, n - 1);
 
   // delta 0: a recording cache; the K/V are what LlamaForward hands its cache.
-  PerturbingCache rec(KvShape::FromConfig(c, static_cast<int>(n)), 0, 0, 0, Target::kV, 0.0f);
+  PerturbingCache rec(KvShapeFor(c, static_cast<int>(n)), 0, 0, 0, Target::kV, 0.0f);
   const double loss = ForwardLoss(*m, ids, rec, pool);
   EXPECT_NEAR(g.loss, loss, 1e-6 * loss);
   for (int l = 0; l < c.n_layers; ++l) {

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "kv/cq_cache.h"
+#include "loader/loader.h"
 #include "model/fingerprint.h"
+#include "model/kv_shape.h"
 #include "model/llama.h"
 #include "random_model.h"
 #include "test_util.h"
@@ -42,7 +44,7 @@ const Model& Stories() {
 
 std::unique_ptr<KvCache> MakeCache(const Model& m, const Format& f) {
   if (!f.spec.empty()) return MakeCacheFor(m, f.spec, kMaxTokens);
-  KvShape shape = KvShape::FromConfig(m.config, kMaxTokens);
+  KvShape shape = KvShapeFor(m.config, kMaxTokens);
   shape.model_fingerprint = ModelFingerprint(m);
   return MakeCqCache(RandomCodebooks(shape, CqConfig{2, 4}, 17, f.keys), shape, f.window,
                      "cq:" + f.name);

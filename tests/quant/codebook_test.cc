@@ -7,7 +7,6 @@
 #include <random>
 #include <string>
 
-#include "kv/kv_cache.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
 
@@ -137,32 +136,6 @@ TEST(Codebook, SaveRejectsInconsistentSets) {
   s = RandomSet(CqConfig{4, 4}, 2, 2, 16, 3);
   s.head_dim = 18;  // c = 4 does not divide it
   EXPECT_THROW(SaveCodebooks(s, TempPath("x.cqcb")), Error);
-}
-
-TEST(Codebook, CheckCompatible) {
-  const CodebookSet s = RandomSet(CqConfig{4, 4}, 2, 2, 16, 4);
-  KvShape shape;
-  shape.n_layers = 2;
-  shape.n_heads = 4;
-  shape.n_kv_heads = 2;
-  shape.head_dim = 16;
-  shape.max_tokens = 8;
-  shape.model_fingerprint = s.model_fingerprint;
-  s.CheckCompatible(shape, "cb.cqcb");
-  shape.model_fingerprint = 0;  // unknown model: only shapes are checked
-  s.CheckCompatible(shape, "cb.cqcb");
-
-  KvShape other = shape;
-  other.n_layers = 3;
-  ExpectErrorMentioning([&] { s.CheckCompatible(other, "cb.cqcb"); },
-                        {"cb.cqcb", "learned on 2 layers", "the model has 3 layers"});
-  other = shape;
-  other.head_dim = 32;
-  ExpectErrorMentioning([&] { s.CheckCompatible(other, "cb.cqcb"); }, {"cb.cqcb", "head dim"});
-  other = shape;
-  other.model_fingerprint = 0x1234;
-  ExpectErrorMentioning([&] { s.CheckCompatible(other, "cb.cqcb"); },
-                        {"cb.cqcb", "another model", "fedcba9876543210", "0000000000001234"});
 }
 
 }  // namespace

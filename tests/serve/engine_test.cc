@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "loader/loader.h"
 #include "model/llama.h"
 #include "model/model.h"
 #include "test_util.h"

@@ -10,7 +10,7 @@
 #include <functional>
 #include <sstream>
 
-#include "io/gguf.h"
+#include "gguf/gguf.h"
 #include "tokenizer/detokenize.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_impl.h"

@@ -8,8 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "io/gguf.h"
+#include "gguf/gguf.h"
 #include "kernels/dequant.h"
+#include "loader/loader.h"
 #include "model/model.h"
 #include "util/error.h"
 #include "util/fp16.h"

@@ -1,12 +1,12 @@
 // Pieces shared by the GGUF reader (gguf.cc) and writer (gguf_writer.cc): format constants,
-// type names and the tensor size rule. Internal to src/io; not part of the public API.
+// type names and the tensor size rule. Internal to src/gguf; not part of the public API.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "io/gguf.h"
+#include "gguf/gguf.h"
 
 namespace cqkv::gguf_internal {
 

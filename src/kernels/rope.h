@@ -1,14 +1,17 @@
 // Rotary position embedding. kNorm rotates consecutive channel pairs (2i, 2i+1) of each head
 // (llama.cpp NORM, llama2.c); kNeox rotates (i, i + d/2) (Hugging Face / NeoX). Shared by the
-// forward pass and by KV formats that store pre-RoPE keys and rotate them when attending.
+// forward pass (model/) and by KV formats that store pre-RoPE keys and rotate them when attending.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "model/config.h"
-
 namespace cqkv {
+
+// How RoPE pairs the channels of a head. GGUF `llama` models and llama2.c checkpoints rotate
+// consecutive pairs (2i, 2i+1) (llama.cpp "NORM"); Hugging Face / NeoX layouts rotate
+// (i, i + d/2) ("NEOX").
+enum class RopeType { kNorm, kNeox };
 
 // Rotates `n_heads` consecutive heads of `head_dim` channels in x, at position `pos`.
 // Angles are computed in double: theta_i = pos * base^(-2i/head_dim).

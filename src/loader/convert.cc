@@ -1,10 +1,10 @@
-#include "io/convert.h"
+#include "loader/convert.h"
 
 #include <cstring>
 #include <deque>
 #include <vector>
 
-#include "io/gguf.h"
+#include "gguf/gguf.h"
 #include "kernels/dequant.h"
 #include "util/error.h"
 

@@ -1,6 +1,6 @@
 // Decode-attention benchmark: random caches of any format, Attend timing and a read-bandwidth
 // bound (see attn_bench.h for the definitions of every reported figure).
-#include "eval/attn_bench.h"
+#include "bench/harness/attn_bench.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

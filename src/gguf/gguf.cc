@@ -1,11 +1,11 @@
-#include "io/gguf.h"
+#include "gguf/gguf.h"
 
 #include <cstring>
 #include <iterator>
 #include <limits>
 #include <type_traits>
 
-#include "io/gguf_internal.h"
+#include "gguf/gguf_internal.h"
 #include "util/error.h"
 
 namespace cqkv {

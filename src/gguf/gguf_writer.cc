@@ -8,8 +8,8 @@
 #include <type_traits>
 #include <utility>
 
-#include "io/gguf.h"
-#include "io/gguf_internal.h"
+#include "gguf/gguf.h"
+#include "gguf/gguf_internal.h"
 #include "util/error.h"
 
 namespace cqkv {

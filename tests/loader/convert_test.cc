@@ -1,13 +1,13 @@
 // The GGUF path against the llama2.c path: llama.cpp's own conversion of stories260K and our
 // `convert` output must run identically to the checkpoint they came from.
-#include "io/convert.h"
+#include "loader/convert.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <set>
 
-#include "io/gguf.h"
+#include "gguf/gguf.h"
 #include "model/llama.h"
 #include "test_util.h"
 

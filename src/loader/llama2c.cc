@@ -3,7 +3,7 @@
 #include <cstring>
 #include <memory>
 
-#include "model/model.h"
+#include "loader/loader.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
 

@@ -1,6 +1,6 @@
 // Tests of the decode-attention benchmark harness: format parsing, a tiny end-to-end run with
 // finite positive figures (fp16's ratio exactly 1), and clear errors for unknown formats.
-#include "eval/attn_bench.h"
+#include "bench/harness/attn_bench.h"
 
 #include <gtest/gtest.h>
 

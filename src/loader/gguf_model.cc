@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "io/gguf.h"
+#include "gguf/gguf.h"
 #include "kernels/dequant.h"
-#include "model/model.h"
+#include "loader/loader.h"
 #include "util/error.h"
 
 namespace cqkv {
