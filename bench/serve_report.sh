@@ -38,4 +38,5 @@ for mem in 1GiB 2GiB; do
 done
 run "7b2l-f16_ctx4096_batch8" --synthetic 7b --layers 2 --weights f16 --ctx 4096 --kv-memory 256MiB \
   --max-seqs 8 --sequential --formats fp16,cq:4c8b,cq:8c8b --gen 6
-python3 eval/plot_serving.py "$out"
+# Debian's python3-matplotlib lives with the system interpreter.
+/usr/bin/python3 eval/plot_serving.py "$out"

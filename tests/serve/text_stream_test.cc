@@ -48,7 +48,9 @@ TEST(TextStream, EarliestOfSeveralStopsWins) {
 TEST(TextStream, IncompleteUtf8IsHeldUntilComplete) {
   TextStream s;
   const std::string euro = "\xE2\x82\xAC";  // U+20AC in three bytes, arriving one by one
-  EXPECT_EQ(s.Push("a" + euro.substr(0, 1)), "a");
+  std::string first = "a";
+  first += euro[0];  // (appending, not "a" + ..., sidesteps a GCC 12 -Wrestrict false positive)
+  EXPECT_EQ(s.Push(first), "a");
   EXPECT_EQ(s.Push(euro.substr(1, 1)), "");
   EXPECT_EQ(s.Push(euro.substr(2, 1)), euro);
   EXPECT_EQ(IncompleteUtf8Tail("ab"), 0u);
