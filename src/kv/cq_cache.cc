@@ -72,8 +72,8 @@ std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& sha
   }
   if (set.keys == KeyPosition::kPreRope) {
     CQKV_CHECK(shape.head_dim % 2 == 0 && shape.head_dim <= kMaxHeadDim,
-               "--kv {}: pre-RoPE keys need an even head dim <= {}, got {}", spec, kMaxHeadDim,
-               shape.head_dim);
+               "KV format '{}': pre-RoPE keys need an even head dim <= {}, got {}", spec,
+               kMaxHeadDim, shape.head_dim);
     // Pre-RoPE codebooks see keys without the position-dependent rotation (the paper's
     // choice, since channel pairs then keep one distribution across positions), so a
     // dequantised key must be rotated to its own position at attention time.
@@ -106,12 +106,12 @@ class CqKvCache final : public KvCache {
         n_(shape.n_layers, 0),
         tables_(shared_->tables),
         rope_(shared_->rope) {
-    CQKV_CHECK(window >= 0, "--kv {}: the fp16 window must be >= 0 tokens", spec_);
+    CQKV_CHECK(window >= 0, "KV format '{}': the fp16 window must be >= 0 tokens", spec_);
     CQKV_CHECK(shape.n_heads % shape.n_kv_heads == 0,
-               "--kv {}: {} query heads are not a multiple of {} KV heads", spec_, shape.n_heads,
-               shape.n_kv_heads);
+               "KV format '{}': {} query heads are not a multiple of {} KV heads", spec_,
+               shape.n_heads, shape.n_kv_heads);
     CQKV_CHECK(!this->pool() || this->pool()->page_bytes() == PageBytes(),
-               "--kv {}: pool pages of {} bytes, this format needs {}", spec_,
+               "KV format '{}': pool pages of {} bytes, this format needs {}", spec_,
                this->pool()->page_bytes(), PageBytes());
     if (window_ > 0) {
       const size_t win = static_cast<size_t>(window_) * shape.kv_dim();
@@ -152,7 +152,7 @@ class CqKvCache final : public KvCache {
                shape_.max_tokens);
     const bool pre = keys_ == KeyPosition::kPreRope;
     CQKV_CHECK(!pre || (block.k_pre.data != nullptr && block.k_pre.rows == n),
-               "--kv {}: pre-RoPE codebooks need the keys before RoPE", spec_);
+               "KV format '{}': pre-RoPE codebooks need the keys before RoPE", spec_);
     assert(block.k.cols == shape_.kv_dim() && block.v.rows == n);
     if (n == 0) return;
     // Every page of the block at once (all or none; layers share them, so the first layer to
@@ -389,7 +389,7 @@ class CqKvCache final : public KvCache {
 }  // namespace
 
 CqSpec ParseCqSpec(const std::string& spec) {
-  CQKV_CHECK(spec.rfind("cq:", 0) == 0, "--kv {}: a CQ spec is cq:PATH[:rN]", spec);
+  CQKV_CHECK(spec.rfind("cq:", 0) == 0, "KV format '{}': a CQ spec is cq:PATH[:rN]", spec);
   CqSpec out;
   out.path = spec.substr(3);
   // A trailing ":r<digits>" is the window; anything else after a colon belongs to the path.
@@ -403,7 +403,7 @@ CqSpec ParseCqSpec(const std::string& spec) {
       out.path.resize(colon);
     }
   }
-  CQKV_CHECK(!out.path.empty(), "--kv {}: missing codebook path (cq:PATH[:rN])", spec);
+  CQKV_CHECK(!out.path.empty(), "KV format '{}': missing codebook path (cq:PATH[:rN])", spec);
   return out;
 }
 

@@ -181,7 +181,7 @@ class ChannelGroupCache final : public PagedRowsCache<ChannelGroupCodec> {
 std::unique_ptr<QuantKvCache> MakeTokenGroupCache(const std::string& spec, const KvShape& shape,
                                                   GroupCodec codec, int bits, int group) {
   CQKV_CHECK(group > 0 && shape.head_dim % group == 0,
-             "--kv '{}': group size g{} must be positive and divide head_dim {} (groups of "
+             "KV format '{}': group size g{} must be positive and divide head_dim {} (groups of "
              "channels stay within a head)",
              spec, group, shape.head_dim);
   return std::make_unique<TokenGroupCache>(spec, shape, codec, bits, group, nullptr);
@@ -191,7 +191,7 @@ std::unique_ptr<QuantKvCache> MakeIntCache(const std::string& spec, const KvShap
   const QuantSpec s = ParseQuantSpec(spec, "g");
   const size_t dash = s.head.find('-');
   CQKV_CHECK(s.head.starts_with("int") && dash != std::string::npos,
-             "--kv '{}': expected int<B>-token[:g<G>] or int<B>-channel[:g<G>]", spec);
+             "KV format '{}': expected int<B>-token[:g<G>] or int<B>-channel[:g<G>]", spec);
   const int bits = ParseBits(s, std::string_view(s.head).substr(3, dash - 3), {1, 2, 4, 8});
   const std::string layout = s.head.substr(dash + 1);
   if (layout == "token") {
@@ -200,14 +200,14 @@ std::unique_ptr<QuantKvCache> MakeIntCache(const std::string& spec, const KvShap
   }
   if (layout == "channel") {
     const int64_t group = s.Get('g', 128);
-    CQKV_CHECK(group > 0, "--kv '{}': group size g{} must be positive", spec, group);
+    CQKV_CHECK(group > 0, "KV format '{}': group size g{} must be positive", spec, group);
     CQKV_CHECK(shape.page_tokens % group == 0,
-               "--kv '{}': token group g{} must divide the KV page of {} tokens (a group's "
+               "KV format '{}': token group g{} must divide the KV page of {} tokens (a group's "
                "parameters live in the page of its tokens)",
                spec, group, shape.page_tokens);
     return std::make_unique<ChannelGroupCache>(spec, shape, bits, static_cast<int>(group), nullptr);
   }
-  Fail("--kv '{}': unknown layout '{}' (int<B>-token or int<B>-channel)", spec, layout);
+  Fail("KV format '{}': unknown layout '{}' (int<B>-token or int<B>-channel)", spec, layout);
 }
 
 }  // namespace cqkv

@@ -70,7 +70,7 @@ std::unique_ptr<KvCache> MakeKvCache(const std::string& spec, const KvShape& sha
   if (spec.starts_with("nf")) return MakeNfCache(spec, shape);
   if (spec.starts_with("kivi")) return MakeKiviCache(spec, shape);
   Fail(
-      "--kv: unknown KV cache format '{}' (known: fp32, fp16, cq:PATH, int<B>-token, "
+      "unknown KV cache format '{}' (known: fp32, fp16, cq:PATH, int<B>-token, "
       "int<B>-channel, "
       "nf<B>, kivi<B>)",
       spec);

@@ -17,7 +17,7 @@ QuantKvCache::QuantKvCache(const std::string& spec, const KvShape& shape,
                            std::shared_ptr<PagePool> pool)
     : KvCache(shape, std::move(pool)), spec_(spec) {
   CQKV_CHECK(shape.head_dim > 0 && shape.head_dim <= kMaxHeadDim,
-             "--kv '{}': head_dim {} is outside the supported 1..{}", spec, shape.head_dim,
+             "KV format '{}': head_dim {} is outside the supported 1..{}", spec, shape.head_dim,
              kMaxHeadDim);
 }
 
@@ -124,13 +124,13 @@ QuantSpec ParseQuantSpec(const std::string& spec, std::string_view allowed) {
     const std::string_view opt = std::string_view(spec).substr(
         start + 1, next == std::string::npos ? std::string::npos : next - start - 1);
     CQKV_CHECK(!opt.empty() && allowed.find(opt[0]) != std::string_view::npos,
-               "--kv '{}': unknown option '{}' (options of this format: {})", spec, opt,
+               "KV format '{}': unknown option '{}' (options of this format: {})", spec, opt,
                fmt::join(allowed, ", "));
     const int64_t v = ParseCount(opt.substr(1));
-    CQKV_CHECK(v >= 0, "--kv '{}': option '{}' needs a non-negative integer after '{}'", spec, opt,
-               opt[0]);
-    CQKV_CHECK(out.options.emplace(opt[0], v).second, "--kv '{}': option '{}' given twice", spec,
-               opt[0]);
+    CQKV_CHECK(v >= 0, "KV format '{}': option '{}' needs a non-negative integer after '{}'", spec,
+               opt, opt[0]);
+    CQKV_CHECK(out.options.emplace(opt[0], v).second, "KV format '{}': option '{}' given twice",
+               spec, opt[0]);
     start = next;
   }
   return out;
@@ -141,8 +141,8 @@ int ParseBits(const QuantSpec& spec, std::string_view digits, std::initializer_l
   for (int a : allowed) {
     if (b == a) return a;
   }
-  Fail("--kv '{}': '{}' is not a supported bit width (this format takes {})", spec.text, digits,
-       fmt::join(allowed, ", "));
+  Fail("KV format '{}': '{}' is not a supported bit width (this format takes {})", spec.text,
+       digits, fmt::join(allowed, ", "));
 }
 
 }  // namespace cqkv
