@@ -16,10 +16,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 def main(folder):
     cases = collections.defaultdict(list)  # (model, ctx) -> [(budget, result)]
     for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        if "batch8" in os.path.basename(path):
+            continue  # fixed-batch cases (--max-seqs 8), not budget sweeps
         with open(path) as f:
             doc = json.load(f)
-        if "results" not in doc or any(r.get("sequential_tok_s", 0) > 0 for r in doc["results"]):
-            continue  # the batch-vs-sequential case has a fixed batch, not a budget sweep
+        if "results" not in doc:
+            continue
         model = os.path.basename(doc["model"].rstrip("/"))
         if model == "model.bin":
             model = os.path.basename(os.path.dirname(doc["model"]))
