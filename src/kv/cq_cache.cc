@@ -464,12 +464,12 @@ std::unique_ptr<KvCache> MakeCqCache(CodebookSet codebooks, const KvShape& shape
                                      spec);
 }
 
-std::unique_ptr<KvCache> MakeCqCache(const std::string& spec, const KvShape& shape) {
-  const CqSpec s = ParseCqSpec(spec);
-  CodebookSet set = LoadCodebooks(s.path);
-  CheckCodebooksFit(set, shape, s.path);
-  return std::make_unique<CqKvCache>(MakeCqShared(std::move(set), shape, spec), shape, s.window,
-                                     spec);
+std::unique_ptr<KvCache> MakeCqCache(const KvSpec& spec, const KvShape& shape) {
+  CQKV_CHECK(spec.family == KvFamily::kCq, "KV format '{}' is not a cq format", spec.text);
+  CodebookSet set = LoadCodebooks(spec.path);
+  CheckCodebooksFit(set, shape, spec.path);
+  return std::make_unique<CqKvCache>(MakeCqShared(std::move(set), shape, spec.text), shape,
+                                     std::max(0, spec.window), spec.text);
 }
 
 }  // namespace cqkv

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "kv/kv_cache.h"
+#include "kv/kv_spec.h"
 #include "quant/codebook.h"
 
 namespace cqkv {
@@ -46,9 +47,9 @@ void CheckCodebooksFit(const CodebookSet& set, const KvShape& shape, const std::
 CodebookSet RandomCodebooks(const KvShape& shape, const CqConfig& config, uint64_t seed,
                             KeyPosition keys = KeyPosition::kPostRope);
 
-// Loads the codebooks of `spec` ("cq:PATH[:rN]") and checks they fit `shape`; throws
-// cqkv::Error naming the file otherwise.
-std::unique_ptr<KvCache> MakeCqCache(const std::string& spec, const KvShape& shape);
+// Loads the codebooks of a cq spec (ParseKvSpec of "cq:PATH[:rN]") and checks they fit `shape`;
+// throws cqkv::Error naming the file otherwise.
+std::unique_ptr<KvCache> MakeCqCache(const KvSpec& spec, const KvShape& shape);
 // From codebooks already in memory (tests, calibration); format() reports `spec`.
 std::unique_ptr<KvCache> MakeCqCache(CodebookSet codebooks, const KvShape& shape, int window,
                                      const std::string& spec);

@@ -187,27 +187,19 @@ std::unique_ptr<QuantKvCache> MakeTokenGroupCache(const std::string& spec, const
   return std::make_unique<TokenGroupCache>(spec, shape, codec, bits, group, nullptr);
 }
 
-std::unique_ptr<QuantKvCache> MakeIntCache(const std::string& spec, const KvShape& shape) {
-  const QuantSpec s = ParseQuantSpec(spec, "g");
-  const size_t dash = s.head.find('-');
-  CQKV_CHECK(s.head.starts_with("int") && dash != std::string::npos,
-             "KV format '{}': expected int<B>-token[:g<G>] or int<B>-channel[:g<G>]", spec);
-  const int bits = ParseBits(s, std::string_view(s.head).substr(3, dash - 3), {1, 2, 4, 8});
-  const std::string layout = s.head.substr(dash + 1);
-  if (layout == "token") {
-    return MakeTokenGroupCache(spec, shape, GroupCodec::kUniform, bits,
-                               static_cast<int>(s.Get('g', shape.head_dim)));
+std::unique_ptr<QuantKvCache> MakeIntCache(const KvSpec& spec, const KvShape& shape) {
+  if (spec.family == KvFamily::kIntToken) {
+    return MakeTokenGroupCache(spec.text, shape, GroupCodec::kUniform, spec.bits,
+                               spec.group > 0 ? spec.group : shape.head_dim);
   }
-  if (layout == "channel") {
-    const int64_t group = s.Get('g', 128);
-    CQKV_CHECK(group > 0, "KV format '{}': group size g{} must be positive", spec, group);
-    CQKV_CHECK(shape.page_tokens % group == 0,
-               "KV format '{}': token group g{} must divide the KV page of {} tokens (a group's "
-               "parameters live in the page of its tokens)",
-               spec, group, shape.page_tokens);
-    return std::make_unique<ChannelGroupCache>(spec, shape, bits, static_cast<int>(group), nullptr);
-  }
-  Fail("KV format '{}': unknown layout '{}' (int<B>-token or int<B>-channel)", spec, layout);
+  CQKV_CHECK(spec.family == KvFamily::kIntChannel, "KV format '{}' is not an int format",
+             spec.text);
+  const int group = spec.group > 0 ? spec.group : 128;
+  CQKV_CHECK(shape.page_tokens % group == 0,
+             "KV format '{}': token group g{} must divide the KV page of {} tokens (a group's "
+             "parameters live in the page of its tokens)",
+             spec.text, group, shape.page_tokens);
+  return std::make_unique<ChannelGroupCache>(spec.text, shape, spec.bits, group, nullptr);
 }
 
 }  // namespace cqkv

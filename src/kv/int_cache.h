@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "kv/kv_spec.h"
 #include "kv/quant_cache.h"
 #include "kv/quant_rows.h"
 
@@ -13,7 +14,7 @@ namespace cqkv {
 
 // Parses an int<B>-token / int<B>-channel spec (B in 1, 2, 4, 8). Throws cqkv::Error naming
 // the spec when it is malformed or does not fit the shape.
-std::unique_ptr<QuantKvCache> MakeIntCache(const std::string& spec, const KvShape& shape);
+std::unique_ptr<QuantKvCache> MakeIntCache(const KvSpec& spec, const KvShape& shape);
 
 // A cache whose K (post-RoPE) and V rows are each quantised per token in groups of `group`
 // channels with `codec`; group must divide head_dim (checked, naming spec).

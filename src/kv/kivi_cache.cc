@@ -199,21 +199,19 @@ class KiviCache final : public QuantKvCache {
 
 }  // namespace
 
-std::unique_ptr<QuantKvCache> MakeKiviCache(const std::string& spec, const KvShape& shape) {
-  const QuantSpec s = ParseQuantSpec(spec, "gr");
-  CQKV_CHECK(s.head.starts_with("kivi"), "KV format '{}': expected kivi<B>[:g<G>][:r<R>]", spec);
-  const int bits = ParseBits(s, std::string_view(s.head).substr(4), {1, 2, 4});
-  const int64_t group = s.Get('g', 32);
-  CQKV_CHECK(group > 0 && shape.head_dim % group == 0,
-             "KV format '{}': group size g{} must be positive and divide head_dim {} (values are "
-             "grouped over the channels of a head)",
-             spec, group, shape.head_dim);
+std::unique_ptr<QuantKvCache> MakeKiviCache(const KvSpec& spec, const KvShape& shape) {
+  CQKV_CHECK(spec.family == KvFamily::kKivi, "KV format '{}' is not a kivi format", spec.text);
+  const int group = spec.group > 0 ? spec.group : 32;
+  CQKV_CHECK(shape.head_dim % group == 0,
+             "KV format '{}': group size g{} must divide head_dim {} (values are grouped over "
+             "the channels of a head)",
+             spec.text, group, shape.head_dim);
   CQKV_CHECK(shape.page_tokens % group == 0,
              "KV format '{}': group size g{} must divide the KV page of {} tokens (a key group's "
              "parameters live in the page of its tokens)",
-             spec, group, shape.page_tokens);
-  return std::make_unique<KiviCache>(spec, shape, bits, static_cast<int>(group),
-                                     static_cast<int>(s.Get('r', 128)), nullptr);
+             spec.text, group, shape.page_tokens);
+  return std::make_unique<KiviCache>(spec.text, shape, spec.bits, group,
+                                     spec.window >= 0 ? spec.window : 128, nullptr);
 }
 
 }  // namespace cqkv

@@ -7,11 +7,12 @@
 #include <memory>
 #include <string>
 
+#include "kv/kv_spec.h"
 #include "kv/quant_cache.h"
 
 namespace cqkv {
 
 // Throws cqkv::Error naming the spec when it is malformed or G does not divide head_dim.
-std::unique_ptr<QuantKvCache> MakeKiviCache(const std::string& spec, const KvShape& shape);
+std::unique_ptr<QuantKvCache> MakeKiviCache(const KvSpec& spec, const KvShape& shape);
 
 }  // namespace cqkv

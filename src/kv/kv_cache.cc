@@ -62,18 +62,27 @@ void KvCache::ReleasePages() {
   page_data_.clear();
 }
 
+std::unique_ptr<KvCache> MakeKvCache(const KvSpec& spec, const KvShape& shape) {
+  switch (spec.family) {
+    case KvFamily::kFp32:
+      return MakeFp32Cache(shape);
+    case KvFamily::kFp16:
+      return MakeFp16Cache(shape);
+    case KvFamily::kCq:
+      return MakeCqCache(spec, shape);
+    case KvFamily::kIntToken:
+    case KvFamily::kIntChannel:
+      return MakeIntCache(spec, shape);
+    case KvFamily::kNf:
+      return MakeNfCache(spec, shape);
+    case KvFamily::kKivi:
+      return MakeKiviCache(spec, shape);
+  }
+  Fail("KV format '{}': no cache for this family", spec.text);
+}
+
 std::unique_ptr<KvCache> MakeKvCache(const std::string& spec, const KvShape& shape) {
-  if (spec == "fp32") return MakeFp32Cache(shape);
-  if (spec == "fp16") return MakeFp16Cache(shape);
-  if (spec.starts_with("cq:")) return MakeCqCache(spec, shape);
-  if (spec.starts_with("int")) return MakeIntCache(spec, shape);
-  if (spec.starts_with("nf")) return MakeNfCache(spec, shape);
-  if (spec.starts_with("kivi")) return MakeKiviCache(spec, shape);
-  Fail(
-      "unknown KV cache format '{}' (known: fp32, fp16, cq:PATH, int<B>-token, "
-      "int<B>-channel, "
-      "nf<B>, kivi<B>)",
-      spec);
+  return MakeKvCache(ParseKvSpec(spec), shape);
 }
 
 std::string KvFormatsHelp() {

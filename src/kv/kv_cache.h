@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/rope.h"
+#include "kv/kv_spec.h"
 #include "kv/page_pool.h"
 #include "util/tensor.h"
 #include "util/thread_pool.h"
@@ -151,6 +152,8 @@ void ForEachPageRange(int64_t t0, int64_t t1, int64_t page_tokens, const Fn& fn)
 // Makes a cache from a `--kv` spec ("fp32", "fp16"). Throws cqkv::Error naming the spec when
 // it is unknown or malformed.
 std::unique_ptr<KvCache> MakeKvCache(const std::string& spec, const KvShape& shape);
+// From a spec parsed once at the edge (kv/kv_spec.h): only shape-dependent checks remain.
+std::unique_ptr<KvCache> MakeKvCache(const KvSpec& spec, const KvShape& shape);
 // One line per known format, for --help.
 std::string KvFormatsHelp();
 

@@ -5,12 +5,14 @@
 
 namespace cqkv {
 
+std::unique_ptr<QuantKvCache> MakeNfCache(const KvSpec& spec, const KvShape& shape) {
+  CQKV_CHECK(spec.family == KvFamily::kNf, "KV format '{}' is not an nf format", spec.text);
+  return MakeTokenGroupCache(spec.text, shape, GroupCodec::kNormalFloat, spec.bits,
+                             spec.group > 0 ? spec.group : shape.head_dim);
+}
+
 std::unique_ptr<QuantKvCache> MakeNfCache(const std::string& spec, const KvShape& shape) {
-  const QuantSpec s = ParseQuantSpec(spec, "g");
-  CQKV_CHECK(s.head.starts_with("nf"), "KV format '{}': expected nf<B>[:g<G>]", spec);
-  const int bits = ParseBits(s, std::string_view(s.head).substr(2), {2, 3, 4});
-  return MakeTokenGroupCache(spec, shape, GroupCodec::kNormalFloat, bits,
-                             static_cast<int>(s.Get('g', shape.head_dim)));
+  return MakeNfCache(ParseKvSpec(spec), shape);
 }
 
 }  // namespace cqkv

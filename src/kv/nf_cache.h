@@ -6,11 +6,14 @@
 #include <memory>
 #include <string>
 
+#include "kv/kv_spec.h"
 #include "kv/quant_cache.h"
 
 namespace cqkv {
 
-// Throws cqkv::Error naming the spec when it is malformed or G does not divide head_dim.
+// Throws cqkv::Error naming the spec when G does not divide head_dim.
+std::unique_ptr<QuantKvCache> MakeNfCache(const KvSpec& spec, const KvShape& shape);
+// Parses `spec` first (ParseKvSpec).
 std::unique_ptr<QuantKvCache> MakeNfCache(const std::string& spec, const KvShape& shape);
 
 }  // namespace cqkv

@@ -1,7 +1,8 @@
 // Common base of the baseline quantised KV formats (int, nf, kivi): prefill attention dequantises
 // one (token, head) row at a time through CausalAttention, decode dequantises blocks of rows of a
 // KV head into L1 scratch for the dense flash-decoding kernel, and the same row accessor lets
-// tests and error analyses see exactly the values attention used. Also parses their KV format specs.
+// tests and error analyses see exactly the values attention used. Also parses their KV format
+// specs.
 #pragma once
 
 #include <cstdint>

@@ -84,7 +84,7 @@ class EngineImpl final : public Engine {
     KvShape shape = KvShapeFor(mc, ctx_);
     shape.model_fingerprint = ModelFingerprint(*model_);
     shape.page_tokens = cfg.page_tokens;
-    proto_ = MakeKvCache(cfg.kv, shape);
+    proto_ = MakeKvCache(ParseKvSpec(cfg.kv), shape);  // the one place the spec is parsed
     const int64_t page_bytes = proto_->PageBytes();
     CQKV_CHECK(page_bytes > 0, "KV format '{}' does not store its tokens in pages yet", cfg.kv);
     CQKV_CHECK(cfg.kv_memory_bytes >= page_bytes,

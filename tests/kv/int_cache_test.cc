@@ -24,7 +24,7 @@ using testing::ExpectErrorNaming;
 using testing::TestShape;
 
 std::unique_ptr<QuantKvCache> MakeInt(const std::string& spec, const KvShape& s) {
-  return MakeIntCache(spec, s);
+  return MakeIntCache(ParseKvSpec(spec), s);
 }
 
 TEST(PackedCodes, RoundTripEveryWidth) {

@@ -34,7 +34,7 @@ int64_t Quantised(int64_t n, int64_t g, int64_t r) { return n >= r + g ? (n - r)
 TEST(KiviCache, WindowIsExactAndOlderTokensAreQuantisedPerChannelAndPerToken) {
   const int G = 8, R = 12;
   const KvShape s = TestShape(4, 2, 16, 120);
-  auto cache = MakeKiviCache("kivi2:g8:r12", s);
+  auto cache = MakeKiviCache(ParseKvSpec("kivi2:g8:r12"), s);
   testing::RandomKv gen(s, 3);
   std::vector<float> all_k, all_v;
   int64_t n = 0;
@@ -79,7 +79,8 @@ TEST(KiviCache, WindowIsExactAndOlderTokensAreQuantisedPerChannelAndPerToken) {
 
 TEST(KiviCache, TokenByTokenEqualsOneBlock) {
   const KvShape s = TestShape(4, 4, 16, 64);
-  auto stream = MakeKiviCache("kivi4:g4:r6", s), once = MakeKiviCache("kivi4:g4:r6", s);
+  auto stream = MakeKiviCache(ParseKvSpec("kivi4:g4:r6"), s),
+       once = MakeKiviCache(ParseKvSpec("kivi4:g4:r6"), s);
   testing::ExpectStreamingEqualsOneBlock(*stream, *once, 37, 4, /*layer=*/0);
 }
 
@@ -92,7 +93,7 @@ class KiviAttentionTest : public ::testing::TestWithParam<std::tuple<std::string
 // Prefill then decode, with lengths crossing the window/group boundaries several times.
 TEST_P(KiviAttentionTest, MatchesNaiveAttentionOverDequantisedRows) {
   const auto& [spec, c] = GetParam();
-  auto cache = MakeKiviCache(spec, TestShape(c.n_heads, c.n_kv, c.hd, 96));
+  auto cache = MakeKiviCache(ParseKvSpec(spec), TestShape(c.n_heads, c.n_kv, c.hd, 96));
   CheckAttentionMatchesDequantised(*cache, {5, 1, 1, 17, 1, 14, 1, 3, 20, 1, 1}, 17);
 }
 
@@ -104,7 +105,7 @@ INSTANTIATE_TEST_SUITE_P(
                                          AttnCase{4, 4, 128}, AttnCase{8, 2, 128})));
 
 TEST(KiviCache, DefaultsOverLongerContext) {
-  auto cache = MakeKiviCache("kivi2", TestShape(8, 2, 64, 260));
+  auto cache = MakeKiviCache(ParseKvSpec("kivi2"), TestShape(8, 2, 64, 260));
   CheckAttentionMatchesDequantised(*cache, {190, 1, 1, 40, 1}, 18);
 }
 
@@ -112,12 +113,12 @@ TEST(KiviCache, DefaultsOverLongerContext) {
 // quantised, the fp16 window 16. The peak is at 4095 tokens, just before a flush: 3936 quantised
 // tokens and 159 in the window.
 TEST(KiviCache, BytesPerTokenLlama7b) {
-  auto c = MakeKiviCache("kivi2", testing::Llama7bShape(4096));
+  auto c = MakeKiviCache(ParseKvSpec("kivi2"), testing::Llama7bShape(4096));
   EXPECT_DOUBLE_EQ(c->BitsPerChannel(), 3.0);
   const double quant = 2.0 * 4096 * 3 / 8, window = 2.0 * 4096 * 2;  // per token and layer
   EXPECT_DOUBLE_EQ(c->BytesPerToken(), 32 * (3936 * quant + 159 * window) / 4096);
   // A window longer than the context holds everything in fp16.
-  auto all_fp16 = MakeKiviCache("kivi4:r200", TestShape(4, 4, 64, 100));
+  auto all_fp16 = MakeKiviCache(ParseKvSpec("kivi4:r200"), TestShape(4, 4, 64, 100));
   EXPECT_DOUBLE_EQ(all_fp16->BytesPerToken(), 2.0 * 2 * 256 * 2);
   EXPECT_EQ(MakeKvCache("kivi4:g16:r64", TestShape(4, 4, 64, 100))->format(), "kivi4:g16:r64");
 }

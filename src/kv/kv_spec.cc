@@ -1,0 +1,66 @@
+#include "kv/kv_spec.h"
+
+#include "kv/cq_cache.h"
+#include "kv/quant_cache.h"
+#include "util/error.h"
+
+namespace cqkv {
+
+KvSpec ParseKvSpec(const std::string& text) {
+  KvSpec s;
+  s.text = text;
+  if (text == "fp32" || text == "fp16") {
+    s.family = text == "fp32" ? KvFamily::kFp32 : KvFamily::kFp16;
+    return s;
+  }
+  if (text.starts_with("cq:")) {
+    const CqSpec cq = ParseCqSpec(text);
+    s.family = KvFamily::kCq;
+    s.path = cq.path;
+    s.window = cq.window;
+    return s;
+  }
+  auto group_of = [&](const QuantSpec& q) {
+    const int64_t g = q.Get('g', 0);
+    CQKV_CHECK(!q.options.contains('g') || (g > 0 && g <= (1 << 20)),
+               "KV format '{}': group size g{} must be in 1..{}", text, g, 1 << 20);
+    return static_cast<int>(g);
+  };
+  if (text.starts_with("int")) {
+    const QuantSpec q = ParseQuantSpec(text, "g");
+    const size_t dash = q.head.find('-');
+    CQKV_CHECK(dash != std::string::npos,
+               "KV format '{}': expected int<B>-token[:g<G>] or int<B>-channel[:g<G>]", text);
+    s.bits = ParseBits(q, std::string_view(q.head).substr(3, dash - 3), {1, 2, 4, 8});
+    const std::string layout = q.head.substr(dash + 1);
+    CQKV_CHECK(layout == "token" || layout == "channel",
+               "KV format '{}': unknown layout '{}' (int<B>-token or int<B>-channel)", text,
+               layout);
+    s.family = layout == "token" ? KvFamily::kIntToken : KvFamily::kIntChannel;
+    s.group = group_of(q);
+    return s;
+  }
+  if (text.starts_with("nf")) {
+    const QuantSpec q = ParseQuantSpec(text, "g");
+    s.family = KvFamily::kNf;
+    s.bits = ParseBits(q, std::string_view(q.head).substr(2), {2, 3, 4});
+    s.group = group_of(q);
+    return s;
+  }
+  if (text.starts_with("kivi")) {
+    const QuantSpec q = ParseQuantSpec(text, "gr");
+    s.family = KvFamily::kKivi;
+    s.bits = ParseBits(q, std::string_view(q.head).substr(4), {1, 2, 4});
+    s.group = group_of(q);
+    const int64_t r = q.Get('r', -1);
+    CQKV_CHECK(r <= (1 << 24), "KV format '{}': window r{} is over {} tokens", text, r, 1 << 24);
+    s.window = static_cast<int>(r);
+    return s;
+  }
+  Fail(
+      "unknown KV cache format '{}' (known: fp32, fp16, cq:PATH, int<B>-token, int<B>-channel, "
+      "nf<B>, kivi<B>)",
+      text);
+}
+
+}  // namespace cqkv
