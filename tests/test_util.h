@@ -6,6 +6,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
+
+#include "util/error.h"
 
 namespace cqkv::testing {
 
@@ -18,6 +21,20 @@ inline std::string SharedDir() {
 inline std::string SharedPath(const std::string& rel) { return SharedDir() + "/" + rel; }
 
 inline bool HaveShared(const std::string& rel) { return std::filesystem::exists(SharedPath(rel)); }
+
+// Runs fn, expecting a cqkv::Error whose message contains every one of `parts`.
+template <typename Fn>
+void ExpectErrorMentioning(Fn fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error thrown";
+  } catch (const Error& e) {
+    for (const auto& part : parts) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
+          << "'" << part << "' not in: " << e.what();
+    }
+  }
+}
 
 }  // namespace cqkv::testing
 

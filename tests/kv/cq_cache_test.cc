@@ -11,6 +11,7 @@
 #include "kernels/rope.h"
 #include "kv/kv_testing.h"
 #include "quant/kmeans.h"
+#include "test_util.h"
 #include "util/error.h"
 #include "util/fp16.h"
 
@@ -437,20 +438,6 @@ TEST(CqCache, FromFileThroughMakeKvCache) {
   }
 }
 
-// Runs fn, expecting a cqkv::Error whose message contains every one of `parts`.
-template <typename Fn>
-void ExpectErrorMentioning(Fn fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown";
-  } catch (const Error& e) {
-    for (const auto& part : parts) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-          << "'" << part << "' not in: " << e.what();
-    }
-  }
-}
-
 TEST(CqCache, CheckCodebooksFit) {
   KvShape shape;
   shape.n_layers = 2;
@@ -466,15 +453,17 @@ TEST(CqCache, CheckCodebooksFit) {
 
   KvShape other = shape;
   other.n_layers = 3;
-  ExpectErrorMentioning([&] { CheckCodebooksFit(s, other, "cb.cqcb"); },
-                        {"cb.cqcb", "learned on 2 layers", "the model has 3 layers"});
+  testing::ExpectErrorMentioning([&] { CheckCodebooksFit(s, other, "cb.cqcb"); },
+                                 {"cb.cqcb", "learned on 2 layers", "the model has 3 layers"});
   other = shape;
   other.head_dim = 32;
-  ExpectErrorMentioning([&] { CheckCodebooksFit(s, other, "cb.cqcb"); }, {"cb.cqcb", "head dim"});
+  testing::ExpectErrorMentioning([&] { CheckCodebooksFit(s, other, "cb.cqcb"); },
+                                 {"cb.cqcb", "head dim"});
   other = shape;
   other.model_fingerprint = 0x1234;
-  ExpectErrorMentioning([&] { CheckCodebooksFit(s, other, "cb.cqcb"); },
-                        {"cb.cqcb", "another model", "fedcba9876543210", "0000000000001234"});
+  testing::ExpectErrorMentioning(
+      [&] { CheckCodebooksFit(s, other, "cb.cqcb"); },
+      {"cb.cqcb", "another model", "fedcba9876543210", "0000000000001234"});
 }
 
 }  // namespace

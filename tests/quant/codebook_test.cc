@@ -7,6 +7,7 @@
 #include <random>
 #include <string>
 
+#include "test_util.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
 
@@ -42,20 +43,6 @@ std::string TempPath(const std::string& name) {
       .string();
 }
 
-// Runs fn, expecting a cqkv::Error whose message contains every one of `parts`.
-template <typename Fn>
-void ExpectErrorMentioning(Fn fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown";
-  } catch (const Error& e) {
-    for (const auto& part : parts) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-          << "'" << part << "' not in: " << e.what();
-    }
-  }
-}
-
 TEST(CqConfig, ParseAndName) {
   const CqConfig c = CqConfig::Parse("8c4b");
   EXPECT_EQ(c.channels, 8);
@@ -64,7 +51,7 @@ TEST(CqConfig, ParseAndName) {
   EXPECT_EQ(c.Name(), "8c4b");
   EXPECT_EQ(CqConfig::Parse("1c16b").n_centroids(), 65536);
   for (const char* bad : {"", "4c", "c8b", "4c8", "4x8b", "4c8bb", "0c8b", "4c17b", "65c8b"}) {
-    ExpectErrorMentioning([&] { CqConfig::Parse(bad); }, {std::string("'") + bad + "'"});
+    testing::ExpectErrorMentioning([&] { CqConfig::Parse(bad); }, {std::string("'") + bad + "'"});
   }
   EXPECT_EQ(ParseKeyPosition("pre-rope"), KeyPosition::kPreRope);
   EXPECT_STREQ(KeyPositionName(KeyPosition::kPostRope), "post-rope");
@@ -103,28 +90,28 @@ TEST(Codebook, DamagedFilesAreClearErrors) {
   for (size_t len : {size_t{0}, size_t{3}, size_t{10}, size_t{40}, bytes.size() / 2,
                      bytes.size() - 9, bytes.size() - 1}) {
     write(bytes.substr(0, len));
-    ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad});
+    testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad});
   }
   write(bytes.substr(0, bytes.size() - 100));
-  ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "truncated"});
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "truncated"});
   // One flipped bit in the centroid data, and one in the JSON header.
   std::string flipped = bytes;
   flipped[bytes.size() - 200] ^= 0x10;
   write(flipped);
-  ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "checksum"});
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "checksum"});
   flipped = bytes;
   flipped[30] ^= 0x01;
   write(flipped);
-  ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad});
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad});
   write(bytes + "x");
-  ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "inconsistent"});
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "inconsistent"});
   std::string v2 = bytes;
   v2[4] = 2;
   write(v2);
-  ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "unsupported version 2"});
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "unsupported version 2"});
   write("# a text file, not a codebook\n");
-  ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "not a cqkv codebook file"});
-  ExpectErrorMentioning([&] { LoadCodebooks(bad + ".missing"); }, {bad + ".missing"});
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "not a cqkv codebook file"});
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(bad + ".missing"); }, {bad + ".missing"});
   std::filesystem::remove(path);
   std::filesystem::remove(bad);
 }
