@@ -74,8 +74,7 @@ ServeResult RunFormat(const Model& model, const Opts& o, int64_t budget, const A
   std::vector<std::unique_ptr<KvCache>> seqs;
   while (static_cast<int64_t>(seqs.size()) < o.max_seqs) {
     auto c = proto->NewSibling(pool_pages);
-    if (r.fixed_bytes > 0 && !pool_pages->TryReserveBytes(r.fixed_bytes)) break;
-    if (!c->TryReserve(o.ctx)) break;
+    if (!c->TryAdmit(o.ctx)) break;
     seqs.push_back(std::move(c));
   }
   r.sequences = static_cast<int64_t>(seqs.size());

@@ -21,7 +21,10 @@ KvCache::KvCache(const KvShape& shape, std::shared_ptr<PagePool> pool)
              shape.page_tokens);
 }
 
-KvCache::~KvCache() { ReleasePages(); }
+KvCache::~KvCache() {
+  ReleasePages();
+  if (fixed_charged_ > 0) pool_->ReleaseBytes(fixed_charged_);
+}
 
 bool KvCache::TryReserve(int64_t n_tokens) {
   const int64_t need = PagesFor(n_tokens);
@@ -43,6 +46,18 @@ bool KvCache::TryReserve(int64_t n_tokens) {
     pages_.push_back(id);
     page_data_.push_back(pool_->Data(id));
   }
+  return true;
+}
+
+bool KvCache::TryAdmit(int64_t n_tokens) {
+  if (!pool_) pool_ = PagePool::Unbounded(PageBytes());
+  const int64_t fixed = fixed_charged_ > 0 ? 0 : FixedBytes();
+  if (fixed > 0 && !pool_->TryReserveBytes(fixed)) return false;
+  if (!TryReserve(n_tokens)) {
+    if (fixed > 0) pool_->ReleaseBytes(fixed);
+    return false;
+  }
+  fixed_charged_ += fixed;
   return true;
 }
 

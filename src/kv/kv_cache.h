@@ -109,6 +109,9 @@ class KvCache {
   // cannot supply them. Append allocates on its own too, but throws when the pool is empty, so
   // schedulers reserve before a step.
   bool TryReserve(int64_t n_tokens);
+  // TryReserve for a scheduler admitting a sequence: also charges FixedBytes() to the pool (once;
+  // returned when the cache is destroyed), all or nothing.
+  bool TryAdmit(int64_t n_tokens);
   int64_t pages_held() const { return static_cast<int64_t>(pages_.size()); }
   int64_t PagesFor(int64_t n_tokens) const {
     return (n_tokens + shape_.page_tokens - 1) / shape_.page_tokens;
@@ -135,6 +138,7 @@ class KvCache {
   std::shared_ptr<PagePool> pool_;
   std::vector<int32_t> pages_;       // page ids, in token order
   std::vector<uint8_t*> page_data_;  // their memory
+  int64_t fixed_charged_ = 0;        // FixedBytes() charged to pool_ by TryAdmit
 };
 
 // Calls fn(page, begin, end) for each page-aligned piece [begin, end) of tokens [t0, t1); page is

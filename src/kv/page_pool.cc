@@ -41,15 +41,14 @@ int64_t PagePool::reserved_bytes() const {
   return reserved_bytes_;
 }
 
-int64_t PagePool::ReservedPages() const {
+int64_t PagePool::free_pages() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return (reserved_bytes_ + page_bytes_ - 1) / page_bytes_;
+  return capacity_ - used_ - PagesForBytes(reserved_bytes_);
 }
 
 int32_t PagePool::TryAlloc() {
   std::lock_guard<std::mutex> lock(mu_);
-  const int64_t reserved_pages = (reserved_bytes_ + page_bytes_ - 1) / page_bytes_;
-  if (used_ + reserved_pages >= capacity_) return -1;
+  if (used_ + PagesForBytes(reserved_bytes_) >= capacity_) return -1;
   int32_t id;
   if (!free_.empty()) {
     id = free_.back();
@@ -82,8 +81,7 @@ void PagePool::Free(int32_t page) {
 
 bool PagePool::TryReserveBytes(int64_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
-  const int64_t after = (reserved_bytes_ + bytes + page_bytes_ - 1) / page_bytes_;
-  if (used_ + after > capacity_) return false;
+  if (used_ + PagesForBytes(reserved_bytes_ + bytes) > capacity_) return false;
   reserved_bytes_ += bytes;
   return true;
 }

@@ -23,9 +23,12 @@ class PagePool {
   int64_t capacity() const { return capacity_; }  // pages the budget allows
   int64_t budget_bytes() const { return budget_bytes_; }
   int64_t used() const;
-  int64_t free_pages() const { return capacity() - used() - ReservedPages(); }
+  int64_t free_pages() const;
   // Bytes of fixed per-sequence buffers (fp16 windows, staging) charged to the budget.
   int64_t reserved_bytes() const;
+
+  // Whole pages' worth of `bytes`: how the budget counts bytes held outside pages.
+  int64_t PagesForBytes(int64_t bytes) const { return (bytes + page_bytes_ - 1) / page_bytes_; }
 
   // A zeroed page, or -1 when the budget is spent. Page memory is 64-byte aligned (cache lines
   // and vector loads), so formats that keep their regions at 64-byte offsets get aligned rows.
@@ -38,8 +41,6 @@ class PagePool {
   void ReleaseBytes(int64_t bytes);
 
  private:
-  int64_t ReservedPages() const;
-
   const int64_t page_bytes_;
   const int64_t budget_bytes_;
   const int64_t capacity_;

@@ -126,7 +126,7 @@ class EngineImpl final : public Engine {
                seq->tokens.size(), ctx_);
     CheckSampling(r.sampling);
     const int64_t need = proto_->PagesFor(static_cast<int64_t>(seq->tokens.size()) + 1) +
-                         (proto_->FixedBytes() + pool_->page_bytes() - 1) / pool_->page_bytes();
+                         pool_->PagesForBytes(proto_->FixedBytes());
     CQKV_CHECK(need <= pool_->capacity(),
                "the prompt needs {} KV pages; the KV memory budget holds {}", need,
                pool_->capacity());
@@ -262,26 +262,13 @@ class EngineImpl final : public Engine {
     out.push_back({&s, std::move(e)});
   }
 
-  // Frees a running sequence's pages and fixed bytes.
-  void Release(Sequence& s) {
-    if (s.cache) s.cache.reset();
-    if (s.fixed_bytes > 0) pool_->ReleaseBytes(s.fixed_bytes);
-    s.fixed_bytes = 0;
-  }
-
   // Admits queued sequences, oldest first, while their pages fit. Called with mu_ held.
   void AdmitLocked() {
     while (!queue_.empty() && static_cast<int>(running_.size()) < cfg_.max_running) {
       Sequence& s = *queue_.front();
       auto cache = proto_->NewSibling(pool_);
-      const int64_t fixed = cache->FixedBytes();
-      if (fixed > 0 && !pool_->TryReserveBytes(fixed)) return;
-      if (!cache->TryReserve(static_cast<int64_t>(s.tokens.size()))) {
-        if (fixed > 0) pool_->ReleaseBytes(fixed);
-        return;
-      }
+      if (!cache->TryAdmit(static_cast<int64_t>(s.tokens.size()))) return;
       s.cache = std::move(cache);
-      s.fixed_bytes = fixed;
       s.admitted_at = ++admissions_;
       running_.push_back(std::move(queue_.front()));
       queue_.pop_front();
@@ -294,7 +281,7 @@ class EngineImpl final : public Engine {
     auto it = std::max_element(running_.begin(), running_.end(), [](const auto& a, const auto& b) {
       return a->admitted_at < b->admitted_at;
     });
-    Release(**it);
+    (*it)->cache.reset();
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_front(std::move(*it));
     running_.erase(it);
@@ -366,7 +353,7 @@ bool EngineImpl::Step() {
     }
     for (auto it = running_.begin(); it != running_.end();) {
       if (cancelled((*it)->id)) {
-        Release(**it);
+        (*it)->cache.reset();
         Finish(**it, FinishReason::kCancelled, emits);
         done.push_back(std::move(*it));
         it = running_.erase(it);
@@ -410,7 +397,7 @@ bool EngineImpl::Step() {
       if (p.seq->cache->TryReserve(p.seq->cached() + p.n)) continue;
       if (running_.size() == 1) {
         // Alone and still out of pages: the budget cannot hold this sequence any longer.
-        Release(*running_[0]);
+        running_[0]->cache.reset();
         Finish(*running_[0], FinishReason::kLength, emits);
         done.push_back(std::move(running_[0]));
         running_.clear();
@@ -444,7 +431,7 @@ bool EngineImpl::Step() {
     } catch (const std::exception& e) {
       // A failed step ends every sequence in it: their caches may hold a partial step.
       for (const Planned& p : plan) {
-        Release(*p.seq);
+        p.seq->cache.reset();
         Finish(*p.seq, FinishReason::kError, emits, e.what());
       }  // released sequences leave running_ with the finished ones below
       items.clear();
@@ -477,7 +464,7 @@ bool EngineImpl::Step() {
       why = FinishReason::kLength;
     }
     if (why != FinishReason::kNone) {
-      Release(s);
+      s.cache.reset();
       Finish(s, why, emits);
     }
   }

@@ -25,9 +25,8 @@ struct Sequence {
 
   // Running state (null cache while queued or after preemption). The cache holds the K/V of
   // tokens[0, cache->tokens(0)); the rest are fed by the next steps (a prompt chunk, or the one
-  // token sampled last).
+  // token sampled last). Resetting it returns its pages and fixed bytes to the pool.
   std::unique_ptr<KvCache> cache;
-  int64_t fixed_bytes = 0;  // charged to the pool while running (KvCache::FixedBytes)
   int64_t admitted_at = 0;  // admission counter: the largest is the newest, preempted first
 
   int64_t cached() const { return cache ? cache->tokens(0) : 0; }

@@ -236,6 +236,32 @@ TEST(PagedKvCache, PagesComeFromASharedPoolAndReturnToIt) {
   }
 }
 
+// TryAdmit charges a sequence's fixed buffers with its pages, all or nothing, and the cache returns
+// both when it is destroyed (int<B>-channel's staging, KIVI's window).
+TEST(PagedKvCache, TryAdmitChargesFixedBytesUntilDestruction) {
+  for (const std::string spec : {"int4-channel", "kivi2"}) {
+    SCOPED_TRACE(spec);
+    const KvShape s = TestShape(4, 2, 64, 1000);
+    const auto proto = MakeKvCache(spec, s);
+    const int64_t page = proto->PageBytes(), fixed = proto->FixedBytes();
+    ASSERT_GT(fixed, 0);
+    // Room for two pages of tokens beside the fixed bytes, which count in whole pages.
+    auto pool = std::make_shared<PagePool>(page, (2 + (fixed + page - 1) / page) * page);
+    auto a = proto->NewSibling(pool);
+    EXPECT_FALSE(a->TryAdmit(3 * 256));  // pages + fixed bytes exceed the budget: nothing held
+    EXPECT_EQ(pool->used(), 0);
+    EXPECT_EQ(pool->reserved_bytes(), 0);
+    ASSERT_TRUE(a->TryAdmit(256));
+    EXPECT_EQ(pool->used(), 1);
+    EXPECT_EQ(pool->reserved_bytes(), fixed);
+    ASSERT_TRUE(a->TryAdmit(257));  // the fixed bytes are charged once
+    EXPECT_EQ(pool->reserved_bytes(), fixed);
+    a.reset();
+    EXPECT_EQ(pool->used(), 0);
+    EXPECT_EQ(pool->reserved_bytes(), 0);
+  }
+}
+
 // Caches made without a pool draw from a private unbounded one, sized to their pages.
 TEST(PagedKvCache, PrivatePoolByDefault) {
   for (const std::string& spec : Formats()) {
