@@ -125,8 +125,10 @@ class EngineImpl final : public Engine {
                "the prompt has {} tokens; the context holds {} (prompt + completion)",
                seq->tokens.size(), ctx_);
     CheckSampling(r.sampling);
+    // What this sequence alone would hold: its pages, its fixed buffers and the shared tables
+    // already charged (a prompt that cannot fit an empty pool would wait in the queue forever).
     const int64_t need = proto_->PagesFor(static_cast<int64_t>(seq->tokens.size()) + 1) +
-                         pool_->PagesForBytes(proto_->FixedBytes());
+                         pool_->PagesForBytes(proto_->FixedBytes() + proto_->SharedBytes());
     CQKV_CHECK(need <= pool_->capacity(),
                "the prompt needs {} KV pages; the KV memory budget holds {}", need,
                pool_->capacity());

@@ -8,7 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "kv/cq_cache.h"
 #include "loader/loader.h"
+#include "model/fingerprint.h"
+#include "model/kv_shape.h"
 #include "model/llama.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -215,6 +218,38 @@ TEST(Engine, RejectsBadRequestsWithCodes) {
   engine->RunUntilIdle();
   engine->Stop();
   EXPECT_EQ(code_of(Greedy("d", 2, col)), ErrorCode::kUnavailable);
+}
+
+// A CQ cache's codebooks are charged to the budget once: a prompt that fits the pages left over
+// runs, one that would fit only if the codebooks were free is refused at once (it could never be
+// admitted) instead of waiting in the queue.
+TEST(Engine, PromptsThatCannotFitBesideTheCodebooksAreRefused) {
+  CQKV_REQUIRE_SHARED(kStories);
+  auto model = LoadModel(testing::SharedPath(kStories));
+  KvShape shape = KvShapeFor(model->config, model->config.max_seq_len);
+  shape.model_fingerprint = ModelFingerprint(*model);
+  const std::string path = ::testing::TempDir() + "/engine_test_2c8b.cqcb";
+  SaveCodebooks(RandomCodebooks(shape, CqConfig{2, 8}, 7), path);
+  EngineConfig c = StoriesConfig("cq:" + path);
+  auto probe = Engine::Create(c);
+  const int64_t page = probe->Stats().page_bytes;
+  const int64_t shared = probe->Stats().kv_bytes_used;  // the codebooks, before any request
+  ASSERT_GT(shared, page);                              // so they take whole pages of the budget
+  // Budget: the codebooks' pages plus one page of tokens.
+  c.kv_memory_bytes = ((shared + page - 1) / page + 1) * page;
+  auto engine = Engine::Create(c);
+  Collector col;
+  const int64_t ok = engine->Submit(Greedy("Once upon a time", 8, col));
+  std::string two_pages;
+  for (int i = 0; i < 60; ++i) two_pages += "Tim had a red ball. ";  // > 256 tokens
+  try {
+    engine->Submit(Greedy(two_pages, 8, col));
+    ADD_FAILURE() << "a prompt needing two pages was queued beside one free page";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+  }
+  engine->RunUntilIdle();
+  EXPECT_EQ(col.by_id[ok].completion_tokens, 8);
 }
 
 TEST(Engine, BackgroundThreadDrainsOnStop) {
