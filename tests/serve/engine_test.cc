@@ -241,12 +241,13 @@ TEST(Engine, PromptsThatCannotFitBesideTheCodebooksAreRefused) {
   Collector col;
   const int64_t ok = engine->Submit(Greedy("Once upon a time", 8, col));
   std::string two_pages;
-  for (int i = 0; i < 60; ++i) two_pages += "Tim had a red ball. ";  // > 256 tokens
+  for (int i = 0; i < 30; ++i) two_pages += "Tim had a red ball. ";  // 301 tokens of 512
   try {
     engine->Submit(Greedy(two_pages, 8, col));
     ADD_FAILURE() << "a prompt needing two pages was queued beside one free page";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+    EXPECT_NE(std::string(e.what()).find("KV pages"), std::string::npos) << e.what();
   }
   engine->RunUntilIdle();
   EXPECT_EQ(col.by_id[ok].completion_tokens, 8);
