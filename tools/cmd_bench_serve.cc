@@ -108,11 +108,9 @@ ServeResult RunFormat(const Model& model, const Opts& o, int64_t budget, const A
   r.tpot_ms = secs / steps * 1e3;
   r.decode_tok_s = static_cast<double>(r.sequences) * steps / secs;
   const ModelConfig& c = model.config;
-  const double linear =
-      static_cast<double>(c.n_layers) *
-          (int64_t{c.dim} * (c.n_heads + 2 * c.n_kv_heads) * c.head_dim() +
-           int64_t{c.n_heads} * c.head_dim() * c.dim + 3 * int64_t{c.dim} * c.hidden_dim) +
-      static_cast<double>(c.vocab_size) * c.dim;
+  // Every layer's matrices plus the classifier, once per token.
+  const double linear = static_cast<double>(c.n_layers) * c.LayerMatrixWeights() +
+                        static_cast<double>(c.vocab_size) * c.dim;
   r.linear_gflops = 2.0 * linear * r.sequences * steps / secs / 1e9;
   if (o.sequential) {
     // The baseline batching removes: every sequence's step reads all weights again.

@@ -25,6 +25,12 @@ struct ModelConfig {
   int head_dim() const { return dim / n_heads; }
   int kv_dim() const { return n_kv_heads * head_dim(); }
   int q_per_kv() const { return n_heads / n_kv_heads; }
+  // Weights of one layer's matrices (Q, K, V, output; gate, up, down): the multiply-adds a layer
+  // spends per token outside attention.
+  int64_t LayerMatrixWeights() const {
+    const int64_t hd = head_dim();
+    return int64_t{dim} * hd * (2 * n_heads + 2 * n_kv_heads) + 3 * int64_t{dim} * hidden_dim;
+  }
 };
 
 }  // namespace cqkv

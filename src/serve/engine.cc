@@ -60,10 +60,9 @@ void CheckSampling(const SamplingParams& p) {
 }
 
 int64_t CountParams(const ModelConfig& c) {
-  const int64_t hd = c.head_dim();
-  const int64_t attn = int64_t{c.dim} * hd * (2 * c.n_heads + 2 * c.n_kv_heads);
-  const int64_t mlp = 3 * int64_t{c.dim} * c.hidden_dim;
-  return int64_t{c.vocab_size} * c.dim * 2 + c.n_layers * (attn + mlp + 2 * c.dim) + c.dim;
+  // Embedding and classifier, the layers' matrices and norms, the final norm.
+  return int64_t{c.vocab_size} * c.dim * 2 + c.n_layers * (c.LayerMatrixWeights() + 2 * c.dim) +
+         c.dim;
 }
 
 class EngineImpl final : public Engine {
