@@ -63,7 +63,7 @@ void CheckBatch(std::span<const BatchItem> items, const ModelConfig& c) {
 
 LlamaForward::LlamaForward(const Model& model, ThreadPool& pool) : model_(model), pool_(pool) {}
 
-void LlamaForward::Resize(int64_t n, int64_t n_out) {
+void LlamaForward::Resize(int64_t n) {
   const ModelConfig& c = model_.config;
   const auto sz = [](int64_t rows, int64_t w) { return static_cast<size_t>(rows * w); };
   x_.resize(sz(n, c.dim));
@@ -76,7 +76,6 @@ void LlamaForward::Resize(int64_t n, int64_t n_out) {
   proj_.resize(sz(n, c.dim));
   gate_.resize(sz(n, c.hidden_dim));
   up_.resize(sz(n, c.hidden_dim));
-  logits_.resize(sz(n_out, c.vocab_size));
 }
 
 void LlamaForward::Forward(std::span<const int32_t> tokens, KvCache& cache, Mat logits) {
@@ -95,7 +94,7 @@ void LlamaForward::ForwardBatch(std::span<const BatchItem> items) {
   // (B_dec, q_dim) block for DecodeAttention: no gather or scatter.
   row0_.resize(B);
   pos0_.resize(B);
-  int64_t n = 0, n_dec = 0, n_out = 0, n_logit_items = 0;
+  int64_t n = 0, n_dec = 0, n_out = 0;
   for (const bool decode : {true, false}) {
     for (size_t i = 0; i < B; ++i) {
       if (IsDecode(items[i]) != decode) continue;
@@ -107,9 +106,8 @@ void LlamaForward::ForwardBatch(std::span<const BatchItem> items) {
   for (size_t i = 0; i < B; ++i) {
     pos0_[i] = items[i].cache->tokens(0);  // before this step's Appends move it
     n_out += items[i].logits.rows;
-    n_logit_items += items[i].logits.rows > 0;
   }
-  Resize(n, n_logit_items > 1 ? n_out : 0);
+  Resize(n);
   const int64_t q_dim = int64_t{c.n_heads} * c.head_dim();
   const int64_t kv_dim = c.kv_dim();
   // Views of the whole step, n rows each: x, xn, proj (n, dim); q, att (n, q_dim);
@@ -178,13 +176,24 @@ void LlamaForward::ForwardBatch(std::span<const BatchItem> items) {
     RmsNormRows(x.RowRange(src, rows), w.output_norm, c.rms_eps, xn.RowRange(o, rows));
     o += rows;
   }
-  // One item wanting logits (Forward) gets them written in place; otherwise through logits_.
-  if (n_logit_items == 1) {
-    const BatchItem& it = *std::find_if(items.begin(), items.end(),
-                                        [](const BatchItem& b) { return b.logits.rows > 0; });
-    MatMul(xn.RowRange(0, n_out), w.output, it.logits, pool_);
+  // When the items' logits rows follow each other in one matrix (Forward's single item, or a
+  // scheduler's step buffer) they are written in place; otherwise through logits_ and copied.
+  const BatchItem* first = nullptr;
+  bool contiguous = true;
+  o = 0;
+  for (const BatchItem& it : items) {
+    if (it.logits.rows == 0) continue;
+    if (first == nullptr) first = &it;
+    contiguous = contiguous && it.logits.stride == first->logits.stride &&
+                 it.logits.data == first->logits.data + o * first->logits.stride;
+    o += it.logits.rows;
+  }
+  if (contiguous) {
+    Mat out(first->logits.data, n_out, c.vocab_size, first->logits.stride);  // (n_out, vocab)
+    MatMul(xn.RowRange(0, n_out), w.output, out, pool_);
     return;
   }
+  logits_.resize(static_cast<size_t>(n_out * c.vocab_size));
   Mat logits(logits_.data(), n_out, c.vocab_size);  // (n_out, vocab)
   MatMul(xn.RowRange(0, n_out), w.output, logits, pool_);
   o = 0;

@@ -48,7 +48,7 @@ class LlamaForward {
   const Model& model() const { return model_; }
 
  private:
-  void Resize(int64_t n, int64_t n_out);
+  void Resize(int64_t n);
 
   const Model& model_;
   ThreadPool& pool_;
@@ -56,7 +56,7 @@ class LlamaForward {
   // (n, width) row-major: x_, xn_, proj_ (n, dim); q_, att_ (n, n_heads * head_dim);
   // k_, k_pre_, v_ (n, kv_dim); gate_, up_ (n, hidden_dim).
   std::vector<float> x_, xn_, q_, k_, k_pre_, v_, att_, proj_, gate_, up_;
-  // (n_out, vocab): logits of the rows that want them, when more than one item does.
+  // (n_out, vocab): logits of the rows that want them, when the items' views are scattered.
   std::vector<float> logits_;
   // Per item: its first activation row and the position of its first token.
   std::vector<int64_t> row0_, pos0_;
