@@ -270,7 +270,6 @@ class EngineImpl final : public Engine {
       auto cache = proto_->NewSibling(pool_);
       if (!cache->TryAdmit(static_cast<int64_t>(s.tokens.size()))) return;
       s.cache = std::move(cache);
-      s.admitted_at = ++admissions_;
       running_.push_back(std::move(queue_.front()));
       queue_.pop_front();
       stats_.running = static_cast<int>(running_.size());  // Stop() must not see a gap
@@ -279,13 +278,10 @@ class EngineImpl final : public Engine {
 
   // Puts the newest running sequence back at the queue's front, its pages freed.
   void PreemptNewest() {
-    auto it = std::max_element(running_.begin(), running_.end(), [](const auto& a, const auto& b) {
-      return a->admitted_at < b->admitted_at;
-    });
-    (*it)->cache.reset();
+    running_.back()->cache.reset();
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_front(std::move(*it));
-    running_.erase(it);
+    queue_.push_front(std::move(running_.back()));
+    running_.pop_back();
     ++stats_.preemptions;
   }
 
@@ -328,8 +324,8 @@ class EngineImpl final : public Engine {
   std::thread thread_;
 
   // Owned by the stepping thread.
+  // In admission order (admission appends, removal keeps the order): the back is the newest.
   std::vector<std::unique_ptr<Sequence>> running_;
-  int64_t admissions_ = 0;
   std::deque<std::pair<Clock::time_point, int64_t>> rate_;  // (step end, tokens generated)
   std::vector<float> logits_;                               // (sampling items, vocab)
 };
@@ -368,8 +364,6 @@ bool EngineImpl::Step() {
   }
 
   // 2. Plan: decoding sequences first (one token each), then prompt chunks in admission order.
-  std::sort(running_.begin(), running_.end(),
-            [](const auto& a, const auto& b) { return a->admitted_at < b->admitted_at; });
   struct Planned {
     Sequence* seq;
     int64_t n;

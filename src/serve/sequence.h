@@ -27,7 +27,6 @@ struct Sequence {
   // tokens[0, cache->tokens(0)); the rest are fed by the next steps (a prompt chunk, or the one
   // token sampled last). Resetting it returns its pages and fixed bytes to the pool.
   std::unique_ptr<KvCache> cache;
-  int64_t admitted_at = 0;  // admission counter: the largest is the newest, preempted first
 
   int64_t cached() const { return cache ? cache->tokens(0) : 0; }
   int64_t pending() const { return static_cast<int64_t>(tokens.size()) - cached(); }
