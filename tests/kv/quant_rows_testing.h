@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "kv/quant_rows.h"
@@ -12,15 +13,10 @@
 
 namespace cqkv::testing {
 
-class TestTokenRows {
+// What both stores share: a codec, its region over one vector, and reads through the codec.
+template <typename Codec>
+class TestRows {
  public:
-  // Room for `capacity` rows.
-  TestTokenRows(GroupCodec codec, int bits, int width, int group, int64_t capacity)
-      : codec_(codec, bits, width, group),
-        layout_(codec_.Layout(capacity)),
-        mem_(static_cast<size_t>(layout_.bytes), 0) {}
-
-  void Append(const float* row) { codec_.Encode(row, layout_.At(mem_.data()), rows_++); }
   void Dequant(int64_t t, int c0, int n, float* out) const {
     codec_.Dequant(region(), t, c0, n, out);
   }
@@ -30,21 +26,32 @@ class TestTokenRows {
   uint32_t Code(int64_t t, int c) const { return codec_.Code(region(), t, c); }
   int64_t rows() const { return rows_; }
 
- private:
+ protected:
+  // Room for `capacity` rows.
+  TestRows(Codec codec, int64_t capacity)
+      : codec_(std::move(codec)),
+        layout_(codec_.Layout(capacity)),
+        mem_(static_cast<size_t>(layout_.bytes), 0) {}
   ConstRowsRegion region() const { return layout_.At(static_cast<const uint8_t*>(mem_.data())); }
 
-  TokenGroupCodec codec_;
+  Codec codec_;
   RowsLayout layout_;
   std::vector<uint8_t> mem_;
   int64_t rows_ = 0;
 };
 
-class TestChannelRows {
+class TestTokenRows : public TestRows<TokenGroupCodec> {
+ public:
+  TestTokenRows(GroupCodec codec, int bits, int width, int group, int64_t capacity)
+      : TestRows(TokenGroupCodec(codec, bits, width, group), capacity) {}
+
+  void Append(const float* row) { codec_.Encode(row, layout_.At(mem_.data()), rows_++); }
+};
+
+class TestChannelRows : public TestRows<ChannelGroupCodec> {
  public:
   TestChannelRows(int bits, int width, int group, int64_t capacity)
-      : codec_(bits, width, group),
-        layout_(codec_.Layout(capacity)),
-        mem_(static_cast<size_t>(layout_.bytes), 0) {}
+      : TestRows(ChannelGroupCodec(bits, width, group), capacity) {}
 
   void Append(ConstMat rows) {
     const int w = codec_.width(), g = codec_.group();
@@ -60,23 +67,9 @@ class TestChannelRows {
       codec_.EncodeGroup(staging_.data(), m, w, layout_.At(mem_.data()), rows_ - m);
     }
   }
-  void Dequant(int64_t t, int c0, int n, float* out) const {
-    codec_.Dequant(region(), t, c0, n, out);
-  }
-  void DequantBlock(int64_t t0, int64_t rows, int c0, int n, float* out, int64_t ld) const {
-    codec_.DequantBlock(region(), t0, rows, c0, n, out, ld);
-  }
-  uint32_t Code(int64_t t, int c) const { return codec_.Code(region(), t, c); }
-  int64_t rows() const { return rows_; }
 
  private:
-  ConstRowsRegion region() const { return layout_.At(static_cast<const uint8_t*>(mem_.data())); }
-
-  ChannelGroupCodec codec_;
-  RowsLayout layout_;
-  std::vector<uint8_t> mem_;
   std::vector<float> staging_;  // rows of the partial last group
-  int64_t rows_ = 0;
 };
 
 }  // namespace cqkv::testing
