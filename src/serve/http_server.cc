@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "serve/openai_api.h"
+#include "util/utf8.h"
 
 namespace cqkv::serve {
 namespace {

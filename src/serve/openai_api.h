@@ -83,10 +83,6 @@ struct Usage {
   int completion_tokens = 0;
 };
 
-// Length of the longest prefix of `s` that does not end inside a multi-byte UTF-8 character: a
-// stream sends that much and keeps the rest until the next token completes the character.
-size_t CompleteUtf8Prefix(std::string_view s);
-
 // The whole non-streaming response body (object text_completion / chat.completion).
 std::string FormatResponse(const ResponseMeta& m, const std::string& text, FinishReason finish,
                            const Usage& usage);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "util/utf8.h"
+
 namespace cqkv {
 
 TextStream::TextStream(std::vector<std::string> stop) {
@@ -10,24 +12,6 @@ TextStream::TextStream(std::vector<std::string> stop) {
     longest_stop_ = std::max(longest_stop_, s.size());
     stop_.push_back(std::move(s));
   }
-}
-
-size_t IncompleteUtf8Tail(std::string_view s) {
-  // Look back at most 3 bytes for the lead byte of the last character.
-  const size_t n = s.size();
-  for (size_t back = 1; back <= std::min<size_t>(n, 4); ++back) {
-    const auto c = static_cast<unsigned char>(s[n - back]);
-    if ((c & 0xC0) == 0x80) continue;  // continuation byte
-    size_t len = 1;
-    if ((c & 0xE0) == 0xC0)
-      len = 2;
-    else if ((c & 0xF0) == 0xE0)
-      len = 3;
-    else if ((c & 0xF8) == 0xF0)
-      len = 4;
-    return len > back ? back : 0;
-  }
-  return 0;  // only continuation bytes: not ours to fix
 }
 
 std::string TextStream::Push(std::string_view piece) {
@@ -59,8 +43,7 @@ std::string TextStream::Push(std::string_view piece) {
       }
     }
   }
-  size_t safe = text_.size() - hold;
-  safe -= IncompleteUtf8Tail(std::string_view(text_).substr(0, safe));
+  const size_t safe = CompleteUtf8Prefix(std::string_view(text_).substr(0, text_.size() - hold));
   if (safe <= emitted_) return "";
   std::string out = text_.substr(emitted_, safe - emitted_);
   emitted_ = safe;

@@ -28,7 +28,4 @@ class TextStream {
   bool stopped_ = false;
 };
 
-// Bytes at the end of `s` that form an incomplete UTF-8 character (0 when it ends cleanly).
-size_t IncompleteUtf8Tail(std::string_view s);
-
 }  // namespace cqkv

@@ -226,17 +226,6 @@ TEST(OpenAiFormat, StreamChunks) {
   EXPECT_EQ(kSseDone, "data: [DONE]\n\n");
 }
 
-TEST(OpenAiFormat, Utf8Prefix) {
-  EXPECT_EQ(CompleteUtf8Prefix(""), 0u);
-  EXPECT_EQ(CompleteUtf8Prefix("abc"), 3u);
-  EXPECT_EQ(CompleteUtf8Prefix("a\xE2\x82\xAC"), 4u);  // "a€" complete
-  EXPECT_EQ(CompleteUtf8Prefix("a\xE2\x82"), 1u);      // € cut after 2 of 3 bytes
-  EXPECT_EQ(CompleteUtf8Prefix("a\xE2"), 1u);
-  EXPECT_EQ(CompleteUtf8Prefix("\xF0\x9F\x98"), 0u);  // 4-byte emoji cut
-  EXPECT_EQ(CompleteUtf8Prefix("\xF0\x9F\x98\x80"), 4u);
-  EXPECT_EQ(CompleteUtf8Prefix("x\x80"), 2u);  // stray continuation byte: passed on
-}
-
 TEST(OpenAiFormat, ModelsAndMetrics) {
   const json j = json::parse(FormatModels("stories260K", 7));
   EXPECT_EQ(j["object"], "list");
