@@ -7,9 +7,11 @@
 namespace cqkv::tools {
 
 void AddModelOptions(CLI::App* cmd, ModelOptions& o) {
-  cmd->add_option("-m,--model", o.model, "model file: GGUF or llama2.c checkpoint")
+  cmd->add_option("-m,--model", o.model,
+                  "model: GGUF file, llama2.c checkpoint or Hugging Face folder (config.json + "
+                  "safetensors)")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   cmd->add_option("--tokenizer", o.tokenizer,
                   "tokenizer file (llama2.c tokenizer.bin, tokenizer.json or GGUF); default: the "
                   "model's own, or tokenizer.bin beside a llama2.c checkpoint")

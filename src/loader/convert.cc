@@ -17,20 +17,28 @@ class TensorEncoder {
   explicit TensorEncoder(DType target) : target_(target) {}
 
   // Adds a 2-D weight as (rows, cols) -> ne = {cols, rows}, re-encoding when types differ.
-  void AddMatrix(GgufWriter& w, const std::string& name, const WeightMatrix& m) {
+  // `src_rows`, when given, says which row of `m` becomes each output row (a permutation).
+  void AddMatrix(GgufWriter& w, const std::string& name, const WeightMatrix& m,
+                 const std::vector<int64_t>& src_rows = {}) {
     DType type = target_;
     // Quantised types need whole blocks per row; fall back to F16 for odd widths, as llama.cpp
     // does.
     if (m.cols % DTypeBlockSize(type) != 0) type = DType::kF16;
-    if (m.type == type) {
+    if (m.type == type && src_rows.empty()) {
       w.AddTensor(name, type, {m.cols, m.rows}, m.data);
       return;
     }
-    auto& buf = buffers_.emplace_back(static_cast<size_t>(DTypeRowBytes(type, m.cols) * m.rows));
+    const int64_t row_bytes = DTypeRowBytes(type, m.cols);
+    auto& buf = buffers_.emplace_back(static_cast<size_t>(row_bytes * m.rows));
     std::vector<float> row(static_cast<size_t>(m.cols));
     for (int64_t r = 0; r < m.rows; ++r) {
-      DequantizeRow(m.type, m.RowPtr(r), m.cols, row.data());
-      uint8_t* out = buf.data() + r * DTypeRowBytes(type, m.cols);
+      const uint8_t* in = m.RowPtr(src_rows.empty() ? r : src_rows[r]);
+      uint8_t* out = buf.data() + r * row_bytes;
+      if (m.type == type) {
+        std::memcpy(out, in, static_cast<size_t>(row_bytes));
+        continue;
+      }
+      DequantizeRow(m.type, in, m.cols, row.data());
       QuantizeRow(type, row.data(), m.cols, out);
     }
     w.AddTensor(name, type, {m.cols, m.rows}, buf.data());
@@ -45,14 +53,45 @@ class TensorEncoder {
   std::deque<std::vector<uint8_t>> buffers_;  // deque: stable addresses as it grows
 };
 
+// GGUF `llama` rotates channel pairs (2i, 2i+1) of each head; a model loaded with NEOX RoPE
+// (Hugging Face layout) pairs (i, i + head_dim/2). Output row h*hd + 2i + j takes input row
+// h*hd + j*hd/2 + i: the permutation llama.cpp's converter applies (LlamaModel.permute).
+std::vector<int64_t> NeoxToNormRows(int n_heads, int head_dim) {
+  std::vector<int64_t> rows(static_cast<size_t>(n_heads) * head_dim);
+  const int half = head_dim / 2;
+  for (int h = 0; h < n_heads; ++h) {
+    for (int i = 0; i < half; ++i) {
+      for (int j = 0; j < 2; ++j) {
+        rows[static_cast<size_t>(h) * head_dim + 2 * i + j] = int64_t{h} * head_dim + j * half + i;
+      }
+    }
+  }
+  return rows;
+}
+
+// Hugging Face models often have more embedding rows than tokenizer entries; llama.cpp's
+// converter fills the gap with unused "[PAD<id>]" tokens so the GGUF vocabulary matches.
+Vocab PadVocab(const Vocab& vocab, int vocab_size) {
+  Vocab v = vocab;
+  if (static_cast<int>(v.tokens.size()) >= vocab_size) return v;
+  if (v.types.empty()) v.types.assign(v.tokens.size(), TokenType::kNormal);
+  for (int id = static_cast<int>(v.tokens.size()); id < vocab_size; ++id) {
+    v.tokens.push_back("[PAD" + std::to_string(id) + "]");
+    v.types.push_back(TokenType::kUnused);
+    if (!v.scores.empty()) v.scores.push_back(-1000.0f);
+  }
+  return v;
+}
+
 }  // namespace
 
-void WriteModelAsGguf(const Model& model, const Vocab& vocab, const std::string& out_path,
+void WriteModelAsGguf(const Model& model, const Vocab& model_vocab, const std::string& out_path,
                       const ConvertOptions& opt) {
   const ModelConfig& c = model.config;
-  CQKV_CHECK(static_cast<int>(vocab.tokens.size()) == c.vocab_size,
-             "{}: vocabulary has {} tokens but the model has {} embeddings", out_path,
-             vocab.tokens.size(), c.vocab_size);
+  CQKV_CHECK(static_cast<int>(model_vocab.tokens.size()) <= c.vocab_size,
+             "{}: vocabulary has {} tokens but the model has only {} embeddings", out_path,
+             model_vocab.tokens.size(), c.vocab_size);
+  const Vocab vocab = PadVocab(model_vocab, c.vocab_size);
   GgufWriter w;
   w.Set("general.architecture", GgufValue::Str("llama"));
   w.Set("general.name", GgufValue::Str(opt.name));
@@ -84,6 +123,11 @@ void WriteModelAsGguf(const Model& model, const Vocab& vocab, const std::string&
   w.Set("tokenizer.ggml.add_space_prefix", GgufValue::Bool(vocab.add_space_prefix));
 
   const ModelWeights& mw = model.weights;
+  const bool neox = c.rope_type == RopeType::kNeox;
+  const std::vector<int64_t> q_rows =
+      neox ? NeoxToNormRows(c.n_heads, c.head_dim()) : std::vector<int64_t>{};
+  const std::vector<int64_t> k_rows =
+      neox ? NeoxToNormRows(c.n_kv_heads, c.head_dim()) : std::vector<int64_t>{};
   TensorEncoder enc(opt.matrix_type);
   enc.AddMatrix(w, "token_embd.weight", mw.tok_embd);
   enc.AddVector(w, "output_norm.weight", mw.output_norm, c.dim);
@@ -93,8 +137,8 @@ void WriteModelAsGguf(const Model& model, const Vocab& vocab, const std::string&
     const LayerWeights& lw = mw.layers[l];
     const std::string p = "blk." + std::to_string(l) + ".";
     enc.AddVector(w, p + "attn_norm.weight", lw.attn_norm, c.dim);
-    enc.AddMatrix(w, p + "attn_q.weight", lw.wq);
-    enc.AddMatrix(w, p + "attn_k.weight", lw.wk);
+    enc.AddMatrix(w, p + "attn_q.weight", lw.wq, q_rows);
+    enc.AddMatrix(w, p + "attn_k.weight", lw.wk, k_rows);
     enc.AddMatrix(w, p + "attn_v.weight", lw.wv);
     enc.AddMatrix(w, p + "attn_output.weight", lw.wo);
     enc.AddVector(w, p + "ffn_norm.weight", lw.ffn_norm, c.dim);

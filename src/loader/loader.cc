@@ -36,7 +36,17 @@ Vocab LoadVocabFile(const std::string& path) {
 std::unique_ptr<Model> LoadModel(const std::string& path, const std::string& tokenizer_path) {
   CQKV_CHECK(std::filesystem::exists(path), "{}: model file not found", path);
   std::unique_ptr<Model> model;
-  if (HasGgufMagic(path)) {
+  if (std::filesystem::is_directory(path)) {
+    model = LoadHfModel(path);
+    const auto json = std::filesystem::path(path) / "tokenizer.json";
+    if (tokenizer_path.empty() && std::filesystem::exists(json)) {
+      try {
+        model->tokenizer = MakeTokenizer(ReadHfTokenizerJson(json.string()));
+      } catch (const Error& e) {
+        Fail("{} (pass --tokenizer to use another vocabulary)", e.what());
+      }
+    }
+  } else if (HasGgufMagic(path)) {
     model = LoadGgufModel(path);
     if (tokenizer_path.empty()) {
       auto gguf = GgufFile::Open(path);
