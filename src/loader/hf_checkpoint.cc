@@ -66,8 +66,9 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
     AddShard(p.string());
   }
   for (const auto& [tensor, file] : weight_map) {
-    CQKV_CHECK(tensors_.count(tensor) != 0, "{}: tensor '{}' is listed in the index but not in {}",
-               (fs::path(dir) / file).string(), tensor, index_path);
+    CQKV_CHECK(tensors_.count(tensor) != 0,
+               "{}: tensor '{}' is listed in the index for '{}' but that file does not have it",
+               index_path, tensor, file);
     CQKV_CHECK(fs::path(*file_of_.at(tensor)).filename() == file,
                "{}: tensor '{}' is in {} but the index puts it in '{}'", index_path, tensor,
                *file_of_.at(tensor), file);

@@ -1,0 +1,213 @@
+// Hugging Face folders through LoadModel: a random model written as HF tensors runs exactly as
+// the in-memory model with NEOX RoPE (same weights, same kernels: bitwise), shards and tied
+// embeddings load, and config.json / index problems are refused with the file and key named.
+// The real-model fixture (stories260K via NumPy) is tests/reference/test_hf_folder.py.
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "hf_testing.h"
+#include "loader/hf_config.h"
+#include "loader/loader.h"
+#include "model/llama.h"
+#include "random_model.h"
+#include "test_util.h"
+
+namespace cqkv {
+namespace {
+
+using nlohmann::json;
+using testing::ExpectErrorMentioning;
+using testing::HfConfigJson;
+using testing::HfTensors;
+using testing::WriteHfFolder;
+
+std::string TempDir(const std::string& name) { return ::testing::TempDir() + "/hf_" + name; }
+
+std::vector<float> Logits(const Model& m, const std::vector<int32_t>& ids) {
+  ThreadPool pool(2);
+  LlamaForward fwd(m, pool);
+  auto cache = MakeCacheFor(m, "fp32", static_cast<int>(ids.size()));
+  std::vector<float> out(ids.size() * m.config.vocab_size);
+  fwd.Forward(ids, *cache, Mat(out.data(), static_cast<int64_t>(ids.size()), m.config.vocab_size));
+  return out;
+}
+
+const std::vector<int32_t> kIds = {1, 7, 3, 42, 9, 11, 0, 25, 31, 5};
+
+std::unique_ptr<Model> NeoxModel() {
+  ModelConfig c = testing::SmallConfig();
+  c.rope_type = RopeType::kNeox;
+  c.rope_freq_base = 50000.0f;
+  return testing::MakeRandomModel(c, 17);
+}
+
+TEST(HfModel, FolderRunsAsTheModelWithNeoxRope) {
+  auto src = NeoxModel();
+  for (int shards : {1, 3}) {
+    const std::string dir = TempDir("model" + std::to_string(shards));
+    WriteHfFolder(dir, HfConfigJson(src->config, false), HfTensors(*src, false), shards);
+    auto m = LoadModel(dir);
+    EXPECT_EQ(m->file_format, "safetensors");
+    EXPECT_EQ(m->config.rope_type, RopeType::kNeox);
+    EXPECT_EQ(m->config.rope_freq_base, 50000.0f);
+    EXPECT_EQ(m->config.n_kv_heads, src->config.n_kv_heads);
+    EXPECT_EQ(m->tokenizer, nullptr);  // no tokenizer.json in the folder
+    EXPECT_EQ(Logits(*m, kIds), Logits(*src, kIds)) << shards << " shard(s)";
+  }
+}
+
+TEST(HfModel, TiedEmbeddingsUseEmbedTokens) {
+  auto src = NeoxModel();
+  src->weights.output = src->weights.tok_embd;
+  const std::string dir = TempDir("tied");
+  WriteHfFolder(dir, HfConfigJson(src->config, true), HfTensors(*src, true));
+  auto m = LoadModel(dir);
+  EXPECT_EQ(m->weights.output.data, m->weights.tok_embd.data);
+  EXPECT_EQ(Logits(*m, kIds), Logits(*src, kIds));
+  // Not tied in config.json but no lm_head: a missing tensor.
+  WriteHfFolder(dir, HfConfigJson(src->config, false), HfTensors(*src, true));
+  ExpectErrorMentioning([&] { LoadModel(dir); }, {dir, "missing tensor 'lm_head.weight'"});
+}
+
+TEST(HfModel, RefusesWrongShapes) {
+  auto src = NeoxModel();
+  json cfg = HfConfigJson(src->config, false);
+  cfg["intermediate_size"] = src->config.hidden_dim + 2;
+  const std::string dir = TempDir("shape");
+  WriteHfFolder(dir, cfg, HfTensors(*src, false));
+  ExpectErrorMentioning(
+      [&] { LoadModel(dir); },
+      {"model.safetensors", "model.layers.0.mlp.gate_proj.weight", "[96, 64]", "[98, 64]"});
+}
+
+TEST(HfModel, UnreadableTokenizerJsonIsAnErrorThatPointsToTokenizerFlag) {
+  auto src = NeoxModel();
+  const std::string dir = TempDir("badtok");
+  WriteHfFolder(dir, HfConfigJson(src->config, false), HfTensors(*src, false));
+  std::ofstream(dir + "/tokenizer.json") << "{\"model\": 3}";
+  ExpectErrorMentioning([&] { LoadModel(dir); }, {"tokenizer.json", "--tokenizer"});
+}
+
+TEST(HfModel, RefusesInconsistentIndexes) {
+  auto src = NeoxModel();
+  const std::string dir = TempDir("index");
+  const auto tensors = HfTensors(*src, false);
+  const std::string index = dir + "/model.safetensors.index.json";
+  auto with_index = [&](const std::function<void(json&)>& edit) {
+    WriteHfFolder(dir, HfConfigJson(src->config, false), tensors, 2);
+    json j = json::parse(std::ifstream(index));
+    edit(j);
+    std::ofstream(index) << j.dump();
+  };
+  with_index([](json& j) { j["weight_map"]["model.norm.weight"] = "../model.safetensors"; });
+  ExpectErrorMentioning([&] { LoadModel(dir); }, {index, "'model.norm.weight'", "not a file name"});
+  with_index([](json& j) { j["weight_map"]["extra.weight"] = "model-00001-of-00002.safetensors"; });
+  ExpectErrorMentioning([&] { LoadModel(dir); }, {"'extra.weight'", "listed in the index"});
+  with_index([](json& j) { j["weight_map"].erase("model.norm.weight"); });
+  ExpectErrorMentioning([&] { LoadModel(dir); }, {"'model.norm.weight'", "not listed"});
+  with_index(
+      [](json& j) { j["weight_map"]["model.norm.weight"] = "model-00001-of-00002.safetensors"; });
+  ExpectErrorMentioning([&] { LoadModel(dir); }, {"'model.norm.weight'", "index puts it"});
+  // The same tensor in two shards.
+  WriteHfFolder(dir, HfConfigJson(src->config, false), tensors, 2);
+  testing::WriteBytes(dir + "/model-00002-of-00002.safetensors",
+                      testing::SafetensorsBytes({tensors[0], tensors[1]}));
+  ExpectErrorMentioning([&] { LoadModel(dir); }, {"'model.embed_tokens.weight'", "also in"});
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/config.json") << HfConfigJson(src->config, false).dump();
+  ExpectErrorMentioning([&] { LoadModel(dir); }, {dir, "neither model.safetensors"});
+}
+
+// config.json alone: defaults, nesting and refusals.
+class HfConfigTest : public ::testing::Test {
+ protected:
+  HfConfig Read(const json& j) {
+    std::ofstream(path_) << j.dump();
+    return ReadHfConfig(path_);
+  }
+  void ExpectRefused(const json& j, const std::vector<std::string>& parts) {
+    std::ofstream(path_) << j.dump();
+    auto all = parts;
+    all.push_back(path_);
+    ExpectErrorMentioning([&] { ReadHfConfig(path_); }, all);
+  }
+  json Minimal() const {
+    return {{"architectures", {"MistralForCausalLM"}},
+            {"hidden_size", 64},
+            {"intermediate_size", 96},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 4},
+            {"vocab_size", 50}};
+  }
+  std::string path_ = ::testing::TempDir() + "/hf_config.json";
+};
+
+TEST_F(HfConfigTest, DefaultsFollowTransformers) {
+  const HfConfig h = Read(Minimal());
+  EXPECT_EQ(h.architecture, "MistralForCausalLM");
+  EXPECT_EQ(h.model.arch, "llama");
+  EXPECT_EQ(h.model.n_kv_heads, 4);  // num_key_value_heads defaults to num_attention_heads
+  EXPECT_EQ(h.model.max_seq_len, 2048);
+  EXPECT_FLOAT_EQ(h.model.rms_eps, 1e-6f);
+  EXPECT_EQ(h.model.rope_freq_base, 10000.0f);
+  EXPECT_EQ(h.model.rope_type, RopeType::kNeox);
+  EXPECT_FALSE(h.tie_word_embeddings);
+}
+
+TEST_F(HfConfigTest, ReadsRopeAndWindowVariants) {
+  json j = Minimal();
+  j["rope_theta"] = 1e6;
+  j["rope_scaling"] = nullptr;
+  j["head_dim"] = 16;
+  j["num_key_value_heads"] = 2;
+  j["max_position_embeddings"] = 32768;
+  j["sliding_window"] = 4096;
+  HfConfig h = Read(j);
+  EXPECT_EQ(h.model.rope_freq_base, 1e6f);
+  EXPECT_EQ(h.model.n_kv_heads, 2);
+  EXPECT_EQ(h.model.max_seq_len, 4096);
+  j = Minimal();
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 500000.0}};
+  EXPECT_EQ(Read(j).model.rope_freq_base, 500000.0f);
+  j["rope_scaling"] = {{"type", "default"}};
+  EXPECT_NO_THROW(Read(j));
+}
+
+TEST_F(HfConfigTest, RefusesWhatTheForwardPassDoesNotCompute) {
+  json j = Minimal();
+  j["architectures"] = {"Qwen2MoeForCausalLM"};
+  ExpectRefused(j, {"Qwen2MoeForCausalLM", "not supported"});
+  j["architectures"] = {"LlamaForCausalLM", "MistralForCausalLM"};
+  ExpectRefused(j, {"architectures"});
+  j = Minimal();
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+  ExpectRefused(j, {"rope_scaling", "'linear'"});
+  j = Minimal();
+  j["rope_parameters"] = {{"rope_type", "yarn"}};
+  ExpectRefused(j, {"rope_parameters", "'yarn'"});
+  j = Minimal();
+  j["head_dim"] = 32;
+  ExpectRefused(j, {"head_dim 32", "16"});
+  j = Minimal();
+  j["hidden_act"] = "gelu";
+  ExpectRefused(j, {"hidden_act", "gelu"});
+  j = Minimal();
+  j["attention_bias"] = true;
+  ExpectRefused(j, {"attention_bias"});
+  j = Minimal();
+  j["num_key_value_heads"] = 3;
+  ExpectRefused(j, {"num_key_value_heads 3"});
+  j = Minimal();
+  j.erase("vocab_size");
+  ExpectRefused(j, {"missing key \"vocab_size\""});
+  j = Minimal();
+  j["hidden_size"] = "64";
+  ExpectRefused(j, {"\"hidden_size\"", "not an integer"});
+  std::ofstream(path_) << "{not json";
+  ExpectErrorMentioning([&] { ReadHfConfig(path_); }, {path_, "not valid JSON"});
+}
+
+}  // namespace
+}  // namespace cqkv
