@@ -24,8 +24,8 @@ void RegisterInfo(CLI::App& app) {
                c.n_layers);
     fmt::print("heads         {} (kv {}, head dim {})\n", c.n_heads, c.n_kv_heads, c.head_dim());
     fmt::print("vocab         {}\ncontext       {}\n", c.vocab_size, c.max_seq_len);
-    fmt::print("rope          base {} {}\nrms eps       {}\n", c.rope_freq_base,
-               c.rope_type == RopeType::kNorm ? "norm (2i, 2i+1)" : "neox (i, i+d/2)", c.rms_eps);
+    fmt::print("rope          base {} {}\nrms eps       {}\n", c.rope.freq_base,
+               c.rope.type == RopeType::kNorm ? "norm (2i, 2i+1)" : "neox (i, i+d/2)", c.rms_eps);
     fmt::print("weights       {} (embedding), {} (layer 0 wq)\n",
                DTypeName(model->weights.tok_embd.type),
                DTypeName(model->weights.layers[0].wq.type));

@@ -103,7 +103,7 @@ void WriteModelAsGguf(const Model& model, const Vocab& model_vocab, const std::s
   w.Set("llama.attention.head_count", GgufValue::U32(c.n_heads));
   w.Set("llama.attention.head_count_kv", GgufValue::U32(c.n_kv_heads));
   w.Set("llama.rope.dimension_count", GgufValue::U32(c.head_dim()));
-  w.Set("llama.rope.freq_base", GgufValue::F32(c.rope_freq_base));
+  w.Set("llama.rope.freq_base", GgufValue::F32(c.rope.freq_base));
   w.Set("llama.attention.layer_norm_rms_epsilon", GgufValue::F32(c.rms_eps));
   w.Set("llama.vocab_size", GgufValue::U32(c.vocab_size));
 

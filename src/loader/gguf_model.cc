@@ -58,16 +58,16 @@ class LlamaLoader {
                        ? ReadDim("llama.attention.head_count_kv", 1, c.n_heads)
                        : c.n_heads;
     c.max_seq_len = ReadDim("llama.context_length", 1, 1 << 30);
-    c.rope_freq_base = static_cast<float>(g_->GetFloat("llama.rope.freq_base", 10000.0));
+    c.rope.freq_base = static_cast<float>(g_->GetFloat("llama.rope.freq_base", 10000.0));
     c.rms_eps = static_cast<float>(g_->GetFloat("llama.attention.layer_norm_rms_epsilon", 1e-5));
-    c.rope_type = RopeType::kNorm;  // GGUF `llama` stores Q/K permuted for consecutive pairs
+    c.rope.type = RopeType::kNorm;  // GGUF `llama` stores Q/K permuted for consecutive pairs
     CQKV_CHECK(c.dim % c.n_heads == 0 && c.head_dim() % 2 == 0,
                "{}: embedding_length {} is not a multiple of head_count {} with an even head size",
                path, c.dim, c.n_heads);
     CQKV_CHECK(c.n_heads % c.n_kv_heads == 0,
                "{}: head_count {} is not a multiple of head_count_kv {}", path, c.n_heads,
                c.n_kv_heads);
-    CQKV_CHECK(c.rope_freq_base > 0 && c.rms_eps > 0,
+    CQKV_CHECK(c.rope.freq_base > 0 && c.rms_eps > 0,
                "{}: llama.rope.freq_base and llama.attention.layer_norm_rms_epsilon must be > 0",
                path);
     // Partial rotary embeddings would need a different forward pass.

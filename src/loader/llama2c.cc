@@ -45,7 +45,7 @@ std::unique_ptr<Model> LoadLlama2cModel(const std::string& path) {
   const bool shared_classifier = h.vocab_size > 0;
   c.vocab_size = shared_classifier ? h.vocab_size : -h.vocab_size;
   c.max_seq_len = h.seq_len;
-  c.rope_type = RopeType::kNorm;  // llama2.c rotates consecutive pairs
+  c.rope.type = RopeType::kNorm;  // llama2.c rotates consecutive pairs
   const int64_t hd = c.head_dim();
   const int64_t q_dim = int64_t{c.n_heads} * hd;
   const int64_t kv_dim = int64_t{c.n_kv_heads} * hd;

@@ -127,7 +127,7 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
     acts->v[l] = rows(kv_dim);
   }
   const KvShape shape = KvShapeFor(c, static_cast<int>(n));
-  const RopeTable rope(hd, n, c.rope_freq_base, c.rope_type);
+  const RopeTable rope(hd, n, c.rope);
 
   // Scratch, each (n, width) row-major. att holds the attention output in the forward pass and
   // d loss / d attention output in the backward one.

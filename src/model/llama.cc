@@ -137,8 +137,8 @@ void LlamaForward::ForwardBatch(std::span<const BatchItem> items) {
       const int64_t r0 = row0_[i], len = static_cast<int64_t>(items[i].tokens.size());
       for (int64_t j = 0; j < len; ++j) {
         const int64_t pos = pos0_[i] + j;
-        ApplyRope(q.Row(r0 + j), c.n_heads, c.head_dim(), pos, c.rope_freq_base, c.rope_type);
-        ApplyRope(k.Row(r0 + j), c.n_kv_heads, c.head_dim(), pos, c.rope_freq_base, c.rope_type);
+        ApplyRope(q.Row(r0 + j), c.n_heads, c.head_dim(), pos, c.rope);
+        ApplyRope(k.Row(r0 + j), c.n_kv_heads, c.head_dim(), pos, c.rope);
       }
       // k_pre, k, v: (len, kv_dim) row ranges of this item.
       items[i].cache->Append(

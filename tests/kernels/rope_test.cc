@@ -11,14 +11,14 @@ namespace {
 TEST(Rope, PositionZeroIsIdentity) {
   std::vector<float> x{1, 2, 3, 4, 5, 6, 7, 8};
   auto y = x;
-  ApplyRope(y.data(), 2, 4, 0, 10000.0f, RopeType::kNorm);
+  ApplyRope(y.data(), 2, 4, 0, RopeParams{RopeType::kNorm, 10000.0f});
   EXPECT_EQ(x, y);
 }
 
 // Closed form: pair 0 rotates by theta = pos (base^0 = 1); pair i by pos * base^(-2i/d).
 TEST(Rope, NormPairsConsecutiveChannels) {
   std::vector<float> x{1, 0, 1, 0};  // head_dim 4: pairs (0,1) and (2,3)
-  ApplyRope(x.data(), 1, 4, 3, 100.0f, RopeType::kNorm);
+  ApplyRope(x.data(), 1, 4, 3, RopeParams{RopeType::kNorm, 100.0f});
   EXPECT_NEAR(x[0], std::cos(3.0), 1e-6);
   EXPECT_NEAR(x[1], std::sin(3.0), 1e-6);
   const double t1 = 3.0 * std::pow(100.0, -2.0 / 4);
@@ -28,7 +28,7 @@ TEST(Rope, NormPairsConsecutiveChannels) {
 
 TEST(Rope, NeoxPairsHalves) {
   std::vector<float> x{1, 1, 0, 0};  // pairs (0,2) and (1,3)
-  ApplyRope(x.data(), 1, 4, 3, 100.0f, RopeType::kNeox);
+  ApplyRope(x.data(), 1, 4, 3, RopeParams{RopeType::kNeox, 100.0f});
   EXPECT_NEAR(x[0], std::cos(3.0), 1e-6);
   EXPECT_NEAR(x[2], std::sin(3.0), 1e-6);
   const double t1 = 3.0 * std::pow(100.0, -2.0 / 4);
@@ -44,8 +44,8 @@ TEST(Rope, ScoresDependOnRelativePosition) {
     double first = 0;
     for (int64_t p : {0, 5, 100, 1000}) {
       auto q = q0, k = k0;
-      ApplyRope(q.data(), 1, 8, p + 7, 10000.0f, type);
-      ApplyRope(k.data(), 1, 8, p, 10000.0f, type);
+      ApplyRope(q.data(), 1, 8, p + 7, RopeParams{type, 10000.0f});
+      ApplyRope(k.data(), 1, 8, p, RopeParams{type, 10000.0f});
       double dot = 0;
       for (int i = 0; i < 8; ++i) dot += double(q[i]) * k[i];
       if (p == 0) first = dot;
@@ -66,7 +66,7 @@ TEST(RopeTable, MatchesApplyRopeAndInverts) {
     for (int64_t pos : {0, 1, 17, 299}) {
       std::vector<float> x(16), y(16);
       for (int i = 0; i < 16; ++i) x[i] = y[i] = 0.1f * i - 0.7f;
-      ApplyRope(x.data(), 1, 16, pos, 10000.0f, type);
+      ApplyRope(x.data(), 1, 16, pos, RopeParams{type, 10000.0f});
       table.Rotate(y.data(), pos);
       for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(x[i], y[i]);
       table.Rotate(y.data(), pos, /*inverse=*/true);

@@ -122,9 +122,9 @@ TEST(GgufModelTest, LoadsTinyMixedTypeModel) {
   EXPECT_EQ(c.n_kv_heads, 2);
   EXPECT_EQ(c.vocab_size, 40);
   EXPECT_EQ(c.max_seq_len, 256);
-  EXPECT_EQ(c.rope_freq_base, 500000.0f);
+  EXPECT_EQ(c.rope.freq_base, 500000.0f);
   EXPECT_EQ(c.rms_eps, 1e-6f);
-  EXPECT_EQ(c.rope_type, RopeType::kNorm);
+  EXPECT_EQ(c.rope.type, RopeType::kNorm);
 
   const ModelWeights& w = m->weights;
   EXPECT_EQ(w.tok_embd.type, DType::kF16);
@@ -179,7 +179,7 @@ TEST(GgufModelTest, SeparateOutputAndDefaults) {
   tiny.Write(path);
   auto m = LoadGgufModel(path);
   EXPECT_EQ(m->config.n_kv_heads, 4);
-  EXPECT_EQ(m->config.rope_freq_base, 10000.0f);
+  EXPECT_EQ(m->config.rope.freq_base, 10000.0f);
   EXPECT_EQ(m->config.rms_eps, 1e-5f);
   EXPECT_NE(m->weights.output.data, m->weights.tok_embd.data);
   EXPECT_EQ(m->weights.output.type, DType::kQ8_0);
@@ -256,7 +256,7 @@ TEST(GgufModelTest, LoadsStories260K) {
   EXPECT_EQ(c.n_kv_heads, 4);
   EXPECT_EQ(c.vocab_size, 512);
   EXPECT_EQ(c.max_seq_len, 128);  // the converter's default, not the checkpoint's 512
-  EXPECT_EQ(c.rope_type, RopeType::kNorm);
+  EXPECT_EQ(c.rope.type, RopeType::kNorm);
   EXPECT_NEAR(c.rms_eps, 1e-5f, 1e-10f);
   EXPECT_NE(m->weights.output.data, m->weights.tok_embd.data);  // stored separately
 

@@ -73,8 +73,7 @@ class PerturbingCache final : public KvCache {
         case Target::kKPre:
           kpr[channel_] += delta_;
           std::memcpy(kr, kpr, kv_dim * sizeof(float));
-          ApplyRope(kr, shape_.n_kv_heads, shape_.head_dim, token_, shape_.rope_freq_base,
-                    shape_.rope_type);
+          ApplyRope(kr, shape_.n_kv_heads, shape_.head_dim, token_, shape_.rope);
           break;
       }
     }
