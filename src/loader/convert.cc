@@ -92,6 +92,9 @@ void WriteModelAsGguf(const Model& model, const Vocab& model_vocab, const std::s
              "{}: vocabulary has {} tokens but the model has only {} embeddings", out_path,
              model_vocab.tokens.size(), c.vocab_size);
   const Vocab vocab = PadVocab(model_vocab, c.vocab_size);
+  CQKV_CHECK(!c.attn_bias && !c.qk_norm,
+             "{}: GGUF `llama` has no Q/K/V biases or Q/K norms; {} models are not converted",
+             out_path, c.arch);
   GgufWriter w;
   w.Set("general.architecture", GgufValue::Str("llama"));
   w.Set("general.name", GgufValue::Str(opt.name));
@@ -104,6 +107,14 @@ void WriteModelAsGguf(const Model& model, const Vocab& model_vocab, const std::s
   w.Set("llama.attention.head_count_kv", GgufValue::U32(c.n_kv_heads));
   w.Set("llama.rope.dimension_count", GgufValue::U32(c.head_dim()));
   w.Set("llama.rope.freq_base", GgufValue::F32(c.rope.freq_base));
+  if (c.head_size > 0) {  // llama.cpp's names for a head size other than dim / n_heads
+    w.Set("llama.attention.key_length", GgufValue::U32(c.head_dim()));
+    w.Set("llama.attention.value_length", GgufValue::U32(c.head_dim()));
+  }
+  if (c.rope.freq_scale != 1.0f) {
+    w.Set("llama.rope.scaling.type", GgufValue::Str("linear"));
+    w.Set("llama.rope.scaling.factor", GgufValue::F32(1.0f / c.rope.freq_scale));
+  }
   w.Set("llama.attention.layer_norm_rms_epsilon", GgufValue::F32(c.rms_eps));
   w.Set("llama.vocab_size", GgufValue::U32(c.vocab_size));
 
@@ -123,7 +134,7 @@ void WriteModelAsGguf(const Model& model, const Vocab& model_vocab, const std::s
   w.Set("tokenizer.ggml.add_space_prefix", GgufValue::Bool(vocab.add_space_prefix));
 
   const ModelWeights& mw = model.weights;
-  const bool neox = c.rope_type == RopeType::kNeox;
+  const bool neox = c.rope.type == RopeType::kNeox;
   const std::vector<int64_t> q_rows =
       neox ? NeoxToNormRows(c.n_heads, c.head_dim()) : std::vector<int64_t>{};
   const std::vector<int64_t> k_rows =
@@ -131,6 +142,10 @@ void WriteModelAsGguf(const Model& model, const Vocab& model_vocab, const std::s
   TensorEncoder enc(opt.matrix_type);
   enc.AddMatrix(w, "token_embd.weight", mw.tok_embd);
   enc.AddVector(w, "output_norm.weight", mw.output_norm, c.dim);
+  if (!c.rope.freq_factors.empty()) {  // Llama-3.1 RoPE scaling, as llama.cpp stores it
+    enc.AddVector(w, "rope_freqs.weight", c.rope.freq_factors.data(),
+                  static_cast<int64_t>(c.rope.freq_factors.size()));
+  }
   // Written separately even when tied, as llama.cpp's llama2.c converter does.
   enc.AddMatrix(w, "output.weight", mw.output);
   for (int l = 0; l < c.n_layers; ++l) {

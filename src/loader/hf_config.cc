@@ -3,7 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "util/error.h"
 #include "util/mapped_file.h"
@@ -74,24 +76,56 @@ std::string ReadArchitecture(const std::string& path, const Json& j) {
   return arch;
 }
 
-// RoPE scaling changes the rotation angles; the forward pass implements only plain RoPE, so any
-// scaling other than "default" is refused rather than silently computing a different model.
-// transformers >= 5 nests rope_theta and the type in "rope_parameters".
+// Llama-3.1's per-pair frequency divisors, as transformers' "llama3" rope_init computes them
+// (and llama.cpp's converter stores as rope_freqs.weight): pairs with wavelengths beyond the
+// original context are slowed by `factor`, short ones kept, the band between interpolated.
+std::vector<float> Llama3FreqFactors(const std::string& path, const ConfigReader& r, int head_dim,
+                                     double base, int default_orig_ctx) {
+  const double factor = r.Positive("factor", 8.0);
+  const double low = r.Positive("low_freq_factor", 1.0);
+  const double high = r.Positive("high_freq_factor", 4.0);
+  const double orig_ctx = r.Int("original_max_position_embeddings", 1, 1 << 30, default_orig_ctx);
+  CQKV_CHECK(high > low, "{}: rope_scaling high_freq_factor {} must exceed low_freq_factor {}",
+             path, high, low);
+  constexpr double kPi = 3.14159265358979323846;
+  std::vector<float> factors(static_cast<size_t>(head_dim / 2));
+  for (int i = 0; i < head_dim / 2; ++i) {
+    const double wavelen = 2 * kPi * std::pow(base, 2.0 * i / head_dim);
+    double f = 1.0;
+    if (wavelen > orig_ctx / low) {
+      f = factor;
+    } else if (wavelen >= orig_ctx / high) {
+      const double smooth = (orig_ctx / wavelen - low) / (high - low);
+      f = 1.0 / ((1 - smooth) / factor + smooth);
+    }
+    factors[static_cast<size_t>(i)] = static_cast<float>(f);
+  }
+  return factors;
+}
+
+// RoPE scaling changes the rotation angles: "linear" (position interpolation) and "llama3"
+// (per-pair divisors) map onto RopeParams; any other type is refused rather than silently
+// computing a different model. transformers >= 5 names the object "rope_parameters" and may
+// keep rope_theta in it; like llama.cpp, that object wins over "rope_scaling".
 void ReadRope(const std::string& path, const Json& j, ModelConfig& c) {
   const ConfigReader top(path, j);
-  c.rope_freq_base = static_cast<float>(top.Positive("rope_theta", 10000.0));
-  for (const char* key : {"rope_scaling", "rope_parameters"}) {
-    if (!top.Has(key)) continue;
-    const Json& r = j[key];
-    CQKV_CHECK(r.is_object(), "{}: \"{}\" = {} is not an object", path, key, r.dump());
-    const ConfigReader sub(path, r);
-    const std::string type = sub.String("rope_type", sub.String("type", "default"));
-    CQKV_CHECK(type == "default",
-               "{}: {} type '{}' is not supported (only unscaled RoPE, \"default\")", path, key,
-               type);
-    if (sub.Has("rope_theta")) {
-      c.rope_freq_base = static_cast<float>(sub.Positive("rope_theta", 10000.0));
-    }
+  c.rope.freq_base = static_cast<float>(top.Positive("rope_theta", 10000.0));
+  const char* key = top.Has("rope_parameters") ? "rope_parameters" : "rope_scaling";
+  if (!top.Has(key)) return;
+  const Json& obj = j[key];
+  CQKV_CHECK(obj.is_object(), "{}: \"{}\" = {} is not an object", path, key, obj.dump());
+  const ConfigReader r(path, obj);
+  if (r.Has("rope_theta")) c.rope.freq_base = static_cast<float>(r.Positive("rope_theta", 1.0));
+  const std::string type = r.String("rope_type", r.String("type", "default"));
+  if (type == "default") return;
+  if (type == "linear") {
+    c.rope.freq_scale = static_cast<float>(1.0 / r.Positive("factor", 1.0));
+  } else if (type == "llama3") {
+    c.rope.freq_factors =
+        Llama3FreqFactors(path, r, c.head_dim(), c.rope.freq_base,
+                          top.Int("original_max_position_embeddings", 1, 1 << 30, 8192));
+  } else {
+    Fail("{}: {} type '{}' is not supported (supported: default, linear, llama3)", path, key, type);
   }
 }
 
@@ -118,28 +152,28 @@ HfConfig ReadHfConfig(const std::string& path) {
   c.vocab_size = r.Int("vocab_size", 1, 1 << 30);
   c.max_seq_len = r.Int("max_position_embeddings", 1, 1 << 30, 2048);
   c.rms_eps = static_cast<float>(r.Positive("rms_norm_eps", 1e-6));  // LlamaConfig's default
+  // head_dim may differ from hidden_size / num_attention_heads (Mistral-Nemo); Q and the
+  // attention output are then num_attention_heads * head_dim wide.
+  if (r.Has("head_dim")) {
+    c.head_size = r.Int("head_dim", 2, 1 << 16);
+  } else {
+    CQKV_CHECK(c.dim % c.n_heads == 0,
+               "{}: hidden_size {} is not a multiple of num_attention_heads {} (and no head_dim)",
+               path, c.dim, c.n_heads);
+  }
+  CQKV_CHECK(c.head_dim() % 2 == 0, "{}: head size {} is odd (RoPE rotates pairs)", path,
+             c.head_dim());
+  CQKV_CHECK(c.n_heads % c.n_kv_heads == 0,
+             "{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", path,
+             c.n_heads, c.n_kv_heads);
   ReadRope(path, j, c);
+  CheckRopeParams(c.rope, c.head_dim(), path.c_str());
   // Hugging Face computes rotate_half on Q/K rows as stored, i.e. pairs (i, i + head_dim/2):
   // NEOX. Running the rows unpermuted with NEOX RoPE is the same model as llama.cpp's permuted
   // rows with NORM RoPE (the permutation only relabels channels inside each head, and q.k is a
   // sum over channels), so loading needs no copy of Q/K. See hf_model.cc.
-  c.rope_type = RopeType::kNeox;
+  c.rope.type = RopeType::kNeox;
   h.tie_word_embeddings = r.Bool("tie_word_embeddings", false);
-
-  CQKV_CHECK(c.dim % c.n_heads == 0 && c.head_dim() % 2 == 0,
-             "{}: hidden_size {} is not a multiple of num_attention_heads {} with an even head "
-             "size",
-             path, c.dim, c.n_heads);
-  CQKV_CHECK(c.n_heads % c.n_kv_heads == 0,
-             "{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", path,
-             c.n_heads, c.n_kv_heads);
-  if (r.Has("head_dim")) {
-    const int hd = r.Int("head_dim", 1, 1 << 16);
-    CQKV_CHECK(hd == c.head_dim(),
-               "{}: head_dim {} differs from hidden_size / num_attention_heads = {} (not "
-               "supported)",
-               path, hd, c.head_dim());
-  }
   const std::string act = r.String("hidden_act", "silu");
   CQKV_CHECK(act == "silu", "{}: hidden_act '{}' is not supported (only silu)", path, act);
   CQKV_CHECK(!r.Bool("attention_bias", false) && !r.Bool("mlp_bias", false),

@@ -1,6 +1,7 @@
 // Hyper-parameters of a Hugging Face checkpoint folder, read from its config.json. Only the
 // architectures the forward pass computes exactly are accepted; anything else (another
-// architecture, RoPE scaling, biases, another activation) is refused with the key named.
+// architecture, RoPE scaling other than linear/llama3, biases, another activation) is refused
+// with the key named.
 #pragma once
 
 #include <string>

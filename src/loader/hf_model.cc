@@ -12,7 +12,7 @@
 // float summation order; the tests bound that.) `cqkv convert` permutes when writing GGUF.
 // One visible consequence: KV formats that group adjacent channels (CQ couples contiguous
 // channels) group them in HF order, the order the CQ paper calibrated in; a codebook calibrated
-// on the GGUF of the same model is refused by the model fingerprint, which includes rope_type.
+// on the GGUF of the same model is refused by the model fingerprint, which includes the RoPE type.
 #include <cstdint>
 #include <deque>
 #include <filesystem>
@@ -117,7 +117,7 @@ class HfLoader {
 
   void ReadWeights(const ModelConfig& c, ModelWeights& w) {
     const int64_t D = c.dim, H = c.hidden_dim, V = c.vocab_size;
-    const int64_t q_dim = int64_t{c.n_heads} * c.head_dim();
+    const int64_t q_dim = c.q_dim();
     const int64_t kv_dim = c.kv_dim();
     w.tok_embd = Matrix("model.embed_tokens.weight", V, D);
     w.output_norm = Norm("model.norm.weight", D, w);

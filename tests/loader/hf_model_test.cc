@@ -4,6 +4,7 @@
 // The real-model fixture (stories260K via NumPy) is tests/reference/test_hf_folder.py.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 
 #include "hf_testing.h"
@@ -37,8 +38,8 @@ const std::vector<int32_t> kIds = {1, 7, 3, 42, 9, 11, 0, 25, 31, 5};
 
 std::unique_ptr<Model> NeoxModel() {
   ModelConfig c = testing::SmallConfig();
-  c.rope_type = RopeType::kNeox;
-  c.rope_freq_base = 50000.0f;
+  c.rope.type = RopeType::kNeox;
+  c.rope.freq_base = 50000.0f;
   return testing::MakeRandomModel(c, 17);
 }
 
@@ -49,8 +50,8 @@ TEST(HfModel, FolderRunsAsTheModelWithNeoxRope) {
     WriteHfFolder(dir, HfConfigJson(src->config, false), HfTensors(*src, false), shards);
     auto m = LoadModel(dir);
     EXPECT_EQ(m->file_format, "safetensors");
-    EXPECT_EQ(m->config.rope_type, RopeType::kNeox);
-    EXPECT_EQ(m->config.rope_freq_base, 50000.0f);
+    EXPECT_EQ(m->config.rope.type, RopeType::kNeox);
+    EXPECT_EQ(m->config.rope.freq_base, 50000.0f);
     EXPECT_EQ(m->config.n_kv_heads, src->config.n_kv_heads);
     EXPECT_EQ(m->tokenizer, nullptr);  // no tokenizer.json in the folder
     EXPECT_EQ(Logits(*m, kIds), Logits(*src, kIds)) << shards << " shard(s)";
@@ -151,8 +152,8 @@ TEST_F(HfConfigTest, DefaultsFollowTransformers) {
   EXPECT_EQ(h.model.n_kv_heads, 4);  // num_key_value_heads defaults to num_attention_heads
   EXPECT_EQ(h.model.max_seq_len, 2048);
   EXPECT_FLOAT_EQ(h.model.rms_eps, 1e-6f);
-  EXPECT_EQ(h.model.rope_freq_base, 10000.0f);
-  EXPECT_EQ(h.model.rope_type, RopeType::kNeox);
+  EXPECT_EQ(h.model.rope.freq_base, 10000.0f);
+  EXPECT_EQ(h.model.rope.type, RopeType::kNeox);
   EXPECT_FALSE(h.tie_word_embeddings);
 }
 
@@ -165,14 +166,55 @@ TEST_F(HfConfigTest, ReadsRopeAndWindowVariants) {
   j["max_position_embeddings"] = 32768;
   j["sliding_window"] = 4096;
   HfConfig h = Read(j);
-  EXPECT_EQ(h.model.rope_freq_base, 1e6f);
+  EXPECT_EQ(h.model.rope.freq_base, 1e6f);
   EXPECT_EQ(h.model.n_kv_heads, 2);
   EXPECT_EQ(h.model.max_seq_len, 4096);
   j = Minimal();
   j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 500000.0}};
-  EXPECT_EQ(Read(j).model.rope_freq_base, 500000.0f);
+  EXPECT_EQ(Read(j).model.rope.freq_base, 500000.0f);
   j["rope_scaling"] = {{"type", "default"}};
   EXPECT_NO_THROW(Read(j));
+}
+
+TEST_F(HfConfigTest, HeadDimMayDifferFromHiddenOverHeads) {
+  json j = Minimal();
+  j["head_dim"] = 32;  // 4 heads of 32 on a residual of 64: Q is 128 wide
+  const HfConfig h = Read(j);
+  EXPECT_EQ(h.model.head_dim(), 32);
+  EXPECT_EQ(h.model.q_dim(), 128);
+}
+
+TEST_F(HfConfigTest, LinearAndLlama3RopeScaling) {
+  json j = Minimal();
+  j["rope_scaling"] = {{"type", "linear"}, {"factor", 4.0}};
+  EXPECT_EQ(Read(j).model.rope.freq_scale, 0.25f);
+  // Llama-3.1-8B's values on heads of 16 (8 pairs): wavelengths 2*pi*500000^(i/8) are 6.3, 33,
+  // ..., 6.1e5; those under 8192/4 = 2048 keep factor 1, those over 8192 get 8, between them
+  // 1 / ((1 - s)/8 + s) with s = (8192/wavelen - 1) / 3.
+  j = Minimal();
+  j["rope_theta"] = 500000.0;
+  j["rope_scaling"] = {{"rope_type", "llama3"},
+                       {"factor", 8.0},
+                       {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0},
+                       {"original_max_position_embeddings", 8192}};
+  const std::vector<float> f = Read(j).model.rope.freq_factors;
+  ASSERT_EQ(f.size(), 8u);
+  for (int i = 0; i < 8; ++i) {
+    const double wavelen = 2 * M_PI * std::pow(500000.0, i / 8.0);
+    double want = wavelen < 2048 ? 1.0 : wavelen > 8192 ? 8.0 : 0.0;
+    if (want == 0.0) {
+      const double s = (8192 / wavelen - 1) / 3;
+      want = 1 / ((1 - s) / 8 + s);
+    }
+    EXPECT_NEAR(f[i], want, 1e-6 * want) << i;
+  }
+  EXPECT_EQ(f[0], 1.0f);
+  EXPECT_EQ(f[7], 8.0f);
+  EXPECT_EQ(f[3], 1.0f);                            // wavelength 862: kept
+  EXPECT_TRUE(f[4] > 1.0f && f[4] < 8.0f) << f[4];  // wavelength 4443: interpolated
+  j["rope_scaling"]["high_freq_factor"] = 0.5;
+  ExpectRefused(j, {"high_freq_factor"});
 }
 
 TEST_F(HfConfigTest, RefusesWhatTheForwardPassDoesNotCompute) {
@@ -182,14 +224,17 @@ TEST_F(HfConfigTest, RefusesWhatTheForwardPassDoesNotCompute) {
   j["architectures"] = {"LlamaForCausalLM", "MistralForCausalLM"};
   ExpectRefused(j, {"architectures"});
   j = Minimal();
-  j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
-  ExpectRefused(j, {"rope_scaling", "'linear'"});
+  j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+  ExpectRefused(j, {"rope_scaling", "'dynamic'"});
   j = Minimal();
   j["rope_parameters"] = {{"rope_type", "yarn"}};
   ExpectRefused(j, {"rope_parameters", "'yarn'"});
   j = Minimal();
-  j["head_dim"] = 32;
-  ExpectRefused(j, {"head_dim 32", "16"});
+  j["head_dim"] = 15;
+  ExpectRefused(j, {"head size 15 is odd"});
+  j = Minimal();
+  j["hidden_size"] = 66;
+  ExpectRefused(j, {"hidden_size 66", "num_attention_heads 4"});
   j = Minimal();
   j["hidden_act"] = "gelu";
   ExpectRefused(j, {"hidden_act", "gelu"});

@@ -67,7 +67,7 @@ inline nlohmann::json HfConfigJson(const ModelConfig& c, bool tied) {
           {"num_attention_heads", c.n_heads},
           {"num_key_value_heads", c.n_kv_heads},
           {"rms_norm_eps", c.rms_eps},
-          {"rope_theta", c.rope_freq_base},
+          {"rope_theta", c.rope.freq_base},
           {"max_position_embeddings", c.max_seq_len},
           {"vocab_size", c.vocab_size},
           {"tie_word_embeddings", tied}};

@@ -18,8 +18,11 @@ Checks (max|diff|/max|logit| over all positions):
   original GGUF's bit for bit, and the logits are identical (0).
 - a folder with SmolLM2's tokenizer.json (a random model with its 49152-token vocabulary): the folder's tokenizer
   is used, and the GGUF that `cqkv convert` writes from the folder tokenizes identically.
+- a random folder with head_dim 16 on hidden_size 32 (4 heads) and Llama-3.1 RoPE scaling ("llama3", original
+  context 64, 200 tokens) vs the reference with its RoPE given the divisors transformers defines: < 1e-4; convert
+  stores them as llama.cpp does (rope_freqs.weight, attention.key_length).
 - errors name the file/tensor/key: truncated shard, bad header length, I8 dtype, missing tensor, unexpected
-  tensor, unknown architecture, RoPE scaling, missing shard.
+  tensor, unknown architecture, an unsupported RoPE scaling (yarn), missing shard.
 
 Contracts used: cqkv logits --model M --tokens ... --out FILE; cqkv convert DIR -o OUT [--tokenizer T];
 cqkv tokenize --model M --text T.
@@ -164,7 +167,7 @@ def ref_from_hf(config, tensors, dtype):
                            wo=w(q + "self_attn.o_proj.weight"), ffn_norm=w(q + "post_attention_layernorm.weight"),
                            w1=w(q + "mlp.gate_proj.weight"), w2=w(q + "mlp.down_proj.weight"),
                            w3=w(q + "mlp.up_proj.weight")))
-    hd = config["hidden_size"] // config["num_attention_heads"]
+    hd = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
     cfg = dict(dim=config["hidden_size"], hidden_dim=config["intermediate_size"], n_layers=L,
                n_heads=config["num_attention_heads"], n_kv_heads=config["num_key_value_heads"], head_dim=hd,
                vocab_size=config["vocab_size"], seq_len=config["max_position_embeddings"],
@@ -172,11 +175,11 @@ def ref_from_hf(config, tensors, dtype):
     return R.LlamaModel(cfg, emb, layers, w("model.norm.weight"), out, source="hf fixture")
 
 
-def random_hf(vocab, seed):
-    """A small random LlamaForCausalLM with tied embeddings (for the tokenizer test)."""
+def random_hf(vocab, seed, head_dim=None, **config_extra):
+    """A small random LlamaForCausalLM with tied embeddings; head_dim may differ from hidden / heads."""
     rng = np.random.default_rng(seed)
     dim, hidden, heads, kv = 32, 64, 4, 2
-    hd = dim // heads
+    hd = head_dim or dim // heads
     t = {"model.embed_tokens.weight": rng.normal(0, 0.5, (vocab, dim)),
          "model.norm.weight": 1 + 0.1 * rng.normal(size=dim)}
     q = "model.layers.0."
@@ -192,8 +195,32 @@ def random_hf(vocab, seed):
     config = {"architectures": ["LlamaForCausalLM"], "hidden_size": dim, "intermediate_size": hidden,
               "num_hidden_layers": 1, "num_attention_heads": heads, "num_key_value_heads": kv,
               "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 256, "vocab_size": vocab,
-              "tie_word_embeddings": True}
+              "tie_word_embeddings": True, **config_extra}
+    if head_dim:
+        config["head_dim"] = head_dim
     return config, {k: v.astype(np.float32) for k, v in t.items()}
+
+
+def llama3_factors(head_dim, base, factor, low, high, orig_ctx):
+    """Llama-3.1 RoPE divisors per pair, as transformers' _compute_llama3_parameters defines them."""
+    inv_freq = base ** (-np.arange(0, head_dim, 2) / head_dim)
+    wavelen = 2 * np.pi / inv_freq
+    smooth = (orig_ctx / wavelen - low) / (high - low)
+    f = np.where(wavelen > orig_ctx / low, factor, 1 / ((1 - smooth) / factor + smooth))
+    return np.where(wavelen < orig_ctx / high, 1.0, f)
+
+
+def rope_with_factors(factors):
+    """A drop-in for R.apply_rope (NEOX only) whose pair i turns factors[i] times slower."""
+    def apply(x, positions, base, n_rot, rope_type):
+        assert rope_type == "neox" and n_rot == x.shape[-1]
+        half = n_rot // 2
+        theta = float(base) ** (-(2.0 * np.arange(half)) / n_rot) / factors
+        ang = np.asarray(positions, dtype=np.float64)[:, None] * theta[None, :]
+        cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+        a, b = x[..., :half], x[..., half:]
+        return np.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
+    return apply
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -310,6 +337,36 @@ def main():
     else:
         suite.skip("folder tokenizer", f"{smol} absent")
 
+    # head_dim 16 on hidden 32 with 4 heads (Q 64 wide), and Llama-3.1 RoPE scaling, against the reference.
+    rc, rt = random_hf(300, 11, head_dim=16, rope_theta=500000.0,
+                       rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                     "high_freq_factor": 4.0, "original_max_position_embeddings": 64})
+    d = write_folder(os.path.join(work, "llama3_hd16"), rc, rt)
+    rtoks = [int(t) for t in np.random.default_rng(2).integers(0, 300, 200)]  # positions past 64
+    factors = llama3_factors(16, 500000.0, 8.0, 1.0, 4.0, 64)
+    plain = R.apply_rope
+    try:
+        R.apply_rope = rope_with_factors(factors)
+        ref = R.forward(ref_from_hf(rc, rt, "F32"), rtoks)
+    finally:
+        R.apply_rope = plain
+    unscaled = R.forward(ref_from_hf(rc, rt, "F32"), rtoks)
+    suite.far_check("ref: llama3 scaling changes the logits", R.rel_max_diff(unscaled, ref), 1e-3)
+    try:
+        got = cq.logits(d, rtoks, os.path.join(work, "llama3.f32"), 300)
+        suite.close_check("head_dim 16 + llama3 RoPE folder vs reference", R.rel_max_diff(got, ref), TOL_REF)
+        out = os.path.join(work, "llama3_hd16.gguf")
+        cq.run(["convert", d, "-o", out, "--tokenizer", tok_bin])
+        g = R.GGUFFile(out)
+        rf = g.tensor("rope_freqs.weight") if "rope_freqs.weight" in g.tensors else None
+        suite.check("convert writes rope_freqs.weight and key_length",
+                    rf is not None and np.allclose(rf, factors, rtol=1e-6)
+                    and g.metadata.get("llama.attention.key_length") == 16,
+                    f"rope_freqs {None if rf is None else rf.tolist()}, key_length "
+                    f"{g.metadata.get('llama.attention.key_length')}")
+    except (H.CqkvError, R.RefError) as e:
+        suite.fail("head_dim 16 + llama3 RoPE", str(e))
+
     # Errors.
     def logits_args(d):
         return ["logits", "-m", d, "--tokens", "1,2,3", "--out", os.path.join(work, "err.f32")]
@@ -340,9 +397,9 @@ def main():
     d = write_folder(os.path.join(work, "err_arch"), dict(config, architectures=["GPTNeoXForCausalLM"]), tensors)
     expect_error(suite, cq, "unknown architecture", logits_args(d), ["config.json", "GPTNeoXForCausalLM"])
 
-    d = write_folder(os.path.join(work, "err_rope"), dict(config, rope_scaling={"rope_type": "llama3", "factor": 8.0}),
+    d = write_folder(os.path.join(work, "err_rope"), dict(config, rope_scaling={"rope_type": "yarn", "factor": 8.0}),
                      tensors)
-    expect_error(suite, cq, "RoPE scaling", logits_args(d), ["config.json", "rope_scaling", "llama3"])
+    expect_error(suite, cq, "RoPE scaling", logits_args(d), ["config.json", "rope_scaling", "yarn"])
 
     d = write_folder(os.path.join(work, "err_shard"), config, tensors, n_shards=2)
     os.remove(os.path.join(d, "model-00001-of-00002.safetensors"))
