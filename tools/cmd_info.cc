@@ -24,8 +24,15 @@ void RegisterInfo(CLI::App& app) {
                c.n_layers);
     fmt::print("heads         {} (kv {}, head dim {})\n", c.n_heads, c.n_kv_heads, c.head_dim());
     fmt::print("vocab         {}\ncontext       {}\n", c.vocab_size, c.max_seq_len);
-    fmt::print("rope          base {} {}\nrms eps       {}\n", c.rope.freq_base,
-               c.rope.type == RopeType::kNorm ? "norm (2i, 2i+1)" : "neox (i, i+d/2)", c.rms_eps);
+    fmt::print("rope          base {} {}{}{}\nrms eps       {}\n", c.rope.freq_base,
+               c.rope.type == RopeType::kNorm ? "norm (2i, 2i+1)" : "neox (i, i+d/2)",
+               c.rope.freq_scale != 1.0f ? fmt::format(", linear scale {}", c.rope.freq_scale) : "",
+               c.rope.freq_factors.empty()
+                   ? ""
+                   : fmt::format(", {} frequency factors", c.rope.freq_factors.size()),
+               c.rms_eps);
+    fmt::print("attention     q/k/v bias {}, q/k norm {}\n", c.attn_bias ? "yes" : "no",
+               c.qk_norm ? "yes" : "no");
     fmt::print("weights       {} (embedding), {} (layer 0 wq)\n",
                DTypeName(model->weights.tok_embd.type),
                DTypeName(model->weights.layers[0].wq.type));

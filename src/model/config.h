@@ -24,7 +24,7 @@ struct ModelConfig {
   int vocab_size = 0;
   int max_seq_len = 0;  // context length the model was trained for
   float rms_eps = 1e-5f;
-  // Q, K and V projections add a bias (LayerWeights::bq/bk/bv): qwen2, some `llama` files.
+  // Some Q/K/V projection adds a bias (LayerWeights::bq/bk/bv, each null when absent): qwen2.
   bool attn_bias = false;
   // Q and K are RMS-normalised per head (weights LayerWeights::q_norm/k_norm, head_dim each,
   // eps rms_eps) after the projection and before RoPE: qwen3.

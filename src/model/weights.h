@@ -15,11 +15,13 @@ struct LayerWeights {
   WeightMatrix wk;                   // (kv_dim, dim)
   WeightMatrix wv;                   // (kv_dim, dim)
   WeightMatrix wo;                   // (dim, q_dim)
-  // Set exactly when ModelConfig::attn_bias: added after the projections.
+  // Biases added after the projections, each null when the model has none (see
+  // ModelConfig::attn_bias).
   const float* bq = nullptr;  // (q_dim)
   const float* bk = nullptr;  // (kv_dim)
   const float* bv = nullptr;  // (kv_dim)
-  // Set exactly when ModelConfig::qk_norm: per-head RMSNorm weights, shared by all heads.
+  // Set exactly when ModelConfig::qk_norm: per-head RMSNorm weights, shared by all heads
+  // (the backward pass sizes its scratch by the flag).
   const float* q_norm = nullptr;    // (head_dim)
   const float* k_norm = nullptr;    // (head_dim)
   const float* ffn_norm = nullptr;  // (dim)

@@ -2,7 +2,9 @@
 """Independent float64 NumPy reference for LLaMA-architecture inference: the oracle cqkv is tested against.
 
 Written from the math and the published file formats (llama2.c legacy checkpoint, GGUF v2/v3, ggml's
-Q8_0/Q4_0 block layouts); it shares no code with the C++ engine. Everything is computed in float64 from
+Q8_0/Q4_0 block layouts); it shares no code with the C++ engine. GGUF architectures: `llama` (optional
+Llama-3.1 rope_freqs.weight, linear RoPE scaling), `qwen2` (Q/K/V biases, NEOX RoPE), `qwen3` (per-head Q/K
+RMSNorm, explicit key_length), as llama.cpp defines them. Everything is computed in float64 from
 the exact stored fp32/fp16/bf16/quantised values, so any difference from the engine is the engine's.
 
 Library:
@@ -289,11 +291,13 @@ class GGUFFile:
 # ----------------------------------------------------------------------------------------------------
 class LlamaModel:
     """cfg: dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size, seq_len, rope_base,
-    n_rot, norm_eps, rope_type ('norm' = pairs (2i, 2i+1); 'neox' = pairs (i, i + n_rot/2)).
+    n_rot, norm_eps, rope_type ('norm' = pairs (2i, 2i+1); 'neox' = pairs (i, i + n_rot/2)), and optionally
+    rope_freq_scale (linear scaling, theta * scale) and rope_freq_factors (n_rot/2 divisors, Llama-3.1).
     Weights are float64 with shapes:
         tok_embeddings (vocab, dim); norm (dim,); output (vocab, dim)
         layers[l]: attn_norm (dim,), wq (n_heads*hd, dim), wk (n_kv*hd, dim), wv (n_kv*hd, dim),
                    wo (dim, n_heads*hd), ffn_norm (dim,), w1 (hidden, dim), w2 (dim, hidden), w3 (hidden, dim)
+                   optional: bq (n_heads*hd,), bk, bv (n_kv*hd,) biases; q_norm, k_norm (hd,) per-head norms
     """
 
     def __init__(self, cfg, tok_embeddings, layers, norm, output, source="", extra=None):
@@ -373,15 +377,18 @@ def load_llama2c(path):
     return LlamaModel(cfg, emb, layers, rms_final, wcls, source=path)
 
 
+GGUF_ARCHS = {"llama": "norm", "qwen2": "neox", "qwen3": "neox"}  # architecture -> RoPE pairing
+
+
 def load_gguf(path):
     g = GGUFFile(path)
     md = g.metadata
     arch = md.get("general.architecture")
-    if arch != "llama":
-        raise RefError(f"{path}: general.architecture is {arch!r}; only 'llama' is supported")
+    if arch not in GGUF_ARCHS:
+        raise RefError(f"{path}: general.architecture is {arch!r}; supported: {sorted(GGUF_ARCHS)}")
 
     def key(name, default=None):
-        k = f"llama.{name}"
+        k = f"{arch}.{name}"
         if k in md:
             return md[k]
         if default is None:
@@ -393,28 +400,49 @@ def load_gguf(path):
     L = int(key("block_count"))
     H = int(key("attention.head_count"))
     KV = int(key("attention.head_count_kv", H))
-    hd = dim // H
+    hd = int(key("attention.key_length", dim // H))
+    if int(key("attention.value_length", hd)) != hd:
+        raise RefError(f"{path}: value_length differs from key_length")
     n_rot = int(key("rope.dimension_count", hd))
     base = float(key("rope.freq_base", 10000.0))
     eps = float(key("attention.layer_norm_rms_epsilon", 1e-5))
     seq = int(key("context_length", 2048))
+    scaling = key("rope.scaling.type", "linear")
+    if scaling not in ("linear", "none"):
+        raise RefError(f"{path}: rope scaling {scaling!r} is not supported")
+    factor = float(key("rope.scaling.factor", 0.0))
+    freq_scale = 1.0 if scaling == "none" or factor == 0.0 else 1.0 / factor
+    used = set()
 
     def t(name):
+        used.add(name)
         return g.tensor(name).astype(np.float64)
+
+    def opt(name):
+        return t(name) if name in g.tensors else None
 
     emb = t("token_embd.weight")
     V = emb.shape[0]
     tied = "output.weight" not in g.tensors
     out = emb if tied else t("output.weight")
+    factors = opt("rope_freqs.weight") if arch == "llama" else None
     layers = []
     for l in range(L):
         p = f"blk.{l}."
-        layers.append(dict(attn_norm=t(p + "attn_norm.weight"), wq=t(p + "attn_q.weight"), wk=t(p + "attn_k.weight"),
-                           wv=t(p + "attn_v.weight"), wo=t(p + "attn_output.weight"),
-                           ffn_norm=t(p + "ffn_norm.weight"), w1=t(p + "ffn_gate.weight"),
-                           w2=t(p + "ffn_down.weight"), w3=t(p + "ffn_up.weight")))
+        lw = dict(attn_norm=t(p + "attn_norm.weight"), wq=t(p + "attn_q.weight"), wk=t(p + "attn_k.weight"),
+                  wv=t(p + "attn_v.weight"), wo=t(p + "attn_output.weight"),
+                  ffn_norm=t(p + "ffn_norm.weight"), w1=t(p + "ffn_gate.weight"),
+                  w2=t(p + "ffn_down.weight"), w3=t(p + "ffn_up.weight"),
+                  bq=opt(p + "attn_q.bias"), bk=opt(p + "attn_k.bias"), bv=opt(p + "attn_v.bias"))
+        if arch == "qwen3":
+            lw.update(q_norm=t(p + "attn_q_norm.weight"), k_norm=t(p + "attn_k_norm.weight"))
+        layers.append(lw)
+    unused = sorted(set(g.tensors) - used - {"output_norm.weight"})
+    if unused:
+        raise RefError(f"{path}: tensors not used by a {arch} model: {unused[:5]}")
     cfg = dict(dim=dim, hidden_dim=hidden, n_layers=L, n_heads=H, n_kv_heads=KV, head_dim=hd, vocab_size=V,
-               seq_len=seq, rope_base=base, n_rot=n_rot, norm_eps=eps, rope_type="norm", format="gguf",
+               seq_len=seq, rope_base=base, n_rot=n_rot, norm_eps=eps, rope_type=GGUF_ARCHS[arch], format="gguf",
+               arch=arch, rope_freq_scale=freq_scale, rope_freq_factors=factors,
                gguf_version=g.version, shared_classifier=tied,
                tensor_types=sorted({g.type_name(n) for n in g.tensors}))
     return LlamaModel(cfg, emb, layers, t("output_norm.weight"), out, source=path, extra=dict(gguf=g))
@@ -436,11 +464,14 @@ def rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def apply_rope(x, positions, base, n_rot, rope_type):
-    """x: (n, heads, head_dim). Rotates pair i by angle p * base^(-2i/n_rot), i < n_rot/2.
-    'norm' pairs channels (2i, 2i+1); 'neox' pairs (i, i + n_rot/2). Channels >= n_rot pass through."""
+def apply_rope(x, positions, base, n_rot, rope_type, freq_scale=1.0, freq_factors=None):
+    """x: (n, heads, head_dim). Rotates pair i by angle p * scale * base^(-2i/n_rot) / factor_i, i < n_rot/2
+    (llama.cpp's rope without YaRN). 'norm' pairs channels (2i, 2i+1); 'neox' pairs (i, i + n_rot/2).
+    Channels >= n_rot pass through."""
     half = n_rot // 2
-    theta = float(base) ** (-(2.0 * np.arange(half)) / n_rot)  # (half,)
+    theta = float(base) ** (-(2.0 * np.arange(half)) / n_rot) * float(freq_scale)  # (half,)
+    if freq_factors is not None:
+        theta = theta / np.asarray(freq_factors, dtype=np.float64)
     ang = np.asarray(positions, dtype=np.float64)[:, None] * theta[None, :]  # (n, half)
     cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
     out = x.copy()
@@ -461,9 +492,11 @@ def silu(x):
     return x * (0.5 * (1.0 + np.tanh(0.5 * x)))  # x * sigmoid(x), overflow-free
 
 
-def forward(model, tokens, rope_type=None, rope_base=None, norm_eps=None, start_pos=0):
+def forward(model, tokens, rope_type=None, rope_base=None, norm_eps=None, start_pos=0, use_freq_factors=True):
     """Causal forward over `tokens` (positions start_pos..) from an empty cache -> logits (n, vocab) float64.
-    rope_type / rope_base / norm_eps override the model's values (for negative controls)."""
+    rope_type / rope_base / norm_eps override the model's values and use_freq_factors=False drops Llama-3.1's
+    frequency factors (for negative controls). Biases follow the projections; Q/K norms (per head) come
+    before RoPE."""
     c = model.cfg
     rope_type = rope_type or c["rope_type"]
     base = c["rope_base"] if rope_base is None else rope_base
@@ -481,11 +514,17 @@ def forward(model, tokens, rope_type=None, rope_base=None, norm_eps=None, start_
     x = model.tok_embeddings[tokens].copy()  # (n, dim)
     for lw in model.layers:
         h = rmsnorm(x, lw["attn_norm"], eps)
-        q = (h @ lw["wq"].T).reshape(n, H, hd)
-        k = (h @ lw["wk"].T).reshape(n, KV, hd)
-        v = (h @ lw["wv"].T).reshape(n, KV, hd)
-        q = apply_rope(q, pos, base, c["n_rot"], rope_type)
-        k = apply_rope(k, pos, base, c["n_rot"], rope_type)
+        q, k, v = h @ lw["wq"].T, h @ lw["wk"].T, h @ lw["wv"].T
+        q = q + lw["bq"] if lw.get("bq") is not None else q
+        k = k + lw["bk"] if lw.get("bk") is not None else k
+        v = v + lw["bv"] if lw.get("bv") is not None else v
+        q, k, v = q.reshape(n, H, hd), k.reshape(n, KV, hd), v.reshape(n, KV, hd)
+        q = rmsnorm(q, lw["q_norm"], eps) if lw.get("q_norm") is not None else q
+        k = rmsnorm(k, lw["k_norm"], eps) if lw.get("k_norm") is not None else k
+        rope = dict(freq_scale=c.get("rope_freq_scale", 1.0),
+                    freq_factors=c.get("rope_freq_factors") if use_freq_factors else None)
+        q = apply_rope(q, pos, base, c["n_rot"], rope_type, **rope)
+        k = apply_rope(k, pos, base, c["n_rot"], rope_type, **rope)
         # GQA: query head h reads kv head h // group  (np.repeat gives kv0,kv0,..,kv1,kv1,..)
         k = np.repeat(k, group, axis=1)
         v = np.repeat(v, group, axis=1)
