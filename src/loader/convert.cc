@@ -44,7 +44,15 @@ class TensorEncoder {
     w.AddTensor(name, type, {m.cols, m.rows}, buf.data());
   }
 
-  void AddVector(GgufWriter& w, const std::string& name, const float* v, int64_t n) {
+  // Adds an F32 vector of n values; `src_rows` as for AddMatrix.
+  void AddVector(GgufWriter& w, const std::string& name, const float* v, int64_t n,
+                 const std::vector<int64_t>& src_rows = {}) {
+    if (!src_rows.empty()) {
+      auto& buf = buffers_.emplace_back(static_cast<size_t>(n) * sizeof(float));
+      auto* out = reinterpret_cast<float*>(buf.data());
+      for (int64_t i = 0; i < n; ++i) out[i] = v[src_rows[i]];
+      v = out;
+    }
     w.AddTensor(name, DType::kF32, {n}, v);
   }
 
@@ -92,31 +100,39 @@ void WriteModelAsGguf(const Model& model, const Vocab& model_vocab, const std::s
              "{}: vocabulary has {} tokens but the model has only {} embeddings", out_path,
              model_vocab.tokens.size(), c.vocab_size);
   const Vocab vocab = PadVocab(model_vocab, c.vocab_size);
-  CQKV_CHECK(!c.attn_bias && !c.qk_norm,
-             "{}: GGUF `llama` has no Q/K/V biases or Q/K norms; {} models are not converted",
-             out_path, c.arch);
+  // GGUF `llama` rotates (2i, 2i+1); qwen2/qwen3 rotate (i, i + head_dim/2) as HF stores them.
+  const std::string& arch = c.arch;
+  CQKV_CHECK(arch == "llama" || arch == "qwen2" || arch == "qwen3",
+             "{}: cannot write architecture '{}' as GGUF", out_path, arch);
+  const bool permute = arch == "llama" && c.rope.type == RopeType::kNeox;
+  CQKV_CHECK(arch == "llama" || c.rope.type == RopeType::kNeox, "{}: GGUF {} needs NEOX RoPE rows",
+             out_path, arch);
+  CQKV_CHECK(!(permute && c.qk_norm), "{}: Q/K norms cannot be written to GGUF llama", out_path);
+  CQKV_CHECK(arch == "llama" || c.rope.freq_factors.empty(), "{}: GGUF {} has no rope_freqs.weight",
+             out_path, arch);
   GgufWriter w;
-  w.Set("general.architecture", GgufValue::Str("llama"));
+  const auto key = [&arch](const char* k) { return arch + "." + k; };
+  w.Set("general.architecture", GgufValue::Str(arch));
   w.Set("general.name", GgufValue::Str(opt.name));
   w.Set("general.alignment", GgufValue::U32(32));
-  w.Set("llama.context_length", GgufValue::U32(c.max_seq_len));
-  w.Set("llama.embedding_length", GgufValue::U32(c.dim));
-  w.Set("llama.feed_forward_length", GgufValue::U32(c.hidden_dim));
-  w.Set("llama.block_count", GgufValue::U32(c.n_layers));
-  w.Set("llama.attention.head_count", GgufValue::U32(c.n_heads));
-  w.Set("llama.attention.head_count_kv", GgufValue::U32(c.n_kv_heads));
-  w.Set("llama.rope.dimension_count", GgufValue::U32(c.head_dim()));
-  w.Set("llama.rope.freq_base", GgufValue::F32(c.rope.freq_base));
+  w.Set(key("context_length"), GgufValue::U32(c.max_seq_len));
+  w.Set(key("embedding_length"), GgufValue::U32(c.dim));
+  w.Set(key("feed_forward_length"), GgufValue::U32(c.hidden_dim));
+  w.Set(key("block_count"), GgufValue::U32(c.n_layers));
+  w.Set(key("attention.head_count"), GgufValue::U32(c.n_heads));
+  w.Set(key("attention.head_count_kv"), GgufValue::U32(c.n_kv_heads));
+  w.Set(key("rope.dimension_count"), GgufValue::U32(c.head_dim()));
+  w.Set(key("rope.freq_base"), GgufValue::F32(c.rope.freq_base));
   if (c.head_size > 0) {  // llama.cpp's names for a head size other than dim / n_heads
-    w.Set("llama.attention.key_length", GgufValue::U32(c.head_dim()));
-    w.Set("llama.attention.value_length", GgufValue::U32(c.head_dim()));
+    w.Set(key("attention.key_length"), GgufValue::U32(c.head_dim()));
+    w.Set(key("attention.value_length"), GgufValue::U32(c.head_dim()));
   }
   if (c.rope.freq_scale != 1.0f) {
-    w.Set("llama.rope.scaling.type", GgufValue::Str("linear"));
-    w.Set("llama.rope.scaling.factor", GgufValue::F32(1.0f / c.rope.freq_scale));
+    w.Set(key("rope.scaling.type"), GgufValue::Str("linear"));
+    w.Set(key("rope.scaling.factor"), GgufValue::F32(1.0f / c.rope.freq_scale));
   }
-  w.Set("llama.attention.layer_norm_rms_epsilon", GgufValue::F32(c.rms_eps));
-  w.Set("llama.vocab_size", GgufValue::U32(c.vocab_size));
+  w.Set(key("attention.layer_norm_rms_epsilon"), GgufValue::F32(c.rms_eps));
+  w.Set(key("vocab_size"), GgufValue::U32(c.vocab_size));
 
   w.Set("tokenizer.ggml.model", GgufValue::Str(vocab.model));
   w.Set("tokenizer.ggml.tokens", GgufValue::StrArray(vocab.tokens));
@@ -134,11 +150,10 @@ void WriteModelAsGguf(const Model& model, const Vocab& model_vocab, const std::s
   w.Set("tokenizer.ggml.add_space_prefix", GgufValue::Bool(vocab.add_space_prefix));
 
   const ModelWeights& mw = model.weights;
-  const bool neox = c.rope.type == RopeType::kNeox;
   const std::vector<int64_t> q_rows =
-      neox ? NeoxToNormRows(c.n_heads, c.head_dim()) : std::vector<int64_t>{};
+      permute ? NeoxToNormRows(c.n_heads, c.head_dim()) : std::vector<int64_t>{};
   const std::vector<int64_t> k_rows =
-      neox ? NeoxToNormRows(c.n_kv_heads, c.head_dim()) : std::vector<int64_t>{};
+      permute ? NeoxToNormRows(c.n_kv_heads, c.head_dim()) : std::vector<int64_t>{};
   TensorEncoder enc(opt.matrix_type);
   enc.AddMatrix(w, "token_embd.weight", mw.tok_embd);
   enc.AddVector(w, "output_norm.weight", mw.output_norm, c.dim);
@@ -156,6 +171,14 @@ void WriteModelAsGguf(const Model& model, const Vocab& model_vocab, const std::s
     enc.AddMatrix(w, p + "attn_k.weight", lw.wk, k_rows);
     enc.AddMatrix(w, p + "attn_v.weight", lw.wv);
     enc.AddMatrix(w, p + "attn_output.weight", lw.wo);
+    // Biases follow their rows through the permutation (llama.cpp permutes q_proj.bias too).
+    if (lw.bq != nullptr) enc.AddVector(w, p + "attn_q.bias", lw.bq, c.q_dim(), q_rows);
+    if (lw.bk != nullptr) enc.AddVector(w, p + "attn_k.bias", lw.bk, c.kv_dim(), k_rows);
+    if (lw.bv != nullptr) enc.AddVector(w, p + "attn_v.bias", lw.bv, c.kv_dim());
+    if (c.qk_norm) {
+      enc.AddVector(w, p + "attn_q_norm.weight", lw.q_norm, c.head_dim());
+      enc.AddVector(w, p + "attn_k_norm.weight", lw.k_norm, c.head_dim());
+    }
     enc.AddVector(w, p + "ffn_norm.weight", lw.ffn_norm, c.dim);
     enc.AddMatrix(w, p + "ffn_gate.weight", lw.w_gate);
     enc.AddMatrix(w, p + "ffn_down.weight", lw.w_down);

@@ -62,18 +62,33 @@ class ConfigReader {
   const Json& j_;
 };
 
-std::string ReadArchitecture(const std::string& path, const Json& j) {
+// The transformers classes cqkv runs and what each adds to the LLaMA block. Mistral's layout is
+// LLaMA's (llama.cpp converts both to `llama`); Qwen2 always has Q/K/V biases; Qwen3 normalises
+// Q and K per head. All four apply rotate_half RoPE to rows as stored.
+struct HfArch {
+  const char* name;       // config.json "architectures"[0]
+  const char* gguf_arch;  // ModelConfig::arch, the GGUF architecture `cqkv convert` writes
+  bool qkv_bias;
+  bool qk_norm;
+};
+constexpr HfArch kHfArchs[] = {{"LlamaForCausalLM", "llama", false, false},
+                               {"MistralForCausalLM", "llama", false, false},
+                               {"Qwen2ForCausalLM", "qwen2", true, false},
+                               {"Qwen3ForCausalLM", "qwen3", false, true}};
+
+const HfArch& ReadArchitecture(const std::string& path, const Json& j) {
   CQKV_CHECK(j.contains("architectures") && j["architectures"].is_array() &&
                  j["architectures"].size() == 1 && j["architectures"][0].is_string(),
              "{}: \"architectures\" must be a list of one name (e.g. [\"LlamaForCausalLM\"])",
              path);
-  const std::string arch = j["architectures"][0].get<std::string>();
-  // Mistral's HF checkpoints are LLaMA's layout with GQA (llama.cpp converts both to `llama`).
-  CQKV_CHECK(arch == "LlamaForCausalLM" || arch == "MistralForCausalLM",
-             "{}: architecture '{}' is not supported (supported: LlamaForCausalLM, "
-             "MistralForCausalLM)",
-             path, arch);
-  return arch;
+  const std::string name = j["architectures"][0].get<std::string>();
+  for (const HfArch& a : kHfArchs) {
+    if (name == a.name) return a;
+  }
+  Fail(
+      "{}: architecture '{}' is not supported (supported: LlamaForCausalLM, MistralForCausalLM, "
+      "Qwen2ForCausalLM, Qwen3ForCausalLM)",
+      path, name);
 }
 
 // Llama-3.1's per-pair frequency divisors, as transformers' "llama3" rope_init computes them
@@ -141,9 +156,12 @@ HfConfig ReadHfConfig(const std::string& path) {
   CQKV_CHECK(j.is_object(), "{}: not a JSON object", path);
   const ConfigReader r(path, j);
   HfConfig h;
-  h.architecture = ReadArchitecture(path, j);
+  const HfArch& arch = ReadArchitecture(path, j);
+  h.architecture = arch.name;
   ModelConfig& c = h.model;
-  c.arch = "llama";
+  c.arch = arch.gguf_arch;
+  c.attn_bias = arch.qkv_bias;
+  c.qk_norm = arch.qk_norm;
   c.dim = r.Int("hidden_size", 1, 1 << 20);
   c.hidden_dim = r.Int("intermediate_size", 1, 1 << 22);
   c.n_layers = r.Int("num_hidden_layers", 1, 4096);
@@ -176,11 +194,18 @@ HfConfig ReadHfConfig(const std::string& path) {
   h.tie_word_embeddings = r.Bool("tie_word_embeddings", false);
   const std::string act = r.String("hidden_act", "silu");
   CQKV_CHECK(act == "silu", "{}: hidden_act '{}' is not supported (only silu)", path, act);
+  // attention_bias also puts a bias on o_proj, which the forward pass does not add (Qwen2's
+  // Q/K/V biases are built in, not configured).
   CQKV_CHECK(!r.Bool("attention_bias", false) && !r.Bool("mlp_bias", false),
              "{}: attention_bias / mlp_bias are not supported for {}", path, h.architecture);
-  // Mistral v0.1 attends over a sliding window; full attention is the same computation as long as
-  // the context stays within it, so the usable context is capped there.
-  if (r.Has("sliding_window")) {
+  if (arch.qkv_bias || arch.qk_norm) {
+    // Qwen keeps sliding_window in its config but uses it only with use_sliding_window.
+    CQKV_CHECK(!r.Bool("use_sliding_window", false),
+               "{}: use_sliding_window is not supported (attention is over the whole context)",
+               path);
+  } else if (r.Has("sliding_window")) {
+    // Mistral v0.1 attends over a sliding window; full attention is the same computation as long
+    // as the context stays within it, so the usable context is capped there.
     c.max_seq_len = std::min(c.max_seq_len, r.Int("sliding_window", 1, 1 << 30));
   }
   return h;

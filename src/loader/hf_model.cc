@@ -1,7 +1,7 @@
-// Hugging Face LLaMA/Mistral checkpoint folders: config.json + safetensors weights, viewed in
-// place in the mapped shards. Every tensor is shape-checked against config.json before a view is
-// made, and every tensor of the checkpoint must be used, so a feature this loader does not know
-// (biases, extra norms) is refused instead of silently dropped.
+// Hugging Face LLaMA/Mistral/Qwen2/Qwen3 checkpoint folders: config.json + safetensors weights,
+// viewed in place in the mapped shards. Every tensor is shape-checked against config.json before a
+// view is made, and every tensor of the checkpoint must be used, so a feature this loader does not
+// know (biases, extra norms) is refused instead of silently dropped.
 //
 // Q/K layout: Hugging Face stores q_proj/k_proj rows in the order its rotate_half RoPE expects,
 // channel i paired with i + head_dim/2 (NEOX). llama.cpp's converter permutes those rows so GGUF
@@ -104,7 +104,7 @@ class HfLoader {
     return w;
   }
 
-  const float* Norm(const std::string& name, int64_t dim, ModelWeights& w) {
+  const float* Vector(const std::string& name, int64_t dim, ModelWeights& w) {
     const SafetensorsTensor& t = Require(name, {dim});
     const DType type = TypeOf(t);
     const void* data = Data(t, type);
@@ -120,7 +120,7 @@ class HfLoader {
     const int64_t q_dim = c.q_dim();
     const int64_t kv_dim = c.kv_dim();
     w.tok_embd = Matrix("model.embed_tokens.weight", V, D);
-    w.output_norm = Norm("model.norm.weight", D, w);
+    w.output_norm = Vector("model.norm.weight", D, w);
     if (config_.tie_word_embeddings) {
       // transformers ties lm_head to the embedding even when a copy is stored; so do we.
       if (ckpt().Find("lm_head.weight") != nullptr) Require("lm_head.weight", {V, D});
@@ -132,12 +132,21 @@ class HfLoader {
     for (int l = 0; l < c.n_layers; ++l) {
       const std::string p = "model.layers." + std::to_string(l) + ".";
       LayerWeights& lw = w.layers[l];
-      lw.attn_norm = Norm(p + "input_layernorm.weight", D, w);
+      lw.attn_norm = Vector(p + "input_layernorm.weight", D, w);
       lw.wq = Matrix(p + "self_attn.q_proj.weight", q_dim, D);
       lw.wk = Matrix(p + "self_attn.k_proj.weight", kv_dim, D);
       lw.wv = Matrix(p + "self_attn.v_proj.weight", kv_dim, D);
       lw.wo = Matrix(p + "self_attn.o_proj.weight", D, q_dim);
-      lw.ffn_norm = Norm(p + "post_attention_layernorm.weight", D, w);
+      if (c.attn_bias) {  // Qwen2
+        lw.bq = Vector(p + "self_attn.q_proj.bias", q_dim, w);
+        lw.bk = Vector(p + "self_attn.k_proj.bias", kv_dim, w);
+        lw.bv = Vector(p + "self_attn.v_proj.bias", kv_dim, w);
+      }
+      if (c.qk_norm) {  // Qwen3: one RMSNorm weight per head channel, shared by the heads
+        lw.q_norm = Vector(p + "self_attn.q_norm.weight", c.head_dim(), w);
+        lw.k_norm = Vector(p + "self_attn.k_norm.weight", c.head_dim(), w);
+      }
+      lw.ffn_norm = Vector(p + "post_attention_layernorm.weight", D, w);
       lw.w_gate = Matrix(p + "mlp.gate_proj.weight", H, D);
       lw.w_down = Matrix(p + "mlp.down_proj.weight", D, H);
       lw.w_up = Matrix(p + "mlp.up_proj.weight", H, D);

@@ -58,6 +58,34 @@ TEST(HfModel, FolderRunsAsTheModelWithNeoxRope) {
   }
 }
 
+// Qwen2 (Q/K/V biases) and Qwen3 (per-head Q/K norms, head size 32 on a residual of 64 with 4
+// heads): the extra tensors are read and used.
+TEST(HfModel, QwenFoldersRunAsTheModel) {
+  for (bool qwen3 : {false, true}) {
+    ModelConfig c = testing::SmallConfig();
+    c.rope.type = RopeType::kNeox;
+    c.rope.freq_base = 1e6f;
+    c.attn_bias = !qwen3;
+    c.qk_norm = qwen3;
+    if (qwen3) c.head_size = 32;
+    auto src = testing::MakeRandomModel(c, 23);
+    const std::string dir = TempDir(qwen3 ? "qwen3" : "qwen2");
+    WriteHfFolder(dir, HfConfigJson(c, false), HfTensors(*src, false), 2);
+    auto m = LoadModel(dir);
+    EXPECT_EQ(m->config.arch, qwen3 ? "qwen3" : "qwen2");
+    EXPECT_EQ(m->config.q_dim(), qwen3 ? 128 : 64);
+    EXPECT_EQ(Logits(*m, kIds), Logits(*src, kIds)) << m->config.arch;
+    // Without the extra tensors the folder is refused, naming one.
+    auto plain = HfTensors(*src, false);
+    std::erase_if(plain, [](const testing::StTensor& t) {
+      return t.name.find("bias") != std::string::npos || t.name.find("_norm.") != std::string::npos;
+    });
+    WriteHfFolder(dir, HfConfigJson(c, false), plain);
+    ExpectErrorMentioning([&] { LoadModel(dir); },
+                          {"missing tensor", qwen3 ? "q_norm.weight" : "q_proj.bias"});
+  }
+}
+
 TEST(HfModel, TiedEmbeddingsUseEmbedTokens) {
   auto src = NeoxModel();
   src->weights.output = src->weights.tok_embd;
@@ -215,6 +243,26 @@ TEST_F(HfConfigTest, LinearAndLlama3RopeScaling) {
   EXPECT_TRUE(f[4] > 1.0f && f[4] < 8.0f) << f[4];  // wavelength 4443: interpolated
   j["rope_scaling"]["high_freq_factor"] = 0.5;
   ExpectRefused(j, {"high_freq_factor"});
+}
+
+TEST_F(HfConfigTest, QwenArchitectures) {
+  json j = Minimal();
+  j["architectures"] = {"Qwen2ForCausalLM"};
+  j["sliding_window"] = 512;  // Qwen keeps it but uses it only with use_sliding_window
+  j["use_sliding_window"] = false;
+  HfConfig h = Read(j);
+  EXPECT_EQ(h.model.arch, "qwen2");
+  EXPECT_TRUE(h.model.attn_bias);
+  EXPECT_FALSE(h.model.qk_norm);
+  EXPECT_EQ(h.model.max_seq_len, 2048);
+  j["architectures"] = {"Qwen3ForCausalLM"};
+  h = Read(j);
+  EXPECT_EQ(h.model.arch, "qwen3");
+  EXPECT_FALSE(h.model.attn_bias);
+  EXPECT_TRUE(h.model.qk_norm);
+  EXPECT_EQ(h.model.rope.type, RopeType::kNeox);
+  j["use_sliding_window"] = true;
+  ExpectRefused(j, {"use_sliding_window"});
 }
 
 TEST_F(HfConfigTest, RefusesWhatTheForwardPassDoesNotCompute) {

@@ -58,9 +58,13 @@ inline void WriteBytes(const std::string& path, const std::string& bytes) {
       .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-// config.json of a LlamaForCausalLM with `c`'s shapes.
+// config.json with `c`'s shapes: Qwen3 when c.qk_norm, Qwen2 when c.attn_bias, else LLaMA.
 inline nlohmann::json HfConfigJson(const ModelConfig& c, bool tied) {
-  return {{"architectures", {"LlamaForCausalLM"}},
+  const char* arch = c.qk_norm     ? "Qwen3ForCausalLM"
+                     : c.attn_bias ? "Qwen2ForCausalLM"
+                                   : "LlamaForCausalLM";
+  return {{"architectures", {arch}},
+          {"head_dim", c.head_dim()},
           {"hidden_size", c.dim},
           {"intermediate_size", c.hidden_dim},
           {"num_hidden_layers", c.n_layers},
@@ -83,21 +87,30 @@ inline std::vector<StTensor> HfTensors(const Model& m, bool tied) {
     for (int64_t r = 0; r < w.rows; ++r) DequantizeRow(w.type, w.RowPtr(r), w.cols, &v[r * w.cols]);
     t.push_back({name, "F32", {w.rows, w.cols}, F32Bytes(v)});
   };
-  auto vec = [&](const std::string& name, const float* p) {
-    t.push_back({name, "F32", {c.dim}, F32Bytes(std::vector<float>(p, p + c.dim))});
+  auto vec = [&](const std::string& name, const float* p, int64_t n) {
+    t.push_back({name, "F32", {n}, F32Bytes(std::vector<float>(p, p + n))});
   };
   mat("model.embed_tokens.weight", m.weights.tok_embd);
-  vec("model.norm.weight", m.weights.output_norm);
+  vec("model.norm.weight", m.weights.output_norm, c.dim);
   if (!tied) mat("lm_head.weight", m.weights.output);
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = m.weights.layers[l];
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    vec(p + "input_layernorm.weight", lw.attn_norm);
+    vec(p + "input_layernorm.weight", lw.attn_norm, c.dim);
     mat(p + "self_attn.q_proj.weight", lw.wq);
     mat(p + "self_attn.k_proj.weight", lw.wk);
     mat(p + "self_attn.v_proj.weight", lw.wv);
     mat(p + "self_attn.o_proj.weight", lw.wo);
-    vec(p + "post_attention_layernorm.weight", lw.ffn_norm);
+    if (c.attn_bias) {
+      vec(p + "self_attn.q_proj.bias", lw.bq, c.q_dim());
+      vec(p + "self_attn.k_proj.bias", lw.bk, c.kv_dim());
+      vec(p + "self_attn.v_proj.bias", lw.bv, c.kv_dim());
+    }
+    if (c.qk_norm) {
+      vec(p + "self_attn.q_norm.weight", lw.q_norm, c.head_dim());
+      vec(p + "self_attn.k_norm.weight", lw.k_norm, c.head_dim());
+    }
+    vec(p + "post_attention_layernorm.weight", lw.ffn_norm, c.dim);
     mat(p + "mlp.gate_proj.weight", lw.w_gate);
     mat(p + "mlp.up_proj.weight", lw.w_up);
     mat(p + "mlp.down_proj.weight", lw.w_down);

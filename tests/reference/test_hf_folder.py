@@ -20,7 +20,10 @@ Checks (max|diff|/max|logit| over all positions):
   is used, and the GGUF that `cqkv convert` writes from the folder tokenizes identically.
 - a random folder with head_dim 16 on hidden_size 32 (4 heads) and Llama-3.1 RoPE scaling ("llama3", original
   context 64, 200 tokens) vs the reference with its RoPE given the divisors transformers defines: < 1e-4; convert
-  stores them as llama.cpp does (rope_freqs.weight, attention.key_length).
+  stores them as llama.cpp does (rope_freqs.weight, attention.key_length) and the GGUF runs like the folder.
+- Qwen2 / Qwen3 folders from llama.cpp's qwen2-tiny / qwen3-tiny GGUFs (rows unchanged, as llama.cpp's converter
+  keeps them): logits equal the GGUF's exactly, agree with the reference (< 1e-4), and convert gives back the same
+  architecture and tensors.
 - errors name the file/tensor/key: truncated shard, bad header length, I8 dtype, missing tensor, unexpected
   tensor, unknown architecture, an unsupported RoPE scaling (yarn), missing shard.
 
@@ -97,33 +100,51 @@ def unpermute_rows(w, n_head):
     return w.reshape(n_head, hd // 2, 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
+HF_ARCH = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+
+
 def hf_from_gguf(path):
-    """(config.json dict, HF tensors dict) for a GGUF `llama` file."""
+    """(config.json dict, HF tensors dict) for a GGUF `llama`, `qwen2` or `qwen3` file. Only `llama` rows are
+    un-permuted: llama.cpp's converter keeps Qwen's rows as Hugging Face stores them (NEOX in both)."""
     g = R.GGUFFile(path)
     m = R.load_gguf(path)
     c = m.cfg
+    arch = g.metadata["general.architecture"]
+    llama = arch == "llama"
     t = {"model.embed_tokens.weight": g.tensor("token_embd.weight"),
          "model.norm.weight": g.tensor("output_norm.weight")}
     if "output.weight" in g.tensors:
         t["lm_head.weight"] = g.tensor("output.weight")
+
+    def rows(x, n_head):
+        return unpermute_rows(x, n_head) if llama else x
+
     for i in range(c["n_layers"]):
         p, q = f"blk.{i}.", f"model.layers.{i}."
         t[q + "input_layernorm.weight"] = g.tensor(p + "attn_norm.weight")
-        t[q + "self_attn.q_proj.weight"] = unpermute_rows(g.tensor(p + "attn_q.weight"), c["n_heads"])
-        t[q + "self_attn.k_proj.weight"] = unpermute_rows(g.tensor(p + "attn_k.weight"), c["n_kv_heads"])
+        t[q + "self_attn.q_proj.weight"] = rows(g.tensor(p + "attn_q.weight"), c["n_heads"])
+        t[q + "self_attn.k_proj.weight"] = rows(g.tensor(p + "attn_k.weight"), c["n_kv_heads"])
         t[q + "self_attn.v_proj.weight"] = g.tensor(p + "attn_v.weight")
         t[q + "self_attn.o_proj.weight"] = g.tensor(p + "attn_output.weight")
+        for b in "qkv":
+            if p + f"attn_{b}.bias" in g.tensors:
+                t[q + f"self_attn.{b}_proj.bias"] = g.tensor(p + f"attn_{b}.bias")
+        if arch == "qwen3":
+            t[q + "self_attn.q_norm.weight"] = g.tensor(p + "attn_q_norm.weight")
+            t[q + "self_attn.k_norm.weight"] = g.tensor(p + "attn_k_norm.weight")
         t[q + "post_attention_layernorm.weight"] = g.tensor(p + "ffn_norm.weight")
         t[q + "mlp.gate_proj.weight"] = g.tensor(p + "ffn_gate.weight")
         t[q + "mlp.up_proj.weight"] = g.tensor(p + "ffn_up.weight")
         t[q + "mlp.down_proj.weight"] = g.tensor(p + "ffn_down.weight")
-    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": c["dim"],
+    config = {"architectures": [HF_ARCH[arch]], "hidden_size": c["dim"],
               "intermediate_size": c["hidden_dim"], "num_hidden_layers": c["n_layers"],
               "num_attention_heads": c["n_heads"], "num_key_value_heads": c["n_kv_heads"],
               "head_dim": c["head_dim"], "rms_norm_eps": c["norm_eps"], "rope_theta": c["rope_base"],
               "max_position_embeddings": c["seq_len"], "vocab_size": c["vocab_size"],
               "tie_word_embeddings": "lm_head.weight" not in t, "hidden_act": "silu", "rope_scaling": None,
               "torch_dtype": "float32"}
+    if arch != "llama":
+        config.update(sliding_window=4096, use_sliding_window=False)  # as Qwen's configs have them
     return config, t
 
 
@@ -150,7 +171,7 @@ def write_folder(d, config, tensors, dtype="F32", n_shards=1, dtypes=None):
     return d
 
 
-def ref_from_hf(config, tensors, dtype):
+def ref_from_hf(config, tensors, dtype, freq_factors=None):
     """The NumPy reference model of an HF folder: HF rows as stored, NEOX RoPE, weights rounded to `dtype`."""
     L = config["num_hidden_layers"]
 
@@ -167,11 +188,17 @@ def ref_from_hf(config, tensors, dtype):
                            wo=w(q + "self_attn.o_proj.weight"), ffn_norm=w(q + "post_attention_layernorm.weight"),
                            w1=w(q + "mlp.gate_proj.weight"), w2=w(q + "mlp.down_proj.weight"),
                            w3=w(q + "mlp.up_proj.weight")))
+        for b in "qkv":
+            if q + f"self_attn.{b}_proj.bias" in tensors:
+                layers[-1][f"b{b}"] = w(q + f"self_attn.{b}_proj.bias")
+        if q + "self_attn.q_norm.weight" in tensors:
+            layers[-1].update(q_norm=w(q + "self_attn.q_norm.weight"), k_norm=w(q + "self_attn.k_norm.weight"))
     hd = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
     cfg = dict(dim=config["hidden_size"], hidden_dim=config["intermediate_size"], n_layers=L,
                n_heads=config["num_attention_heads"], n_kv_heads=config["num_key_value_heads"], head_dim=hd,
                vocab_size=config["vocab_size"], seq_len=config["max_position_embeddings"],
-               rope_base=config["rope_theta"], n_rot=hd, norm_eps=config["rms_norm_eps"], rope_type="neox")
+               rope_base=config["rope_theta"], n_rot=hd, norm_eps=config["rms_norm_eps"], rope_type="neox",
+               rope_freq_factors=freq_factors)
     return R.LlamaModel(cfg, emb, layers, w("model.norm.weight"), out, source="hf fixture")
 
 
@@ -208,19 +235,6 @@ def llama3_factors(head_dim, base, factor, low, high, orig_ctx):
     smooth = (orig_ctx / wavelen - low) / (high - low)
     f = np.where(wavelen > orig_ctx / low, factor, 1 / ((1 - smooth) / factor + smooth))
     return np.where(wavelen < orig_ctx / high, 1.0, f)
-
-
-def rope_with_factors(factors):
-    """A drop-in for R.apply_rope (NEOX only) whose pair i turns factors[i] times slower."""
-    def apply(x, positions, base, n_rot, rope_type):
-        assert rope_type == "neox" and n_rot == x.shape[-1]
-        half = n_rot // 2
-        theta = float(base) ** (-(2.0 * np.arange(half)) / n_rot) / factors
-        ang = np.asarray(positions, dtype=np.float64)[:, None] * theta[None, :]
-        cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
-        a, b = x[..., :half], x[..., half:]
-        return np.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
-    return apply
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -337,23 +351,48 @@ def main():
     else:
         suite.skip("folder tokenizer", f"{smol} absent")
 
+    # Qwen2 (Q/K/V biases, tied output) and Qwen3 (per-head Q/K norms, head_dim 64 on hidden 128) from llama.cpp's
+    # GGUFs in shared/models/arch: the same rows and RoPE pairing as the GGUF, so the same logits bit for bit.
+    for arch in ("qwen2", "qwen3"):
+        src = H.shared_path(args, "models", "arch", f"{arch}-tiny.gguf")
+        if not os.path.exists(src):
+            suite.skip(arch, f"{src} absent")
+            continue
+        qc, qt = hf_from_gguf(src)
+        d = write_folder(os.path.join(work, arch), qc, qt, n_shards=2)
+        qtoks = [1] + [int(t) for t in np.random.default_rng(9).integers(3, qc["vocab_size"], 47)]
+        try:
+            a = cq.logits(src, qtoks, os.path.join(work, f"{arch}_gguf.f32"), qc["vocab_size"])
+            b = cq.logits(d, qtoks, os.path.join(work, f"{arch}_dir.f32"), qc["vocab_size"])
+            suite.check(f"{arch} folder == its GGUF", np.array_equal(a, b), f"max|diff| = {np.abs(a - b).max():.3e}")
+            ref = R.forward(ref_from_hf(qc, qt, "F32"), qtoks)
+            suite.close_check(f"{arch} folder vs reference", R.rel_max_diff(b, ref), TOL_REF)
+            out = os.path.join(work, f"{arch}_from_hf.gguf")
+            cq.run(["convert", d, "-o", out, "--tokenizer", src])
+            ga, gb = R.GGUFFile(src), R.GGUFFile(out)
+            diff = [n for n in ga.tensors if n not in gb.tensors or not np.array_equal(ga.tensor(n), gb.tensor(n))]
+            suite.check(f"{arch} convert: architecture and tensors equal llama.cpp's",
+                        gb.metadata.get("general.architecture") == arch and not diff,
+                        f"{gb.metadata.get('general.architecture')}, differing: {diff[:4]}")
+            c2 = cq.logits(out, qtoks, os.path.join(work, f"{arch}_conv.f32"), qc["vocab_size"])
+            suite.check(f"{arch} convert: logits identical", np.array_equal(c2, a),
+                        f"max|diff| = {np.abs(c2 - a).max():.3e}")
+        except (H.CqkvError, R.RefError) as e:
+            suite.fail(arch, str(e))
+
     # head_dim 16 on hidden 32 with 4 heads (Q 64 wide), and Llama-3.1 RoPE scaling, against the reference.
-    rc, rt = random_hf(300, 11, head_dim=16, rope_theta=500000.0,
+    rc, rt = random_hf(512, 11, head_dim=16, rope_theta=500000.0,
                        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                      "high_freq_factor": 4.0, "original_max_position_embeddings": 64})
     d = write_folder(os.path.join(work, "llama3_hd16"), rc, rt)
-    rtoks = [int(t) for t in np.random.default_rng(2).integers(0, 300, 200)]  # positions past 64
+    rtoks = [int(t) for t in np.random.default_rng(2).integers(0, 512, 200)]  # positions past 64
     factors = llama3_factors(16, 500000.0, 8.0, 1.0, 4.0, 64)
-    plain = R.apply_rope
-    try:
-        R.apply_rope = rope_with_factors(factors)
-        ref = R.forward(ref_from_hf(rc, rt, "F32"), rtoks)
-    finally:
-        R.apply_rope = plain
-    unscaled = R.forward(ref_from_hf(rc, rt, "F32"), rtoks)
+    ref_model = ref_from_hf(rc, rt, "F32", freq_factors=factors)
+    ref = R.forward(ref_model, rtoks)
+    unscaled = R.forward(ref_model, rtoks, use_freq_factors=False)
     suite.far_check("ref: llama3 scaling changes the logits", R.rel_max_diff(unscaled, ref), 1e-3)
     try:
-        got = cq.logits(d, rtoks, os.path.join(work, "llama3.f32"), 300)
+        got = cq.logits(d, rtoks, os.path.join(work, "llama3.f32"), 512)
         suite.close_check("head_dim 16 + llama3 RoPE folder vs reference", R.rel_max_diff(got, ref), TOL_REF)
         out = os.path.join(work, "llama3_hd16.gguf")
         cq.run(["convert", d, "-o", out, "--tokenizer", tok_bin])
@@ -364,6 +403,8 @@ def main():
                     and g.metadata.get("llama.attention.key_length") == 16,
                     f"rope_freqs {None if rf is None else rf.tolist()}, key_length "
                     f"{g.metadata.get('llama.attention.key_length')}")
+        conv = cq.logits(out, rtoks, os.path.join(work, "llama3_conv.f32"), 512)
+        suite.close_check("head_dim 16 + llama3 RoPE: converted GGUF vs folder", R.rel_max_diff(conv, got), TOL_ORDER)
     except (H.CqkvError, R.RefError) as e:
         suite.fail("head_dim 16 + llama3 RoPE", str(e))
 
