@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 
 #include "hf_testing.h"
@@ -56,6 +59,40 @@ TEST(HfModel, FolderRunsAsTheModelWithNeoxRope) {
     EXPECT_EQ(m->tokenizer, nullptr);  // no tokenizer.json in the folder
     EXPECT_EQ(Logits(*m, kIds), Logits(*src, kIds)) << shards << " shard(s)";
   }
+}
+
+// The path of the file mapping `p` points into, from /proc/self/maps ("" when none).
+std::string MappedPathOf(const void* p) {
+  std::ifstream maps("/proc/self/maps");
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  std::string line;
+  while (std::getline(maps, line)) {
+    uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2 || addr < lo || addr >= hi) continue;
+    const size_t slash = line.find('/');
+    return slash == std::string::npos ? "" : line.substr(slash);
+  }
+  return "";
+}
+
+// Weights are views into the mapped shards, not copies: each matrix and F32 norm points into
+// the mapping of the shard the index names for it.
+TEST(HfModel, WeightsPointIntoTheMappedShards) {
+  auto src = NeoxModel();
+  const std::string dir = TempDir("mapped");
+  WriteHfFolder(dir, HfConfigJson(src->config, false), HfTensors(*src, false), 3);
+  auto m = LoadModel(dir);
+  const json index = json::parse(std::ifstream(dir + "/model.safetensors.index.json"));
+  auto shard_of = [&](const std::string& name) {
+    return std::filesystem::canonical(dir + "/" + index["weight_map"][name].get<std::string>())
+        .string();
+  };
+  const LayerWeights& l1 = m->weights.layers[1];
+  EXPECT_EQ(MappedPathOf(l1.wq.data), shard_of("model.layers.1.self_attn.q_proj.weight"));
+  EXPECT_EQ(MappedPathOf(l1.w_down.data), shard_of("model.layers.1.mlp.down_proj.weight"));
+  EXPECT_EQ(MappedPathOf(m->weights.tok_embd.data), shard_of("model.embed_tokens.weight"));
+  EXPECT_EQ(MappedPathOf(l1.ffn_norm), shard_of("model.layers.1.post_attention_layernorm.weight"));
+  EXPECT_TRUE(m->weights.owned_norms.empty());
 }
 
 // Qwen2 (Q/K/V biases) and Qwen3 (per-head Q/K norms, head size 32 on a residual of 64 with 4
