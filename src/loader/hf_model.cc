@@ -1,7 +1,7 @@
 // Hugging Face LLaMA/Mistral/Qwen2/Qwen3 checkpoint folders: config.json + safetensors weights,
 // viewed in place in the mapped shards. Every tensor is shape-checked against config.json before a
 // view is made, and every tensor of the checkpoint must be used, so a feature this loader does not
-// know (biases, extra norms) is refused instead of silently dropped.
+// know (an o_proj bias, say) is refused instead of silently dropped.
 //
 // Q/K layout: Hugging Face stores q_proj/k_proj rows in the order its rotate_half RoPE expects,
 // channel i paired with i + head_dim/2 (NEOX). llama.cpp's converter permutes those rows so GGUF
@@ -9,7 +9,8 @@
 // renames channels, and attention scores are sums over channels. So the rows are used as stored
 // with RopeType::kNeox: no copy, no permutation pass over 7B of weights. (The rotations produce
 // the same products in a different channel order, so logits agree with the permuted GGUF up to
-// float summation order; the tests bound that.) `cqkv convert` permutes when writing GGUF.
+// float summation order; the tests bound that.) `cqkv convert` permutes when writing GGUF
+// `llama`. Qwen2/Qwen3 need nothing: GGUF `qwen2`/`qwen3` keep HF's rows and NEOX RoPE too.
 // One visible consequence: KV formats that group adjacent channels (CQ couples contiguous
 // channels) group them in HF order, the order the CQ paper calibrated in; a codebook calibrated
 // on the GGUF of the same model is refused by the model fingerprint, which includes the RoPE type.
