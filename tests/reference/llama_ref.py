@@ -20,6 +20,7 @@ CLI (python3 llama_ref.py -h):
     compare      --model M --tokens 1,5,9 --logits FILE      (checks a raw fp32 logits dump)
     perplexity   --model M (--tokens-json F | --tokens ...) --ctx N [--max-windows K] [--json OUT]
     write-random --out F [--dim ..] [--dtype F32|F16|BF16|Q8_0|Q4_0] [--tied] [--seed S]
+                 [--arch llama|qwen2|qwen3] [--head-dim D] [--rope-freqs] [--rope-scale F]
 """
 import os
 import sys
@@ -802,7 +803,8 @@ def _cmd_perplexity(a):
 def _cmd_write_random(a):
     cfg = write_random_gguf(a.out, dim=a.dim, hidden=a.hidden, n_layers=a.layers, n_heads=a.heads,
                             n_kv_heads=a.kv_heads, vocab=a.vocab, ctx=a.ctx, dtype=a.dtype, tied=a.tied,
-                            seed=a.seed, rope_base=a.rope_base, norm_eps=a.eps)
+                            seed=a.seed, rope_base=a.rope_base, norm_eps=a.eps, arch=a.arch, head_dim=a.head_dim,
+                            rope_freqs=a.rope_freqs, rope_scale=a.rope_scale)
     print(json.dumps(cfg))
 
 
@@ -834,7 +836,7 @@ def main(argv=None):
     p.add_argument("--max-windows", type=int)
     p.add_argument("--json")
     p.set_defaults(fn=_cmd_perplexity)
-    p = sub.add_parser("write-random", help="write a small random llama GGUF v3")
+    p = sub.add_parser("write-random", help="write a small random llama/qwen2/qwen3 GGUF v3")
     p.add_argument("--out", required=True)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--hidden", type=int, default=192)
@@ -848,6 +850,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rope-base", type=float, default=500000.0)
     p.add_argument("--eps", type=float, default=1e-6)
+    p.add_argument("--arch", default="llama", choices=sorted(GGUF_ARCHS))
+    p.add_argument("--head-dim", type=int, help="attention.key_length (default dim / heads)")
+    p.add_argument("--rope-freqs", action="store_true", help="add a Llama-3.1-style rope_freqs.weight (llama)")
+    p.add_argument("--rope-scale", type=float, help="linear RoPE scaling factor")
     p.set_defaults(fn=_cmd_write_random)
     a = ap.parse_args(argv)
     if a.cmd == "perplexity" and not (a.tokens_json or a.tokens):
