@@ -21,6 +21,10 @@ namespace {
 KvShape Shape(int n_heads, int n_kv, int hd, int max_tokens) {
   KvShape s = testing::TestShape(n_heads, n_kv, hd, max_tokens);
   s.rope.freq_base = 100.0f;  // low base: every channel pair turns noticeably in 32 positions
+  // Llama-3.1-style factors and linear scaling: pre-RoPE codebooks rotate cached keys with the
+  // shape's RopeParams, which the references below apply through ApplyRope.
+  s.rope.freq_scale = 0.75f;
+  for (int i = 0; i < hd / 2; ++i) s.rope.freq_factors.push_back(1.0f + static_cast<float>(i % 3));
   s.model_fingerprint = 0xabcdef;
   return s;
 }

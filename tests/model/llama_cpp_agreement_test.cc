@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -137,6 +138,7 @@ double LlamaCppPerplexity(const Model& m, const std::vector<int32_t>& tokens, in
 struct ArchCase {
   const char* name;
   double llama_cpp_ppl;  // shared/README.md
+  friend void PrintTo(const ArchCase& c, std::ostream* os) { *os << c.name; }
 };
 
 class LlamaCppAgreement : public ::testing::TestWithParam<ArchCase> {};

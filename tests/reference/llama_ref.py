@@ -20,6 +20,7 @@ CLI (python3 llama_ref.py -h):
     compare      --model M --tokens 1,5,9 --logits FILE      (checks a raw fp32 logits dump)
     perplexity   --model M (--tokens-json F | --tokens ...) --ctx N [--max-windows K] [--json OUT]
     write-random --out F [--dim ..] [--dtype F32|F16|BF16|Q8_0|Q4_0] [--tied] [--seed S]
+                 [--arch llama|qwen2|qwen3] [--head-dim D] [--rope-freqs] [--rope-scale F]
 """
 import os
 import sys
@@ -648,19 +649,24 @@ def tiny_vocab(vocab):
 
 def write_random_gguf(path, dim=64, hidden=192, n_layers=2, n_heads=4, n_kv_heads=None, vocab=320, ctx=128,
                       dtype="F32", tied=True, seed=0, rope_base=500000.0, norm_eps=1e-6, embd_dtype=None,
-                      name=None):
-    """Write a small random llama GGUF v3. Norm weights are F32; every matrix (token_embd, output, attention,
-    FFN) is stored as `dtype` (token_embd as `embd_dtype` if given). Quantised types need dim and hidden to be
-    multiples of 32. Weights: N(0, gain/sqrt(fan_in)), norm weights ~1 +- 0.1, embeddings rms ~0.5, so logits
-    come out O(1..10). Returns the config dict."""
+                      name=None, arch="llama", head_dim=None, rope_freqs=False, rope_scale=None):
+    """Write a small random GGUF v3 of `arch` (llama, qwen2: + Q/K/V biases, qwen3: + per-head Q/K norms).
+    Norm weights and biases are F32; every matrix (token_embd, output, attention, FFN) is stored as `dtype`
+    (token_embd as `embd_dtype` if given). Quantised types need dim and hidden to be multiples of 32.
+    Weights: N(0, gain/sqrt(fan_in)), norm weights ~1 +- 0.1 (Q/K norms +- 0.3), biases N(0, 0.5), embeddings
+    rms ~0.5, so logits come out O(1..10). head_dim sets attention.key_length (q_dim may then differ from dim);
+    rope_freqs (llama) adds a Llama-3.1-style rope_freqs.weight (factors 1 for the fast pairs rising to 8 for
+    the slow ones); rope_scale adds linear RoPE scaling with that factor. Returns the config dict."""
+    if arch not in GGUF_ARCHS:
+        raise RefError(f"arch must be one of {sorted(GGUF_ARCHS)}")
     n_kv_heads = n_kv_heads or n_heads
     dtype = dtype.upper()
     embd_dtype = (embd_dtype or dtype).upper()
     if dtype not in LLAMA_FTYPE or embd_dtype not in LLAMA_FTYPE:
         raise RefError(f"dtype must be one of {sorted(LLAMA_FTYPE)}")
-    if dim % n_heads or n_heads % n_kv_heads:
+    if (head_dim is None and dim % n_heads) or n_heads % n_kv_heads:
         raise RefError("dim must be a multiple of n_heads and n_heads of n_kv_heads")
-    hd = dim // n_heads
+    hd = head_dim or dim // n_heads
     rng = np.random.default_rng(seed)
 
     def mat(out_dim, in_dim, gain=1.0):
@@ -690,23 +696,34 @@ def write_random_gguf(path, dim=64, hidden=192, n_layers=2, n_heads=4, n_kv_head
         add(p + "ffn_gate.weight", mat(hidden, dim), dtype)
         add(p + "ffn_down.weight", mat(dim, hidden), dtype)
         add(p + "ffn_up.weight", mat(hidden, dim), dtype)
+        if arch == "qwen2":
+            for t_, n_ in (("q", n_heads * hd), ("k", n_kv_heads * hd), ("v", n_kv_heads * hd)):
+                add(p + f"attn_{t_}.bias", (0.5 * rng.standard_normal(n_)).astype(np.float32), "F32")
+        if arch == "qwen3":
+            for t_ in ("q", "k"):
+                add(p + f"attn_{t_}_norm.weight", (1.0 + 0.3 * rng.standard_normal(hd)).astype(np.float32), "F32")
+    if rope_freqs:
+        half = hd // 2
+        add("rope_freqs.weight", np.where(np.arange(half) < half // 2, 1.0,
+                                          np.linspace(1.0, 8.0, half)).astype(np.float32), "F32")
 
     toks, scores, types = tiny_vocab(vocab)
     U32, F32 = GGUF_UINT32, GGUF_FLOAT32
+    a = arch
     md = [
-        ("general.architecture", GGUF_STRING, "llama"),
+        ("general.architecture", GGUF_STRING, arch),
         ("general.name", GGUF_STRING, name or f"cqkv-random-{dtype.lower()}-s{seed}"),
         ("general.alignment", U32, GGUF_DEFAULT_ALIGNMENT),
         ("general.file_type", U32, LLAMA_FTYPE[dtype]),
-        ("llama.context_length", U32, ctx),
-        ("llama.embedding_length", U32, dim),
-        ("llama.block_count", U32, n_layers),
-        ("llama.feed_forward_length", U32, hidden),
-        ("llama.rope.dimension_count", U32, hd),
-        ("llama.attention.head_count", U32, n_heads),
-        ("llama.attention.head_count_kv", U32, n_kv_heads),
-        ("llama.attention.layer_norm_rms_epsilon", F32, norm_eps),
-        ("llama.rope.freq_base", F32, rope_base),
+        (f"{a}.context_length", U32, ctx),
+        (f"{a}.embedding_length", U32, dim),
+        (f"{a}.block_count", U32, n_layers),
+        (f"{a}.feed_forward_length", U32, hidden),
+        (f"{a}.rope.dimension_count", U32, hd),
+        (f"{a}.attention.head_count", U32, n_heads),
+        (f"{a}.attention.head_count_kv", U32, n_kv_heads),
+        (f"{a}.attention.layer_norm_rms_epsilon", F32, norm_eps),
+        (f"{a}.rope.freq_base", F32, rope_base),
         ("tokenizer.ggml.model", GGUF_STRING, "llama"),
         ("tokenizer.ggml.tokens", ("array", GGUF_STRING), toks),
         ("tokenizer.ggml.scores", ("array", F32), scores),
@@ -716,6 +733,10 @@ def write_random_gguf(path, dim=64, hidden=192, n_layers=2, n_heads=4, n_kv_head
         ("tokenizer.ggml.unknown_token_id", U32, 0),
         ("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
     ]
+    if head_dim is not None:
+        md += [(f"{a}.attention.key_length", U32, hd), (f"{a}.attention.value_length", U32, hd)]
+    if rope_scale is not None:
+        md += [(f"{a}.rope.scaling.type", GGUF_STRING, "linear"), (f"{a}.rope.scaling.factor", F32, rope_scale)]
     write_gguf(path, md, tensors)
     return dict(path=path, dim=dim, hidden=hidden, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
                 vocab=vocab, ctx=ctx, dtype=dtype, tied=tied, seed=seed, rope_base=rope_base, norm_eps=norm_eps)
@@ -782,7 +803,8 @@ def _cmd_perplexity(a):
 def _cmd_write_random(a):
     cfg = write_random_gguf(a.out, dim=a.dim, hidden=a.hidden, n_layers=a.layers, n_heads=a.heads,
                             n_kv_heads=a.kv_heads, vocab=a.vocab, ctx=a.ctx, dtype=a.dtype, tied=a.tied,
-                            seed=a.seed, rope_base=a.rope_base, norm_eps=a.eps)
+                            seed=a.seed, rope_base=a.rope_base, norm_eps=a.eps, arch=a.arch, head_dim=a.head_dim,
+                            rope_freqs=a.rope_freqs, rope_scale=a.rope_scale)
     print(json.dumps(cfg))
 
 
@@ -814,7 +836,7 @@ def main(argv=None):
     p.add_argument("--max-windows", type=int)
     p.add_argument("--json")
     p.set_defaults(fn=_cmd_perplexity)
-    p = sub.add_parser("write-random", help="write a small random llama GGUF v3")
+    p = sub.add_parser("write-random", help="write a small random llama/qwen2/qwen3 GGUF v3")
     p.add_argument("--out", required=True)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--hidden", type=int, default=192)
@@ -828,6 +850,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rope-base", type=float, default=500000.0)
     p.add_argument("--eps", type=float, default=1e-6)
+    p.add_argument("--arch", default="llama", choices=sorted(GGUF_ARCHS))
+    p.add_argument("--head-dim", type=int, help="attention.key_length (default dim / heads)")
+    p.add_argument("--rope-freqs", action="store_true", help="add a Llama-3.1-style rope_freqs.weight (llama)")
+    p.add_argument("--rope-scale", type=float, help="linear RoPE scaling factor")
     p.set_defaults(fn=_cmd_write_random)
     a = ap.parse_args(argv)
     if a.cmd == "perplexity" and not (a.tokens_json or a.tokens):

@@ -12,6 +12,10 @@ token of each chunk replaced by BOS), positions 64..126, quantised to 16 bits ov
 2. cqkv vs reference on the first chunk (prefill) and on 24 tokens fed one by one (decode):
    max|cqkv - ref| / max|ref| < 1e-4, the bound of test_forward.py (fp32 rounding ~1e-6; a wrong feature
    gives 1e-2..1).
+3. Random GGUFs written here (llama_ref.write_random_gguf) widen the shapes the shared files cover, cqkv vs
+   reference at the same 1e-4, prefill / decode / chunks of 7, 40 tokens: qwen3 with Q8_0 matrices, head dim
+   128 and GQA 8:1 (q_dim 1024 != dim 256); qwen2 with Q4_0, head dim 64, GQA 4:1, tied output; a Mistral-style
+   llama (F16, GQA 8:1, base 1e6); a llama with rope_freqs and linear RoPE scaling x4 (BF16).
 Negative controls (reference): llama3 without its frequency factors, qwen2 without its Q bias or with NORM
 pairing, qwen3 without its K norm: mean KL > 3e-5.
 """
@@ -28,6 +32,16 @@ MAX_DLOGP = 4e-3
 MIN_KL_ABLATED = 3e-5
 TOL_CQKV = 1e-4
 ARCHS = ("qwen2", "qwen3", "llama3")
+RANDOM_MODELS = [
+    ("rand_qwen3_q8_0_hd128_gqa8", dict(arch="qwen3", dim=256, hidden=256, n_heads=8, n_kv_heads=1, head_dim=128,
+                                        dtype="Q8_0", tied=False, rope_base=1e6, seed=41)),
+    ("rand_qwen2_q4_0_gqa4", dict(arch="qwen2", dim=256, hidden=288, n_heads=4, n_kv_heads=1, dtype="Q4_0",
+                                  tied=True, rope_base=1e6, seed=42)),
+    ("rand_mistral_f16_gqa8", dict(arch="llama", dim=512, hidden=256, n_heads=8, n_kv_heads=1, dtype="F16",
+                                   tied=False, rope_base=1e6, seed=43)),
+    ("rand_llama_bf16_freqs_linear", dict(arch="llama", dim=128, hidden=192, n_heads=2, n_kv_heads=1, dtype="BF16",
+                                          tied=False, rope_freqs=True, rope_scale=4.0, rope_base=100.0, seed=44)),
+]
 
 
 def read_kld(path):
@@ -115,6 +129,30 @@ def main():
                 continue
             suite.close_check(f"{name} cqkv vs ref logits ({'prefill' if chunk is None else 'decode'}, {n} tokens)",
                               R.rel_max_diff(got, ref[:n]), TOL_CQKV)
+    rng = np.random.default_rng(5)
+    for name, kw in RANDOM_MODELS:
+        path = os.path.join(work, name + ".gguf")
+        R.write_random_gguf(path, vocab=320, ctx=64, n_layers=2, **kw)
+        model = R.load_model(path)
+        toks = [1] + [int(t) for t in rng.integers(3, 320, 39)]
+        ref = R.forward(model, toks)
+        if kw.get("rope_freqs"):  # the factors and the scaling must matter on these 40 positions
+            suite.far_check(f"{name} ref without frequency factors differs",
+                            R.rel_max_diff(R.forward(model, toks, use_freq_factors=False), ref), 1e-3)
+            model.cfg["rope_freq_scale"] = 1.0
+            suite.far_check(f"{name} ref without linear scaling differs", R.rel_max_diff(R.forward(model, toks), ref),
+                            1e-3)
+            model.cfg["rope_freq_scale"] = 1.0 / kw["rope_scale"]
+        if not run_cpp:
+            continue
+        for chunk in (None, 1, 7):
+            try:
+                got = cq.logits(path, toks, os.path.join(work, name + ".f32"), 320, chunk=chunk)
+            except H.CqkvError as e:
+                suite.fail(f"{name} cqkv logits", str(e))
+                break
+            suite.close_check(f"{name} cqkv vs ref logits (chunk {chunk or 'all'})", R.rel_max_diff(got, ref),
+                              TOL_CQKV)
     if args.ref_only:
         suite.skip("cqkv checks", "--ref-only")
     return suite.finish()
