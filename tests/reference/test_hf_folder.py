@@ -16,11 +16,14 @@ Checks (max|diff|/max|logit| over all positions):
 - F16/BF16 folders vs the reference run on the same rounded weights: < 1e-4.
 - `cqkv convert DIR -o x.gguf` restores llama.cpp's Q/K permutation: every tensor of x.gguf equals the
   original GGUF's bit for bit, and the logits are identical (0).
-- a folder with SmolLM2's tokenizer.json (a random model with its 49152-token vocabulary): the folder's tokenizer
-  is used, and the GGUF that `cqkv convert` writes from the folder tokenizes identically.
+- a folder with SmolLM2's tokenizer.json (a random BF16 model with 48 embedding rows more than its 49152 tokens):
+  the folder's tokenizer is used, the GGUF that `cqkv convert` writes from it tokenizes identically, pads the
+  vocabulary with [PAD<id>] tokens to the embedding rows, and runs like the folder (< 1e-5).
 - a random folder with head_dim 16 on hidden_size 32 (4 heads) and Llama-3.1 RoPE scaling ("llama3", original
   context 64, 200 tokens) vs the reference with its RoPE given the divisors transformers defines: < 1e-4; convert
   stores them as llama.cpp does (rope_freqs.weight, attention.key_length) and the GGUF runs like the folder.
+- a random MistralForCausalLM folder in F16 with linear RoPE scaling x4 vs the reference (< 1e-4); its converted
+  GGUF records the scaling and runs like the folder (< 1e-5).
 - Qwen2 / Qwen3 folders from llama.cpp's qwen2-tiny / qwen3-tiny GGUFs (rows unchanged, as llama.cpp's converter
   keeps them): logits equal the GGUF's exactly, agree with the reference (< 1e-4), and convert gives back the same
   architecture and tensors.
@@ -328,7 +331,7 @@ def main():
     if os.path.exists(smol):
         with open(smol) as f:
             n_vocab = len(json.load(f)["model"]["vocab"])
-        rc, rt = random_hf(n_vocab, 3)
+        rc, rt = random_hf(n_vocab + 48, 3)  # 48 embedding rows beyond the tokenizer, as HF models often have
         d = write_folder(os.path.join(work, "smol_random"), rc, rt, dtype="BF16")
         shutil.copy(smol, os.path.join(d, "tokenizer.json"))
         text = "Hello world, 12345 tokens!"
@@ -340,9 +343,13 @@ def main():
             cq.run(["convert", d, "-o", smol_gguf, "--type", "bf16"])
             ids_gguf = json.loads(cq.run(["tokenize", "-m", smol_gguf, "--text", text]))
             suite.check("convert keeps the tokenizer.json vocabulary", ids_gguf == ids_dir, f"{ids_gguf}")
+            toks_md = R.GGUFFile(smol_gguf).metadata.get("tokenizer.ggml.tokens", [])
+            suite.check("convert pads the vocabulary to the embedding rows",
+                        len(toks_md) == n_vocab + 48 and toks_md[-1] == f"[PAD{n_vocab + 47}]",
+                        f"{len(toks_md)} tokens, last {toks_md[-1] if toks_md else None!r}")
             rtoks = ids_dir[:12]
-            g1 = cq.logits(d, rtoks, os.path.join(work, "smol_dir.f32"), n_vocab)
-            g2 = cq.logits(smol_gguf, rtoks, os.path.join(work, "smol_gguf.f32"), n_vocab)
+            g1 = cq.logits(d, rtoks, os.path.join(work, "smol_dir.f32"), n_vocab + 48)
+            g2 = cq.logits(smol_gguf, rtoks, os.path.join(work, "smol_gguf.f32"), n_vocab + 48)
             ref = R.forward(ref_from_hf(rc, rt, "BF16"), rtoks)
             suite.close_check("random BF16 folder vs reference", R.rel_max_diff(g1, ref), TOL_REF)
             suite.close_check("random BF16 folder vs its converted GGUF", R.rel_max_diff(g2, g1), TOL_ORDER)
@@ -407,6 +414,32 @@ def main():
         suite.close_check("head_dim 16 + llama3 RoPE: converted GGUF vs folder", R.rel_max_diff(conv, got), TOL_ORDER)
     except (H.CqkvError, R.RefError) as e:
         suite.fail("head_dim 16 + llama3 RoPE", str(e))
+
+    # Mistral with linear RoPE scaling x4 and a sliding window.
+    mc, mt = random_hf(512, 13, rope_scaling={"type": "linear", "factor": 4.0}, sliding_window=128)
+    mc["architectures"] = ["MistralForCausalLM"]
+    d = write_folder(os.path.join(work, "mistral_linear"), mc, mt, dtype="F16")
+    mtoks = [int(t) for t in np.random.default_rng(4).integers(0, 512, 100)]
+    ref_model = ref_from_hf(mc, mt, "F16")
+    ref_model.cfg["rope_freq_scale"] = 0.25
+    ref = R.forward(ref_model, mtoks)
+    ref_model.cfg["rope_freq_scale"] = 1.0
+    suite.far_check("ref: linear scaling changes the logits", R.rel_max_diff(R.forward(ref_model, mtoks), ref), 1e-3)
+    try:
+        got = cq.logits(d, mtoks, os.path.join(work, "mistral.f32"), 512)
+        suite.close_check("Mistral F16 folder, linear RoPE x4, vs reference", R.rel_max_diff(got, ref), TOL_REF)
+        out = os.path.join(work, "mistral.gguf")
+        cq.run(["convert", d, "-o", out, "--tokenizer", tok_bin, "--type", "f16"])
+        md = R.GGUFFile(out).metadata
+        conv = cq.logits(out, mtoks, os.path.join(work, "mistral_conv.f32"), 512)
+        suite.check("Mistral convert: linear scaling keys, context capped at the window",
+                    md.get("llama.rope.scaling.type") == "linear" and md.get("llama.rope.scaling.factor") == 4.0
+                    and md.get("llama.context_length") == 128,
+                    f"{md.get('llama.rope.scaling.type')} x{md.get('llama.rope.scaling.factor')}, "
+                    f"context {md.get('llama.context_length')}")
+        suite.close_check("Mistral converted GGUF vs folder", R.rel_max_diff(conv, got), TOL_ORDER)
+    except (H.CqkvError, R.RefError) as e:
+        suite.fail("Mistral linear", str(e))
 
     # Errors.
     def logits_args(d):
