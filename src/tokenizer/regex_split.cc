@@ -85,20 +85,25 @@ RegexSplitter::RegexSplitter(std::string_view pattern)
 
 RegexSplitter::~RegexSplitter() = default;
 
-void RegexSplitter::Split(std::string_view text, size_t begin, size_t end, Spans& out) const {
-  thread_local std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> md(
-      pcre2_match_data_create(1, nullptr), &pcre2_match_data_free);
-  CQKV_CHECK(md != nullptr, "tokenizer: out of memory for regex match data");
+MatchBuffer::MatchBuffer() : data_(pcre2_match_data_create(1, nullptr)) {
+  CQKV_CHECK(data_ != nullptr, "tokenizer: out of memory for regex match data");
+}
+
+MatchBuffer::~MatchBuffer() { pcre2_match_data_free(static_cast<pcre2_match_data*>(data_)); }
+
+void RegexSplitter::Split(std::string_view text, size_t begin, size_t end, MatchBuffer& match,
+                          Spans& out) const {
+  auto* md = static_cast<pcre2_match_data*>(match.get());
   const auto subject = reinterpret_cast<PCRE2_SPTR>(text.data() + begin);
   const size_t len = end - begin;
   size_t gap = 0;     // start of the text not yet emitted
   size_t search = 0;  // where the next match may start
   while (search < len) {
-    const int rc = pcre2_match(code_->code, subject, len, search, 0, md.get(), nullptr);
+    const int rc = pcre2_match(code_->code, subject, len, search, 0, md, nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     CQKV_CHECK(rc >= 0, "tokenizer: pre-tokenizer regex '{}' failed at byte {}: {}", pattern_,
                begin + search, PcreMessage(rc));
-    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
+    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     if (ov[0] > gap) out.emplace_back(begin + gap, ov[0] - gap);
     if (ov[1] > ov[0]) out.emplace_back(begin + ov[0], ov[1] - ov[0]);
     gap = ov[1];
@@ -112,11 +117,12 @@ void RegexSplitter::Split(std::string_view text, size_t begin, size_t end, Spans
 }
 
 Spans SplitAll(std::string_view text, const std::vector<std::unique_ptr<RegexSplitter>>& steps) {
+  MatchBuffer match;
   Spans words{{0, text.size()}}, next;
   for (const auto& step : steps) {
     next.clear();
     next.reserve(words.size() * 2);
-    for (const auto& [begin, len] : words) step->Split(text, begin, begin + len, next);
+    for (const auto& [begin, len] : words) step->Split(text, begin, begin + len, match, next);
     words.swap(next);
   }
   return words;

@@ -19,6 +19,19 @@ std::string SpellWhitespace(std::string_view pattern);
 // Pieces of text as [begin, length) byte ranges.
 using Spans = std::vector<std::pair<size_t, size_t>>;
 
+// PCRE2 match scratch for one caller at a time (opaque, so pcre2.h stays out of this header).
+class MatchBuffer {
+ public:
+  MatchBuffer();
+  ~MatchBuffer();
+  MatchBuffer(const MatchBuffer&) = delete;
+  MatchBuffer& operator=(const MatchBuffer&) = delete;
+  void* get() const { return data_; }
+
+ private:
+  void* data_;
+};
+
 class RegexSplitter {
  public:
   // Throws cqkv::Error quoting the pattern when it does not compile.
@@ -30,7 +43,7 @@ class RegexSplitter {
   // Appends to `out` the pieces of text[begin, end): every match and every gap between matches
   // as a piece of its own, so no byte is ever dropped. The pattern sees only [begin, end), as
   // each Split step of a Hugging Face pre-tokenizer sees only the piece it is given.
-  void Split(std::string_view text, size_t begin, size_t end, Spans& out) const;
+  void Split(std::string_view text, size_t begin, size_t end, MatchBuffer& match, Spans& out) const;
 
  private:
   struct Code;
