@@ -115,12 +115,47 @@ std::string TemplateBos(const Json& post) {
   return "";
 }
 
+// model.vocab and model.merges, taken out of the document while it is parsed: a 128K-entry
+// vocabulary as a JSON object (a std::map) tripled the load time of a Llama-3 tokenizer.json.
+struct BigArrays {
+  std::vector<std::pair<std::string, Json>> vocab;  // in file order
+  std::vector<Json> merges;
+  std::string compound_vocab_key;  // a vocab entry whose value is an object or array
+};
+
+Json ParseTakingBigArrays(const std::string& text, BigArrays& big) {
+  std::string key1, key2, key3;  // the member names on the path at depths 1, 2 and 3
+  return Json::parse(text, [&](int depth, Json::parse_event_t event, Json& parsed) {
+    using E = Json::parse_event_t;
+    const bool in_model = key1 == "model";
+    if (event == E::key) {
+      if (depth <= 3) (depth == 1 ? key1 : depth == 2 ? key2 : key3) = parsed.get<std::string>();
+      // Dropping the key keeps the entry out of the map; its value still comes to this callback.
+      return !(depth == 3 && in_model && key2 == "vocab");
+    }
+    if (depth != 3 || !in_model) return true;
+    if (key2 == "vocab") {
+      if (event == E::value) big.vocab.emplace_back(key3, std::move(parsed));
+      // Structured values under a dropped key never reach the callback again: remember them.
+      if (event == E::object_start || event == E::array_start) big.compound_vocab_key = key3;
+      return true;
+    }
+    if (key2 == "merges" &&
+        (event == E::value || event == E::array_end || event == E::object_end)) {
+      big.merges.push_back(std::move(parsed));
+      return false;
+    }
+    return true;
+  });
+}
+
 }  // namespace
 
 Vocab ReadHfTokenizerJson(const std::string& path) {
   Json j;
+  BigArrays big;
   try {
-    j = Json::parse(ReadFile(path));
+    j = ParseTakingBigArrays(ReadFile(path), big);
   } catch (const Json::exception& e) {
     Fail("{}: not valid JSON: {}", path, e.what());
   }
@@ -158,6 +193,8 @@ Vocab ReadHfTokenizerJson(const std::string& path) {
 
     CQKV_CHECK(model.contains("vocab") && model["vocab"].is_object(), "{}: model.vocab missing",
                path);
+    CQKV_CHECK(big.compound_vocab_key.empty(), "{}: model.vocab['{}'] is not an integer", path,
+               big.compound_vocab_key);
     std::vector<bool> seen;
     auto place = [&](const std::string& text, int64_t id, TokenType type) {
       CQKV_CHECK(id >= 0 && id < kMaxVocab, "{}: token '{}' has id {} (allowed 0..{})", path, text,
@@ -171,7 +208,7 @@ Vocab ReadHfTokenizerJson(const std::string& path) {
       v.types[id] = type;
       seen[id] = true;
     };
-    for (const auto& [text, id] : model["vocab"].items()) {
+    for (const auto& [text, id] : big.vocab) {
       place(text, IntField(id, "model.vocab['" + text + "']", 0, kMaxVocab - 1, path),
             TokenType::kNormal);
     }
@@ -198,8 +235,10 @@ Vocab ReadHfTokenizerJson(const std::string& path) {
       if (!seen[i]) v.tokens[i] = "<cqkv_unused_" + std::to_string(i) + ">";
     }
 
-    if (model.contains("merges")) {
-      for (const Json& m : model["merges"]) {
+    CQKV_CHECK(!model.contains("merges") || model["merges"].is_array(),
+               "{}: model.merges is not an array", path);
+    {
+      for (const Json& m : big.merges) {
         if (m.is_string()) {
           v.merges.push_back(m.get<std::string>());
         } else {

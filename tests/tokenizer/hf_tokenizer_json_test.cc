@@ -134,6 +134,12 @@ TEST(HfTokenizerJson, StrictFieldsNameFieldAndFile) {
        [](Json& j) { j["model"]["vocab"]["a"] = 1.5; },
        {"model.vocab['a']", "integer"}},
       {"string_id.json", [](Json& j) { j["model"]["vocab"]["a"] = "0"; }, {"model.vocab['a']"}},
+      {"object_id.json",
+       [](Json& j) {
+         j["model"]["vocab"]["b"] = {{"id", 1}};
+       },
+       {"model.vocab['b']"}},
+      {"merge_kind.json", [](Json& j) { j["model"]["merges"] = {7}; }, {"merge", "7"}},
       {"neg_id.json", [](Json& j) { j["model"]["vocab"]["a"] = -1; }, {"model.vocab['a']", "-1"}},
       {"huge_id.json",
        [](Json& j) { j["model"]["vocab"]["a"] = 1ull << 40; },
