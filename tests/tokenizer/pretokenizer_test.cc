@@ -25,8 +25,9 @@ std::string Words(std::string_view family, std::string_view text) {
     steps.push_back(std::make_unique<RegexSplitter>(p));
   }
   std::string out;
-  for (const auto& [b, n] : SplitAll(text, steps))
-    out += "[" + std::string(text.substr(b, n)) + "]";
+  for (const auto& [b, n] : SplitAll(text, steps)) {
+    out.append("[").append(text.substr(b, n)).append("]");
+  }
   return out;
 }
 

@@ -14,8 +14,9 @@ std::string Pieces(std::string_view pattern, std::string_view text) {
   std::vector<std::unique_ptr<RegexSplitter>> steps;
   steps.push_back(std::make_unique<RegexSplitter>(pattern));
   std::string out;
-  for (const auto& [b, n] : SplitAll(text, steps))
-    out += "[" + std::string(text.substr(b, n)) + "]";
+  for (const auto& [b, n] : SplitAll(text, steps)) {
+    out.append("[").append(text.substr(b, n)).append("]");
+  }
   return out;
 }
 

@@ -104,9 +104,11 @@ Vocab ToyVocab() {
 std::string Show(std::string_view text, const std::vector<Fragment>& frags) {
   std::string s;
   for (const Fragment& f : frags) {
-    s += f.token >= 0 ? "#" + std::to_string(f.token)
-                      : "'" + std::string(text.substr(f.begin, f.len)) + "'";
-    s += " ";
+    if (f.token >= 0) {
+      s.append("#").append(std::to_string(f.token)).append(" ");
+    } else {
+      s.append("'").append(text.substr(f.begin, f.len)).append("' ");
+    }
   }
   return s;
 }

@@ -15,13 +15,13 @@
 namespace cqkv {
 namespace {
 
-struct Run {
+struct CliRun {
   int exit_code;
   std::string out;  // stdout only
   std::string all;  // stdout + stderr
 };
 
-Run Cqkv(const std::string& args) {
+CliRun Cqkv(const std::string& args) {
   const std::string err = ::testing::TempDir() + "/cmd_tokenize_stderr.txt";
   const std::string cmd = std::string(CQKV_BINARY) + " " + args + " 2>" + err;
   FILE* p = popen(cmd.c_str(), "r");
@@ -34,7 +34,7 @@ Run Cqkv(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out, out + errs};
 }
 
-std::vector<int32_t> Ids(const Run& r) {
+std::vector<int32_t> Ids(const CliRun& r) {
   std::vector<int32_t> ids;
   for (const auto& v : nlohmann::json::parse(r.out)) ids.push_back(v.get<int32_t>());
   return ids;
@@ -54,8 +54,8 @@ TEST(CmdTokenize, VocabOnlyGgufMatchesVectors) {
     // Every fifth case keeps the test short; the in-process tests cover all of them.
     for (size_t i = 0; i < cases.size(); i += 5) {
       const std::string f = TextFile("case.txt", cases[i].text);
-      const Run r = Cqkv("tokenize --tokenizer " + testing::SharedPath(rel) + " --text-file " + f +
-                         " --no-bos");
+      const CliRun r = Cqkv("tokenize --tokenizer " + testing::SharedPath(rel) + " --text-file " +
+                            f + " --no-bos");
       ASSERT_EQ(r.exit_code, 0) << r.all;
       EXPECT_EQ(testing::IdList(Ids(r)), testing::IdList(cases[i].ids))
           << name << " case " << i << ": '" << cases[i].text << "'";
@@ -67,12 +67,12 @@ TEST(CmdTokenize, ParseSpecialFlag) {
   const std::string rel = "tests/tokenizer-vectors/ggml-vocab-qwen2.gguf";
   if (!testing::HaveShared(rel)) GTEST_SKIP() << "shared tokenizer vectors absent";
   const std::string base = "tokenize --tokenizer " + testing::SharedPath(rel) + " --no-bos ";
-  const Run special = Cqkv(base + "--parse-special --text '<|im_start|>user'");
+  const CliRun special = Cqkv(base + "--parse-special --text '<|im_start|>user'");
   ASSERT_EQ(special.exit_code, 0) << special.all;
   const std::vector<int32_t> ids = Ids(special);
   ASSERT_EQ(ids.size(), 2u) << special.out;
   EXPECT_EQ(ids[0], 151644);
-  const Run plain = Cqkv(base + "--text '<|im_start|>user'");
+  const CliRun plain = Cqkv(base + "--text '<|im_start|>user'");
   ASSERT_EQ(plain.exit_code, 0) << plain.all;
   EXPECT_GT(Ids(plain).size(), 3u) << plain.out;
   EXPECT_NE(Ids(plain)[0], 151644);
@@ -80,7 +80,7 @@ TEST(CmdTokenize, ParseSpecialFlag) {
 
 TEST(CmdTokenize, TokenizerJsonAndLlama2cBin) {
   if (testing::HaveShared("tokenizers/smollm2.tokenizer.json")) {
-    const Run r =
+    const CliRun r =
         Cqkv("tokenize --tokenizer " + testing::SharedPath("tokenizers/smollm2.tokenizer.json") +
              " --no-bos --pieces --text 'Hello world'");
     ASSERT_EQ(r.exit_code, 0) << r.all;
@@ -89,7 +89,7 @@ TEST(CmdTokenize, TokenizerJsonAndLlama2cBin) {
     EXPECT_EQ(j[1][1], " world");
   }
   if (testing::HaveShared("tokenizers/llama2.tokenizer.bin")) {
-    const Run r =
+    const CliRun r =
         Cqkv("tokenize --tokenizer " + testing::SharedPath("tokenizers/llama2.tokenizer.bin") +
              " --text 'Hello world'");
     ASSERT_EQ(r.exit_code, 0) << r.all;
@@ -98,7 +98,7 @@ TEST(CmdTokenize, TokenizerJsonAndLlama2cBin) {
 }
 
 TEST(CmdTokenize, NeedsModelOrTokenizer) {
-  const Run r = Cqkv("tokenize --text hi");
+  const CliRun r = Cqkv("tokenize --text hi");
   EXPECT_EQ(r.exit_code, 1) << r.all;
   EXPECT_NE(r.all.find("--tokenizer"), std::string::npos) << r.all;
 }
