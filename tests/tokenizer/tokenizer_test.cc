@@ -172,18 +172,29 @@ TEST(Tokenizer, LongAndUnusualInputsRoundTrip) {
   };
   auto spm = MakeTokenizer(ReadLlama2cVocab(Shared("tokenizers/llama2.tokenizer.bin")));
   auto gpt2 = FromGguf("tests/tokenizer-vectors/ggml-vocab-gpt-2.gguf");
-  for (const Tokenizer* tok : {spm.get(), gpt2.get()}) {
+  std::vector<std::unique_ptr<Tokenizer>> bpe;
+  bpe.push_back(std::move(gpt2));
+  // The Llama-3 and Qwen2 regexes backtrack differently (\s*[\r\n]+ before \s+(?!\S)).
+  for (const char* name : {"llama-bpe", "qwen2"}) {
+    const std::string rel = std::string("tests/tokenizer-vectors/ggml-vocab-") + name + ".gguf";
+    if (fs::exists(Shared(rel))) bpe.push_back(FromGguf(rel));
+  }
+  std::vector<const Tokenizer*> all = {spm.get()};
+  for (const auto& t : bpe) all.push_back(t.get());
+  for (const Tokenizer* tok : all) {
     for (size_t i = 0; i < texts.size(); ++i) {
       const std::vector<int32_t> ids = tok->Encode(texts[i], false);
       EXPECT_EQ(FirstDifference(Detokenize(*tok, ids), texts[i]), "")
-          << tok->vocab().model << " text #" << i;
+          << tok->vocab().model << "/" << tok->vocab().pre << " text #" << i;
     }
   }
   // Invalid UTF-8 round-trips through the byte alphabet. (Not through SentencePiece: like
   // llama.cpp it reads a stray lead byte as a multi-byte character, which can swallow part of
   // the U+2581 that replaced a following space.)
-  EXPECT_EQ(FirstDifference(Detokenize(*gpt2, gpt2->Encode(random_bytes, false)), random_bytes),
-            "");
+  for (const auto& t : bpe) {
+    EXPECT_EQ(FirstDifference(Detokenize(*t, t->Encode(random_bytes, false)), random_bytes), "")
+        << t->vocab().pre;
+  }
 }
 
 TEST(Tokenizer, Stories260KVocab) {
