@@ -3,7 +3,7 @@
 // (\p{Lu} classes emulated by lookaheads) the original is used; case-insensitive contraction
 // groups are spelled out ('[sS]) as llama.cpp does, which keeps PCRE2's caseless matching of
 // U+017F out of them. Families llama.cpp implements with custom code (kimi-k2, afmoe, gemma4) or
-// long literal tables (deepseek-llm, youtu, chameleon, superbpe) are not in the table.
+// long literal tables (youtu, chameleon, superbpe) are not in the table.
 
 #include "tokenizer/pretokenizer.h"
 
@@ -89,6 +89,14 @@ std::vector<PreTokenizerFamily> BuildTable() {
                {R"(\p{N}{1,3})", R"([一-龥぀-ゟ゠-ヿ]+)",
                 R"([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+)"
                 R"(|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*)" CQKV_TAIL}});
+  // deepseek-llm spells its letter class out as literal ranges (from its tokenizer.json).
+  t.push_back(
+      {"deepseek-llm",
+       {},
+       {R"([\r\n])",
+        R"(\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+)",
+        R"(\s?[!-/:-~！-／：-～‘-‟　-。]+)", R"(\s+$)", R"([一-龥ࠀ-一가-퟿]+)",
+        R"(\p{N}+)"}});
   t.push_back(
       {"deepseek-coder",
        {},

@@ -79,6 +79,21 @@ TEST(TokenizerVectors, Qwen2) {
   CheckVectors("tests/tokenizer-vectors/ggml-vocab-qwen2.gguf");
 }
 
+// More of llama.cpp's test vocabularies (models/ggml-vocab-*.gguf with .inp/.out), one per
+// pre-tokenizer family; mpt and deepseek-coder also carry user-defined tokens, which are split
+// out before pre-tokenization. Each runs when its files are in shared/.
+TEST(TokenizerVectors, MoreFamilies) {
+  int ran = 0;
+  for (const char* name :
+       {"deepseek-coder", "deepseek-llm", "falcon", "mpt", "refact", "starcoder"}) {
+    const std::string rel = std::string("tests/tokenizer-vectors/ggml-vocab-") + name + ".gguf";
+    if (!fs::exists(Shared(rel)) || !fs::exists(Shared(rel + ".out"))) continue;
+    CheckVectors(rel);
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "no further llama.cpp vocabularies in shared/";
+}
+
 const std::vector<std::string>& RoundTripTexts() {
   static const std::vector<std::string> texts = {
       "Hello world",
