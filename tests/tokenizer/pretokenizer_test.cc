@@ -82,6 +82,12 @@ TEST(PreTokenizer, TokenizerJsonRegexesMatchTheirFamily) {
   EXPECT_EQ(MatchPreTokenizer({qwen2})->name, "qwen2");
   ASSERT_NE(MatchPreTokenizer({R"(\p{N})", std::string(Gpt2WordPattern())}), nullptr);
   EXPECT_EQ(MatchPreTokenizer({R"(\p{N})", std::string(Gpt2WordPattern())})->name, "smollm");
+  const std::string gpt4o =
+      R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?)"
+      R"(|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?)"
+      R"(|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  ASSERT_NE(MatchPreTokenizer({gpt4o}), nullptr);
+  EXPECT_EQ(MatchPreTokenizer({gpt4o})->name, "gpt-4o");
   EXPECT_EQ(MatchPreTokenizer({"[a-z]+"}), nullptr);
 }
 
