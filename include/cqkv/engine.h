@@ -135,6 +135,10 @@ class Engine {
   // The prompt text of a chat: the model's template when it is a known one (llama-2, llama-3,
   // chatml), else a plain "role: content" template; ends with the assistant's turn opening.
   virtual std::string ApplyChatTemplate(const std::vector<ChatMessage>& messages) const = 0;
+  // The tokens of ApplyChatTemplate(messages) as llama.cpp's server makes them: the template's
+  // markers (<|im_start|>, <|eot_id|>, </s>, ...) become their special tokens instead of being
+  // spelled out as text, and BOS comes first when the vocabulary adds one.
+  virtual std::vector<int32_t> TokenizeChat(const std::vector<ChatMessage>& messages) const = 0;
 };
 
 }  // namespace cqkv

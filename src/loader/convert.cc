@@ -143,6 +143,7 @@ void WriteModelAsGguf(const Model& model, const Vocab& model_vocab, const std::s
     w.Set("tokenizer.ggml.token_type", GgufValue::I32Array(types));
   }
   if (!vocab.merges.empty()) w.Set("tokenizer.ggml.merges", GgufValue::StrArray(vocab.merges));
+  if (!vocab.pre.empty()) w.Set("tokenizer.ggml.pre", GgufValue::Str(vocab.pre));
   if (vocab.bos_id >= 0) w.Set("tokenizer.ggml.bos_token_id", GgufValue::U32(vocab.bos_id));
   if (vocab.eos_id >= 0) w.Set("tokenizer.ggml.eos_token_id", GgufValue::U32(vocab.eos_id));
   if (vocab.unk_id >= 0) w.Set("tokenizer.ggml.unknown_token_id", GgufValue::U32(vocab.unk_id));

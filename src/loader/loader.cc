@@ -24,12 +24,26 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// A tokenizer.json under another name: '{' then '"' (whitespace allowed around them). A llama2.c
+// tokenizer.bin opens with a little-endian int32 max_token_length, so even a length of 123 ('{')
+// is followed by zero bytes, not a quote.
+bool LooksLikeJsonObject(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  auto next = [&in] {
+    char c = 0;
+    while (in.get(c) && (c == ' ' || c == '\n' || c == '\r' || c == '\t')) {
+    }
+    return in ? c : '\0';
+  };
+  return next() == '{' && next() == '"';
+}
+
 }  // namespace
 
 Vocab LoadVocabFile(const std::string& path) {
   CQKV_CHECK(std::filesystem::exists(path), "{}: tokenizer file not found", path);
   if (HasGgufMagic(path)) return VocabFromGguf(*GgufFile::Open(path));
-  if (EndsWith(path, ".json")) return ReadHfTokenizerJson(path);
+  if (EndsWith(path, ".json") || LooksLikeJsonObject(path)) return ReadHfTokenizerJson(path);
   return ReadLlama2cVocab(path);
 }
 

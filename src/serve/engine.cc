@@ -244,6 +244,12 @@ class EngineImpl final : public Engine {
     return RenderChat(chat_, messages);
   }
 
+  std::vector<int32_t> TokenizeChat(const std::vector<ChatMessage>& messages) const override {
+    const Tokenizer& tok = model_->tok();
+    return tok.Encode(RenderChat(chat_, messages),
+                      EncodeOptions{tok.vocab().add_bos, /*parse_special=*/true});
+  }
+
  private:
   // A callback to run once the step is over (outside the lock).
   struct Emit {
