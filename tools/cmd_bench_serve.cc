@@ -165,9 +165,8 @@ void RegisterBenchServe(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--formats", o->formats, "comma-separated --kv specs")->capture_default_str();
-  cmd->add_option("-t,--threads", o->m.threads, "worker threads (0 = all cores)")
-      ->check(CLI::Range(0, 1024));
-  cmd->add_option("--json", o->json, "write the results as JSON");
+  AddThreadsOption(cmd, o->m.threads);
+  cmd->add_option("--json", o->json, "write the results as JSON")->check(kNonEmptyPath);
   cmd->callback([o] {
     CQKV_CHECK(o->m.model.empty() != o->synthetic.empty(),
                "bench-serve: give exactly one of -m MODEL and --synthetic 7b");

@@ -19,7 +19,7 @@ void RegisterConvert(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("convert", "write a model (e.g. a llama2.c checkpoint) as GGUF");
   AddModelOptions(cmd, o->m);
-  cmd->add_option("-o,--out", o->out, "output .gguf file")->required();
+  cmd->add_option("-o,--out", o->out, "output .gguf file")->required()->check(kNonEmptyPath);
   cmd->add_option("--name", o->c.name, "general.name")->capture_default_str();
   cmd->add_option("--type", o->type, "type of 2-D weights: f32, f16, bf16, q8_0, q4_0")
       ->capture_default_str();

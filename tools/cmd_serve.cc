@@ -123,7 +123,7 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--shutdown-timeout", o->shutdown_timeout_s,
                   "seconds running requests get to finish on SIGINT/SIGTERM")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(FiniteRange(0, 24 * 3600));
 
   cmd->callback([o] {
     EngineConfig cfg = o->engine;
