@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -271,6 +272,42 @@ TEST(CliHardening, PlantedTempSymlinkIsNotFollowed) {
   std::string body((std::istreambuf_iterator<char>(in)), {});
   EXPECT_EQ(body, "precious");
   EXPECT_EQ(std::filesystem::file_size(dir + "/out.bin"), 2u * 512u * 4u);
+}
+
+// A model claiming a 2^30-token context: runs allocate for what they use (a pre-RoPE CQ cache's
+// RoPE table was sized by the claim: 2^30 x head_dim floats, std::bad_alloc), and asking for more
+// context than the model has is an error naming it.
+TEST(CliHardening, HugeClaimedContextDoesNotSizeAllocations) {
+  CQKV_REQUIRE_SHARED(kStories);
+  const std::string dir = ::testing::TempDir();
+  const std::string gguf = dir + "/bigctx.gguf";
+  ASSERT_EQ(RunCqkv("convert -m " + testing::SharedPath(kStories) + " -o " + gguf).exit_code, 0);
+  std::string bytes;
+  {
+    std::ifstream in(gguf, std::ios::binary);
+    bytes.assign((std::istreambuf_iterator<char>(in)), {});
+  }
+  const std::string key = "llama.context_length";
+  const size_t at = bytes.find(key);
+  ASSERT_NE(at, std::string::npos);
+  const uint32_t huge = 1u << 30;
+  std::memcpy(bytes.data() + at + key.size() + 4, &huge, 4);  // after the uint32 type tag
+  {
+    std::ofstream(gguf, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  std::string text;
+  for (int i = 0; i < 20; ++i) text += "Once upon a time, there was a little girl named Lily. ";
+  const auto data = WriteTemp("bigctx.txt", text);
+  const std::string cb = dir + "/bigctx_pre.cqcb";
+  const auto cal = RunCqkv("calibrate -q -m " + gguf + " --data " + data +
+                           " --config 4c4b --tokens 2x32 --keys pre-rope -o " + cb);
+  ASSERT_EQ(cal.exit_code, 0) << cal.output;
+  const auto gen = RunCqkv("generate -m " + gguf + " -p Once -n 4 --kv cq:" + cb);
+  EXPECT_EQ(gen.exit_code, 0) << gen.output;
+  const auto info = RunCqkv("info -m " + gguf + " --kv int4-channel");
+  EXPECT_EQ(info.exit_code, 0) << info.output;
+  ExpectFlagError(RunCqkv("serve -m " + testing::SharedPath(kStories) + " --ctx 100000 --port 0"),
+                  "context of 100000 tokens was requested");
 }
 
 }  // namespace
