@@ -163,7 +163,7 @@ void RegisterBenchServe(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-seqs", o->max_seqs, "admit at most this many sequences")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--formats", o->formats, "comma-separated --kv specs")->capture_default_str();
   AddThreadsOption(cmd, o->m.threads);
   cmd->add_option("--json", o->json, "write the results as JSON")->check(kNonEmptyPath);

@@ -25,13 +25,13 @@ void RegisterGenerate(CLI::App& app) {
   cmd->add_option("-p,--prompt", o->prompt, "prompt text")->required();
   cmd->add_option("-n,--n-predict", o->n, "tokens to generate")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--temp", o->s.temperature, "sampling temperature (0 = greedy)")
       ->capture_default_str()
       ->check(FiniteRange(0.0, 100.0));
   cmd->add_option("--top-k", o->s.top_k, "top-k cut (0 = off)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--top-p", o->s.top_p, "nucleus cut in (0, 1] (1 = off)")
       ->capture_default_str()
       ->check(FiniteRange(1e-6, 1.0));

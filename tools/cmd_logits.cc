@@ -29,7 +29,7 @@ void RegisterLogits(CLI::App& app) {
   cmd->add_option("--kv", o->kv, "KV cache format");
   cmd->add_option("--chunk", o->chunk,
                   "tokens per forward call (0 = all at once; 1 = token-by-token decode)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1 << 30));
   cmd->callback([o] {
     const std::vector<int32_t> ids = ParseTokenIds(o->tokens, "--tokens");
     auto model = LoadModelFrom(o->m);
