@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "gguf/gguf_testing.h"
 #include "kernels/dequant.h"
 #include "util/error.h"
 #include "util/fp16.h"
@@ -20,71 +21,7 @@ namespace cqkv {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string TempPath(const std::string& name) {
-  return ::testing::TempDir() + "cqkv_gguf_test_" + name;
-}
-
-void WriteBytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-// Runs `f`, which must throw cqkv::Error whose message contains every one of `parts`.
-void ExpectError(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no cqkv::Error thrown; expected one mentioning '" << parts.at(0) << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << msg << "\n  lacks: " << p;
-  }
-}
-
-void ExpectOpenError(const std::string& path, std::vector<std::string> parts) {
-  parts.insert(parts.begin(), path);
-  ExpectError([&] { GgufFile::Open(path); }, parts);
-}
-
-// Hand-assembles GGUF bytes, for malformed files the writer refuses to produce.
-class Bytes {
- public:
-  template <typename T>
-  Bytes& Put(T v) {
-    s_.append(reinterpret_cast<const char*>(&v), sizeof(T));
-    return *this;
-  }
-  Bytes& Str(const std::string& v) {
-    Put<uint64_t>(v.size());
-    s_ += v;
-    return *this;
-  }
-  Bytes& Header(uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
-    s_ += "GGUF";
-    return Put(version).Put(n_tensors).Put(n_kv);
-  }
-  Bytes& KvU32(const std::string& key, uint32_t v) {
-    return Str(key).Put<uint32_t>(static_cast<uint32_t>(GgufType::kUint32)).Put(v);
-  }
-  // A 1-D tensor info.
-  Bytes& Tensor(const std::string& name, uint64_t n, uint32_t type, uint64_t offset) {
-    return Str(name).Put<uint32_t>(1).Put(n).Put(type).Put(offset);
-  }
-  Bytes& Pad(size_t align) {
-    while (s_.size() % align) s_ += '\0';
-    return *this;
-  }
-  Bytes& Zeros(size_t n) {
-    s_.append(n, '\0');
-    return *this;
-  }
-  const std::string& str() const { return s_; }
-
- private:
-  std::string s_;
-};
+using namespace gguf_testing;
 
 // One value of every type, including an empty array and arrays nested two deep.
 GgufWriter AllTypesWriter() {
@@ -484,118 +421,6 @@ TEST(GgufErrorTest, BadTensorInfos) {
   // A sound one-tensor file, as a control.
   WriteBytes(path, file("ok.weight", 0, 4, 0, 16));
   EXPECT_EQ(GgufFile::Open(path)->tensors().at(0).nbytes, 16u);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Structural consistency (issue 12): data offsets, names, memory.
-
-// Two 4-float tensors; the second at `second_offset` (the sound value is 32).
-std::string TwoTensors(uint64_t second_offset, uint32_t second_type = 0) {
-  return Bytes()
-      .Header(3, 2, 0)
-      .Tensor("a.weight", 4, 0, 0)
-      .Tensor("b.weight", second_type == 1 ? 8 : 4, second_type, second_offset)
-      .Pad(32)
-      .Zeros(64)
-      .str();
-}
-
-// Offsets that alias, overlap or skip bytes loaded before and computed with another tensor's
-// data; llama.cpp requires each offset to be the running padded size.
-TEST(GgufStructureTest, OffsetsMustBeTheRunningPaddedSize) {
-  const std::string path = TempPath("offsets.gguf");
-  WriteBytes(path, TwoTensors(32));
-  EXPECT_EQ(GgufFile::Open(path)->tensors().at(1).offset, 32u);
-  WriteBytes(path, TwoTensors(0));  // aliases a.weight
-  ExpectOpenError(path, {"'b.weight'", "offset 0 differs from 32", "overlaps, aliases"});
-  WriteBytes(path, TwoTensors(64, 0));  // a gap
-  ExpectOpenError(path, {"'b.weight'", "offset 64 differs from 32"});
-  // The first tensor must start the data section.
-  WriteBytes(path, Bytes().Header(3, 1, 0).Tensor("late", 4, 0, 32).Pad(32).Zeros(64).str());
-  ExpectOpenError(path, {"'late'", "offset 32 differs from 0"});
-}
-
-// A type or shape shrunk in place keeps every offset valid only for the last tensor; the bytes
-// it no longer covers are trailing data.
-TEST(GgufStructureTest, TrailingDataAfterTheLastTensorIsRefused) {
-  const std::string path = TempPath("trailing.gguf");
-  // b.weight as F16 (8 elements = 16 bytes) where 32 bytes of F32 were.
-  WriteBytes(path, Bytes()
-                       .Header(3, 2, 0)
-                       .Tensor("a.weight", 4, 0, 0)
-                       .Tensor("b.weight", 8, 1, 32)
-                       .Pad(32)
-                       .Zeros(64 + 32)
-                       .str());
-  ExpectOpenError(path, {"trailing data"});
-  WriteBytes(path, TwoTensors(32, 1));  // the same, padded exactly: fine
-  EXPECT_EQ(GgufFile::Open(path)->tensors().at(1).nbytes, 16u);
-}
-
-TEST(GgufStructureTest, TensorNamesShorterThanGgmlMaxName) {
-  const std::string path = TempPath("names.gguf");
-  const std::string ok(63, 'n');
-  WriteBytes(path, Bytes().Header(3, 1, 0).Tensor(ok, 4, 0, 0).Pad(32).Zeros(16).str());
-  EXPECT_EQ(GgufFile::Open(path)->tensors().at(0).name, ok);
-  WriteBytes(path,
-             Bytes().Header(3, 1, 0).Tensor(std::string(64, 'n'), 4, 0, 0).Pad(32).Zeros(16).str());
-  ExpectOpenError(path, {"tensor 0", "name of 64 bytes", "at most 63"});
-  // A 1 MB name is refused from its length alone, and never quoted whole.
-  WriteBytes(path,
-             Bytes().Header(3, 1, 0).Tensor(std::string(1 << 20, 'x'), 4, 0, 0).Zeros(16).str());
-  ExpectOpenError(path, {"name of 1048576 bytes"});
-  GgufWriter w;
-  const float data[4] = {};
-  ExpectError([&] { w.AddTensor(std::string(64, 'w'), DType::kF32, {4}, data); },
-              {"64 bytes", "GGML_MAX_NAME"});
-}
-
-// Strings from the file are quoted escaped: a NUL or newline in a key cannot cut or forge lines.
-TEST(GgufStructureTest, FileStringsAreEscapedInMessages) {
-  const std::string path = TempPath("escape.gguf");
-  using namespace std::string_literals;
-  WriteBytes(path, Bytes()
-                       .Header(3, 0, 2)
-                       .KvU32("a\0b\ncqkv: error: x"s, 1)
-                       .KvU32("a\0b\ncqkv: error: x"s, 2)
-                       .str());
-  try {
-    GgufFile::Open(path);
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
-    EXPECT_EQ(msg.find('\0'), std::string::npos) << msg;
-    EXPECT_NE(msg.find("'a\\x00b\\ncqkv: error: x'"), std::string::npos) << msg;
-  }
-}
-
-// Numeric arrays cost their size in the file, not ~100 bytes per element: a 4 MiB array of
-// uint8 fits a 5 MiB budget (per-element values would need ~400 MiB), a budget too small for it
-// is a clean error, and so is a string array of many empty strings beyond it.
-TEST(GgufStructureTest, ArraysAreCompactAndMetadataHasABudget) {
-  const std::string path = TempPath("big_array.gguf");
-  const uint64_t n = uint64_t{4} << 20;
-  Bytes b;
-  b.Header(3, 0, 1).Str("big").Put<uint32_t>(9).Put<uint32_t>(0).Put<uint64_t>(n).Zeros(n);
-  WriteBytes(path, b.str());
-  GgufLimits roomy;
-  roomy.max_metadata_bytes = uint64_t{5} << 20;
-  auto f = GgufFile::Open(path, roomy);
-  EXPECT_EQ(f->ArrayLength("big"), n);
-  EXPECT_EQ(f->GetIntArray("big").size(), n);
-  GgufLimits tight;
-  tight.max_metadata_bytes = uint64_t{2} << 20;
-  ExpectError([&] { GgufFile::Open(path, tight); }, {path, "2 MiB memory budget", "array"});
-
-  Bytes s;
-  s.Header(3, 0, 1).Str("strs").Put<uint32_t>(9).Put<uint32_t>(8).Put<uint64_t>(1 << 20);
-  for (int i = 0; i < (1 << 20); ++i) s.Put<uint64_t>(0);
-  WriteBytes(path, s.str());
-  GgufLimits strings_fit;  // 8 bytes per string: its end offset, as its length in the file
-  strings_fit.max_metadata_bytes = uint64_t{10} << 20;
-  EXPECT_EQ(GgufFile::Open(path, strings_fit)->GetStringArray("strs").size(), 1u << 20);
-  ExpectError([&] { GgufFile::Open(path, tight); }, {"memory budget"});
 }
 
 }  // namespace

@@ -293,7 +293,8 @@ TEST(CliHardening, HugeClaimedContextDoesNotSizeAllocations) {
   const uint32_t huge = 1u << 30;
   std::memcpy(bytes.data() + at + key.size() + 4, &huge, 4);  // after the uint32 type tag
   {
-    std::ofstream(gguf, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(gguf, std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   }
   std::string text;
   for (int i = 0; i < 20; ++i) text += "Once upon a time, there was a little girl named Lily. ";
