@@ -311,5 +311,22 @@ TEST(CliHardening, HugeClaimedContextDoesNotSizeAllocations) {
                   "context of 100000 tokens was requested");
 }
 
+// Running out of memory is the user's request being too large, not an internal error. (Skipped
+// under AddressSanitizer, which cannot run in a small address space.)
+#if !defined(__SANITIZE_ADDRESS__)
+TEST(CliHardening, OutOfMemoryIsAClearError) {
+  const std::string cmd = "ulimit -v 1000000; " + std::string(CQKV_BINARY) +
+                          " bench-attn --ctx 100000000 --batch 4 --formats fp16 --reps 1 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  const int status = pclose(p);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << out;
+  EXPECT_NE(out.find("cqkv: error: out of memory"), std::string::npos) << out;
+  EXPECT_EQ(out.find("internal error"), std::string::npos) << out;
+}
+#endif
+
 }  // namespace
 }  // namespace cqkv
