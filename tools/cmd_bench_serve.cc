@@ -160,7 +160,8 @@ void RegisterBenchServe(CLI::App& app) {
   cmd->add_option("--kv-memory", o->kv_memory, "KV budget, e.g. 512MiB, 8GiB")
       ->capture_default_str();
   cmd->add_option("--page-tokens", o->page_tokens, "tokens per KV page (multiple of 256)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kPageTokens);
   cmd->add_option("--max-seqs", o->max_seqs, "admit at most this many sequences")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 30));

@@ -94,7 +94,8 @@ void RegisterServe(CLI::App& app) {
                   "KV memory for all sequences together: bytes or 512MiB, 8GiB, 1.5GB")
       ->capture_default_str();
   cmd->add_option("--page-tokens", e.page_tokens, "tokens per KV page (a multiple of 256)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kPageTokens);
   cmd->add_option("--ctx", e.max_context,
                   "longest prompt + completion per sequence (0 = the model's context)")
       ->capture_default_str()

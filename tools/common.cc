@@ -73,6 +73,18 @@ CLI::Validator FiniteRange(double lo, double hi) {
 const CLI::Validator kNonEmptyPath(
     [](std::string& s) -> std::string { return s.empty() ? "an empty file name" : ""; }, "PATH");
 
+const CLI::Validator kPageTokens(
+    [](std::string& s) -> std::string {
+      int v = 0;
+      const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (r.ec != std::errc() || r.ptr != s.data() + s.size() || v < 256 || v > (1 << 20) ||
+          v % 256 != 0) {
+        return fmt::format("{} is not a multiple of 256 in [256, 1048576]", Escaped(s));
+      }
+      return "";
+    },
+    "TOKENS");
+
 std::vector<int32_t> ParseTokenIds(const std::string& text, const std::string& flag) {
   std::vector<int32_t> ids;
   size_t begin = 0;

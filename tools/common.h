@@ -33,6 +33,8 @@ void WriteJson(const std::string& path, const std::string& json_text);
 // for output files (-o '').
 CLI::Validator FiniteRange(double lo, double hi);
 extern const CLI::Validator kNonEmptyPath;
+// --page-tokens: a positive multiple of 256 (the decode token block), at most 2^20.
+extern const CLI::Validator kPageTokens;
 
 // Parses "1,2,3": every item a decimal integer in [0, 2^31), nothing else ("1x" is refused).
 // Throws cqkv::Error naming `flag` and the item.

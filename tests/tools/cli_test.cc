@@ -194,6 +194,7 @@ TEST(CliHardening, NumericFlagsAreRangeChecked) {
   ExpectFlagError(RunCqkv(gen + "-t 100000"), "--threads");
   ExpectFlagError(RunCqkv(gen + "-t -1"), "--threads");
   ExpectFlagError(RunCqkv(gen + "-t 2x"), "--threads");
+  ExpectFlagError(RunCqkv("serve " + m + " --port 0 --page-tokens 100"), "--page-tokens");
 }
 
 TEST(CliHardening, TokenListsAreStrict) {
