@@ -26,7 +26,7 @@ void RegisterConvert(CLI::App& app) {
   cmd->add_option("input", o->input, "model to convert (instead of -m): file or HF folder")
       ->check(CLI::ExistingPath)
       ->excludes(model);
-  cmd->add_option("-o,--out", o->out, "output .gguf file")->required();
+  cmd->add_option("-o,--out", o->out, "output .gguf file")->required()->check(kNonEmptyPath);
   cmd->add_option("--name", o->c.name, "general.name")->capture_default_str();
   cmd->add_option("--type", o->type, "type of 2-D weights: f32, f16, bf16, q8_0, q4_0")
       ->capture_default_str();

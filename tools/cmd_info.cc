@@ -1,6 +1,9 @@
 // `cqkv info`: what a model file holds (configuration, format, tokenizer) and KV-cache sizes.
 #include <fmt/core.h>
 
+#include <algorithm>
+
+#include "cqkv/engine.h"
 #include "model/llama.h"
 #include "tools/common.h"
 
@@ -40,7 +43,9 @@ void RegisterInfo(CLI::App& app) {
                model->tokenizer ? fmt::format("{} ({} tokens)", model->tokenizer->vocab().model,
                                               model->tokenizer->size())
                                 : std::string("none"));
-    auto cache = MakeCacheFor(*model, o->kv, c.max_seq_len);
+    // Sized per token, so a cache of a bounded context tells the size at any context without
+    // allocating what a file claims (up to 2^30 positions).
+    auto cache = MakeCacheFor(*model, o->kv, std::min(c.max_seq_len, kDefaultMaxContext));
     fmt::print("kv cache      {}: {:.0f} bytes/token, {:.2f} MiB at full context\n", o->kv,
                cache->BytesPerToken(), cache->BytesPerToken() * c.max_seq_len / (1 << 20));
   });

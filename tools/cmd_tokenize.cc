@@ -9,7 +9,7 @@
 #include "tokenizer/tokenizer.h"
 #include "tools/common.h"
 #include "util/error.h"
-#include "util/mapped_file.h"
+#include "util/input_file.h"
 
 namespace cqkv::tools {
 
@@ -30,8 +30,8 @@ void RegisterTokenize(CLI::App& app) {
   cmd->add_option("-t,--threads", o->m.threads, "worker threads (unused; accepted for symmetry)")
       ->check(CLI::NonNegativeNumber);
   auto* text = cmd->add_option("--text", o->text, "text to tokenize");
-  cmd->add_option("--text-file", o->text_file, "file whose whole content is tokenized")
-      ->check(CLI::ExistingFile)
+  cmd->add_option("--text-file", o->text_file,
+                  "file whose whole content is tokenized ('-': standard input)")
       ->excludes(text);
   cmd->add_flag("--no-bos", o->no_bos, "do not prepend BOS");
   cmd->add_flag("--parse-special", o->parse_special,
@@ -49,7 +49,10 @@ void RegisterTokenize(CLI::App& app) {
       model = LoadModelFrom(o->m);
     }
     const Tokenizer& tok = model != nullptr ? model->tok() : *own;
-    const std::string text = o->text_file.empty() ? o->text : ReadFile(o->text_file);
+    const std::string text =
+        o->text_file.empty()
+            ? o->text
+            : ReadInputFile(o->text_file, kMaxTextInputBytes, "--text-file", /*allow_stdin=*/true);
     const auto ids = tok.Encode(text, EncodeOptions{!o->no_bos, o->parse_special});
     nlohmann::json j = nlohmann::json::array();
     for (int32_t id : ids) {

@@ -54,13 +54,11 @@ class GgufModelLoader {
                "{}: tensor 'token_embd.weight' has shape {}, expected [{}, vocab]", path,
                ShapeStr(embd.ne), c.dim);
     c.vocab_size = static_cast<int>(embd.ne[1]);
-    if (const GgufValue* tokens = g_->Find("tokenizer.ggml.tokens")) {
-      if (const auto* items = std::get_if<std::vector<GgufValue>>(&tokens->value)) {
-        CQKV_CHECK(static_cast<int64_t>(items->size()) <= c.vocab_size,
-                   "{}: tokenizer.ggml.tokens has {} entries but token_embd.weight has only {} "
-                   "rows",
-                   path, items->size(), c.vocab_size);
-      }
+    if (g_->Has("tokenizer.ggml.tokens")) {
+      const uint64_t n_tokens = g_->ArrayLength("tokenizer.ggml.tokens");
+      CQKV_CHECK(n_tokens <= static_cast<uint64_t>(c.vocab_size),
+                 "{}: tokenizer.ggml.tokens has {} entries but token_embd.weight has only {} rows",
+                 path, n_tokens, c.vocab_size);
     }
   }
 
