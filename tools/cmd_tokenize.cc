@@ -22,7 +22,7 @@ void RegisterTokenize(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("tokenize", "print token ids of a text as a JSON array");
   cmd->add_option("-m,--model", o->m.model, "model file: GGUF or llama2.c checkpoint")
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingPath);
   cmd->add_option("--tokenizer", o->m.tokenizer,
                   "tokenizer file (llama2.c tokenizer.bin, tokenizer.json or GGUF, a "
                   "vocabulary-only one too); enough on its own, without -m")

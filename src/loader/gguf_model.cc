@@ -14,6 +14,7 @@
 #include "loader/gguf_hparams.h"
 #include "loader/loader.h"
 #include "util/error.h"
+#include "util/escape.h"
 
 namespace cqkv {
 namespace {
@@ -188,11 +189,11 @@ class GgufModelLoader {
         }
       }
       CQKV_CHECK(block < c.n_layers, "{}: tensor '{}' belongs to block {} but {}.block_count is {}",
-                 g_->path(), name, block, c.arch, c.n_layers);
+                 g_->path(), Escaped(name), block, c.arch, c.n_layers);
       Fail(
           "{}: tensor '{}' is not used by cqkv's '{}' model, so the file describes a model "
           "cqkv cannot run",
-          g_->path(), name, c.arch);
+          g_->path(), Escaped(name), c.arch);
     }
   }
 

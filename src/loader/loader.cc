@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "gguf/gguf.h"
 #include "tokenizer/vocab_io.h"
@@ -38,6 +39,9 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 // tokenizer.bin opens with a little-endian int32 max_token_length, so even a length of 123 ('{')
 // is followed by zero bytes, not a quote.
 bool LooksLikeJsonObject(const std::string& path) {
+  // Only regular files are sniffed: opening a FIFO would block (the reader refuses it instead).
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
   std::ifstream in(path, std::ios::binary);
   auto next = [&in] {
     char c = 0;

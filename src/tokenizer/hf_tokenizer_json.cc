@@ -9,7 +9,7 @@
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/vocab_io.h"
 #include "util/error.h"
-#include "util/mapped_file.h"
+#include "util/input_file.h"
 
 namespace cqkv {
 namespace {
@@ -155,7 +155,7 @@ Vocab ReadHfTokenizerJson(const std::string& path) {
   Json j;
   BigArrays big;
   try {
-    j = ParseTakingBigArrays(ReadFile(path), big);
+    j = ParseTakingBigArrays(ReadInputFile(path, kMaxTokenizerFileBytes, "tokenizer file"), big);
   } catch (const Json::exception& e) {
     Fail("{}: not valid JSON: {}", path, e.what());
   }

@@ -9,7 +9,7 @@
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "util/error.h"
-#include "util/mapped_file.h"
+#include "util/input_file.h"
 
 namespace cqkv {
 namespace {
@@ -90,7 +90,7 @@ Vocab VocabFromGguf(const GgufFile& g) {
 }
 
 Vocab ReadLlama2cVocab(const std::string& path) {
-  const std::string bytes = ReadFile(path);
+  const std::string bytes = ReadInputFile(path, kMaxTokenizerFileBytes, "tokenizer file");
   size_t pos = 0;
   auto read_i32 = [&](const char* what, size_t index) {
     CQKV_CHECK(bytes.size() - pos >= 4,

@@ -207,7 +207,9 @@ class HfConfigTest : public ::testing::Test {
             {"num_attention_heads", 4},
             {"vocab_size", 50}};
   }
-  std::string path_ = ::testing::TempDir() + "/hf_config.json";
+  // One file per test: ctest runs this fixture's tests as parallel processes.
+  std::string path_ = ::testing::TempDir() + "/hf_config_" +
+                      ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".json";
 };
 
 TEST_F(HfConfigTest, DefaultsFollowTransformers) {
