@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   cqkv::tools::RegisterBenchAttn(app);
   cqkv::tools::RegisterBenchServe(app);
   cqkv::tools::RegisterServe(app);
+  cqkv::tools::RegisterDumpTensor(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
