@@ -159,11 +159,28 @@ HWY_INLINE void VisitQ5_1(const uint8_t* b, int64_t e, Sink& s) {
   });
 }
 
+// IQ4_NL's levels for 4-bit indices: in-register permutes where a vector holds 8 or 16 floats
+// (a gather is several times slower), a gather elsewhere.
+HWY_INLINE VF Iq4nlLevels(VI idx) {
+  const DF d;
+  constexpr size_t kMax = hn::MaxLanes(DF());
+  if constexpr (kMax == 16) {
+    return hn::TableLookupLanes(hn::Load(d, kIq4nlFloat), hn::IndicesFromVec(d, idx));
+  } else if constexpr (kMax == 8) {
+    const DI di;
+    const auto low3 = hn::IndicesFromVec(d, hn::And(idx, hn::Set(di, 7)));
+    const VF lo = hn::TableLookupLanes(hn::Load(d, kIq4nlFloat), low3);
+    const VF hi = hn::TableLookupLanes(hn::Load(d, kIq4nlFloat + 8), low3);
+    return hn::IfThenElse(hn::RebindMask(d, hn::Gt(idx, hn::Set(di, 7))), hi, lo);
+  } else {
+    return hn::GatherIndex(d, kIq4nlFloat, idx);
+  }
+}
+
 template <class Sink>
 HWY_INLINE void VisitIQ4_NL(const uint8_t* b, int64_t e, Sink& s) {
-  s.template Sub<false>(e, 32, Half(b), 0.0f, [b](int64_t j) HWY_ATTR {
-    return hn::GatherIndex(DF(), kIq4nlFloat, Nibbles32(b + 2, j));
-  });
+  s.template Sub<false>(e, 32, Half(b), 0.0f,
+                        [b](int64_t j) HWY_ATTR { return Iq4nlLevels(Nibbles32(b + 2, j)); });
 }
 
 // ---- 256-element super-blocks.
