@@ -233,29 +233,35 @@ HWY_INLINE void VisitQ3_K(const uint8_t* b, int64_t e, Sink& s) {
   }
 }
 
+// One 32-element sub-block k of Q4_K / Q5_K: nibble kHigh of its 32 quant bytes (plus bit k of
+// the high-bit bytes for Q5_K). kHigh is a template argument so the inner loop has no branch.
+template <bool kFifth, bool kHigh, class Sink>
+HWY_INLINE void SubQ45_K(const uint8_t* b, int64_t e, int k, float d, float dmin, Sink& s) {
+  int sc, m;
+  Q4KScaleMin(b + 4, k, sc, m);
+  const uint8_t* qp = b + (kFifth ? 48 : 16) + 32 * (k / 2);
+  const uint8_t* qh = b + 16;
+  s.template Sub<true>(e + 32 * k, 32, d * static_cast<float>(sc), -(dmin * static_cast<float>(m)),
+                       [qp, qh, k](int64_t j) HWY_ATTR {
+                         const DI di;
+                         const VI bytes = LoadBytes(qp + j);
+                         VI q = kHigh ? hn::ShiftRight<4>(bytes) : hn::And(bytes, hn::Set(di, 15));
+                         if constexpr (kFifth) {
+                           const VI hb =
+                               hn::And(hn::ShiftRightSame(LoadBytes(qh + j), k), hn::Set(di, 1));
+                           q = hn::Or(q, hn::ShiftLeft<4>(hb));
+                         }
+                         return ToF(q);
+                       });
+}
+
 // Q4_K and Q5_K share scales and nibble order; kFifth adds Q5_K's high bits.
 template <bool kFifth, class Sink>
 HWY_INLINE void VisitQ45_K(const uint8_t* b, int64_t e, Sink& s) {
   const float d = Half(b), dmin = Half(b + 2);
-  const uint8_t* qs = b + (kFifth ? 48 : 16);
-  const uint8_t* qh = b + 16;
-  for (int k = 0; k < 8; ++k) {
-    int sc, m;
-    Q4KScaleMin(b + 4, k, sc, m);
-    const uint8_t* qp = qs + 32 * (k / 2);
-    const bool high_nibble = k % 2 != 0;
-    s.template Sub<true>(
-        e + 32 * k, 32, d * static_cast<float>(sc), -(dmin * static_cast<float>(m)),
-        [qp, qh, high_nibble, k](int64_t j) HWY_ATTR {
-          const DI di;
-          const VI bytes = LoadBytes(qp + j);
-          VI q = high_nibble ? hn::ShiftRight<4>(bytes) : hn::And(bytes, hn::Set(di, 15));
-          if constexpr (kFifth) {
-            const VI hb = hn::And(hn::ShiftRightSame(LoadBytes(qh + j), k), hn::Set(di, 1));
-            q = hn::Or(q, hn::ShiftLeft<4>(hb));
-          }
-          return ToF(q);
-        });
+  for (int k = 0; k < 8; k += 2) {
+    SubQ45_K<kFifth, false>(b, e, k, d, dmin, s);
+    SubQ45_K<kFifth, true>(b, e, k + 1, d, dmin, s);
   }
 }
 
