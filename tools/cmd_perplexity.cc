@@ -33,7 +33,9 @@ void RegisterPerplexity(CLI::App& app) {
                   "text file (raw text, or .jsonl with a \"text\" field; FILE.jsonl:B:E selects "
                   "documents B..E-1)")
       ->required();
-  cmd->add_option("-c,--ctx", o->p.ctx, "window length in tokens")->capture_default_str();
+  cmd->add_option("-c,--ctx", o->p.ctx, "window length in tokens")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1 << 24));
   cmd->add_option("--protocol", o->protocol,
                   "windows: score every token of each window (GPTQ/KVQuant convention); "
                   "llama.cpp: as llama-perplexity (BOS as each window's first token when the "
@@ -45,9 +47,12 @@ void RegisterPerplexity(CLI::App& app) {
                   "also run this KV format on the same windows and report KL divergence and "
                   "top-1 agreement against it (e.g. fp32)");
   cmd->add_option("--max-windows,--chunks", o->p.max_windows,
-                  "evaluate at most this many windows (llama.cpp's --chunks)");
-  cmd->add_option("-b,--batch", o->p.batch, "tokens per forward call")->capture_default_str();
-  cmd->add_option("--json", o->json, "write the result as JSON to this file");
+                  "evaluate at most this many windows (>= 1; llama.cpp's --chunks)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  cmd->add_option("-b,--batch", o->p.batch, "tokens per forward call")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--json", o->json, "write the result as JSON to this file")->check(kNonEmptyPath);
   cmd->add_flag("-q,--quiet", o->quiet, "no progress output");
   cmd->callback([o] {
     auto model = LoadModelFrom(o->m);

@@ -2,10 +2,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <sstream>
 
 #include "util/error.h"
-#include "util/mapped_file.h"
+#include "util/escape.h"
+#include "util/input_file.h"
 
 namespace cqkv {
 namespace {
@@ -31,8 +33,15 @@ TextSource ParseTextSource(const std::string& spec) {
                            b.find_first_not_of("0123456789") == std::string::npos;
       if (numeric) {
         src.path = spec.substr(0, mid);
-        src.doc_begin = std::stoll(a);
-        src.doc_end = b.empty() ? -1 : std::stoll(b);
+        auto number = [&spec](const std::string& t) {
+          int64_t v = 0;
+          const auto r = std::from_chars(t.data(), t.data() + t.size(), v);
+          CQKV_CHECK(r.ec == std::errc() && r.ptr == t.data() + t.size(),
+                     "--data {}: document number '{}' is out of range", Escaped(spec), t);
+          return v;
+        };
+        src.doc_begin = number(a);
+        src.doc_end = b.empty() ? -1 : number(b);
         CQKV_CHECK(src.doc_end < 0 || src.doc_end > src.doc_begin,
                    "--data {}: empty document range", spec);
       }
@@ -42,7 +51,7 @@ TextSource ParseTextSource(const std::string& spec) {
 }
 
 std::string LoadText(const TextSource& src) {
-  std::string raw = ReadFile(src.path);
+  std::string raw = ReadInputFile(src.path, kMaxTextInputBytes, "--data");
   if (!EndsWith(src.path, ".jsonl")) {
     CQKV_CHECK(src.doc_begin == 0 && src.doc_end < 0, "{}: a document range needs a .jsonl file",
                src.path);
