@@ -1,7 +1,8 @@
 // Prefill and decode throughput of the forward pass (Google Benchmark), on a synthetic layer of
-// LLaMA-2-7B dimensions and on cq-tiny when ../shared is present. Every figure has its bound
-// beside it, measured in the same process: BLAS sgemm peak for prefill (GFLOP/s) and a STREAM-like
-// read bandwidth for decode (GB/s of weights streamed per token).
+// LLaMA-2-7B dimensions and on cq-tiny (F32, and llama.cpp's Q4_K_M / Q2_K GGUFs of it) when
+// ../shared is present. Every figure has its bound beside it, measured in the same process: BLAS
+// sgemm peak for prefill (GFLOP/s) and a STREAM-like read bandwidth for decode (GB/s of weights
+// streamed per token).
 //   forward_bench [--threads N] [--shared DIR] [google-benchmark flags]
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "loader/loader.h"
@@ -178,18 +180,23 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
 
-  static std::unique_ptr<Model> tiny;
-  const std::string tiny_path = shared + "/models/cq-tiny/model.bin";
-  if (std::filesystem::exists(tiny_path)) {
-    tiny = LoadModel(tiny_path);
-    benchmark::RegisterBenchmark("prefill/cq-tiny/256", BM_Prefill, tiny.get(), &env, 255)
+  // cq-tiny as F32 (llama2.c) and as llama.cpp's K-quant GGUFs: the same model per weight type.
+  static std::vector<std::unique_ptr<Model>> tiny;
+  for (const auto& [file, label] : {std::pair<std::string, std::string>{"model.bin", "cq-tiny"},
+                                    {"cq-tiny.Q4_K_M.gguf", "cq-tiny-Q4_K_M"},
+                                    {"cq-tiny.Q2_K.gguf", "cq-tiny-Q2_K"}}) {
+    const std::string path = shared + "/models/cq-tiny/" + file;
+    if (!std::filesystem::exists(path)) {
+      std::fprintf(stderr, "forward_bench: %s absent, skipping it\n", path.c_str());
+      continue;
+    }
+    const Model* m = tiny.emplace_back(LoadModel(path)).get();
+    benchmark::RegisterBenchmark(("prefill/" + label + "/256").c_str(), BM_Prefill, m, &env, 255)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
-    benchmark::RegisterBenchmark("decode/cq-tiny/ctx128", BM_Decode, tiny.get(), &env, 128)
+    benchmark::RegisterBenchmark(("decode/" + label + "/ctx128").c_str(), BM_Decode, m, &env, 128)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
-  } else {
-    std::fprintf(stderr, "forward_bench: %s absent, skipping cq-tiny\n", tiny_path.c_str());
   }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

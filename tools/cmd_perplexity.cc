@@ -12,6 +12,7 @@
 #include "eval/dataset.h"
 #include "eval/perplexity.h"
 #include "kv/kv_cache.h"
+#include "tokenizer/tokenizer.h"
 #include "tools/common.h"
 #include "util/error.h"
 
@@ -20,7 +21,7 @@ namespace cqkv::tools {
 void RegisterPerplexity(CLI::App& app) {
   struct Opts {
     ModelOptions m;
-    std::string data, json, kl_base;
+    std::string data, json, kl_base, protocol = "windows";
     PerplexityOptions p;
     bool quiet = false;
   };
@@ -28,18 +29,25 @@ void RegisterPerplexity(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "perplexity", "perplexity over non-overlapping windows of a text (optionally KL vs a base)");
   AddModelOptions(cmd, o->m);
-  cmd->add_option("--data", o->data,
+  cmd->add_option("-f,--data", o->data,
                   "text file (raw text, or .jsonl with a \"text\" field; FILE.jsonl:B:E selects "
                   "documents B..E-1)")
       ->required();
   cmd->add_option("-c,--ctx", o->p.ctx, "window length in tokens")
       ->capture_default_str()
       ->check(CLI::Range(2, 1 << 24));
+  cmd->add_option("--protocol", o->protocol,
+                  "windows: score every token of each window (GPTQ/KVQuant convention); "
+                  "llama.cpp: as llama-perplexity (BOS as each window's first token when the "
+                  "vocabulary adds one, only the second half of each window scored)")
+      ->check(CLI::IsMember({"windows", "llama.cpp"}))
+      ->capture_default_str();
   cmd->add_option("--kv", o->p.kv, "KV cache format:\n" + KvFormatsHelp())->capture_default_str();
   cmd->add_option("--kl-base", o->p.kl_base,
                   "also run this KV format on the same windows and report KL divergence and "
                   "top-1 agreement against it (e.g. fp32)");
-  cmd->add_option("--max-windows", o->p.max_windows, "evaluate at most this many windows (>= 1)")
+  cmd->add_option("--max-windows,--chunks", o->p.max_windows,
+                  "evaluate at most this many windows (>= 1; llama.cpp's --chunks)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
   cmd->add_option("-b,--batch", o->p.batch, "tokens per forward call")
       ->capture_default_str()
@@ -51,7 +59,15 @@ void RegisterPerplexity(CLI::App& app) {
     const TextSource src = ParseTextSource(o->data);
     const std::string text = LoadText(src);
     const auto t0 = std::chrono::steady_clock::now();
-    const auto tokens = model->tok().Encode(text, /*add_bos=*/true);
+    const bool llama_cpp = o->protocol == "llama.cpp";
+    const Vocab& vocab = model->tok().vocab();
+    // llama.cpp adds BOS only when the vocabulary asks for it (tokenizer.ggml.add_bos_token).
+    const bool add_bos = !llama_cpp || vocab.add_bos;
+    const auto tokens = model->tok().Encode(text, add_bos);
+    if (llama_cpp) {
+      o->p.protocol = PplProtocol::kLlamaCpp;
+      o->p.chunk_bos = vocab.add_bos ? vocab.bos_id : -1;
+    }
     const double tok_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!o->quiet) {
@@ -76,6 +92,10 @@ void RegisterPerplexity(CLI::App& app) {
     }
     const PerplexityResult r = EvalPerplexity(*model, tokens, o->p, pool, progress);
 
+    if (!o->quiet && llama_cpp) {
+      fmt::print(stderr, "protocol llama.cpp: {} chunks of {}, tokens {}..{} of each scored\n",
+                 r.windows, o->p.ctx, o->p.ctx / 2 + 1, o->p.ctx - 1);
+    }
     fmt::print(
         "| model | data | kv | ctx | windows | tokens | ppl | KV bits/channel | KV bytes/token "
         "|{}\n",
@@ -93,12 +113,14 @@ void RegisterPerplexity(CLI::App& app) {
                           {"windows", r.windows},
                           {"ctx", o->p.ctx},
                           {"kv", o->p.kv},
+                          {"protocol", o->protocol},
                           {"kv_bytes_per_token", r.kv_bytes_per_token},
                           {"kv_bits_per_channel", r.kv_bits_per_channel},
                           {"model", model->path},
                           {"data", o->data},
                           {"threads", pool.size()},
                           {"seconds", r.seconds}};
+      if (llama_cpp) j["chunk_bos"] = o->p.chunk_bos;
       if (r.has_kl) {
         j["kl_base"] = o->p.kl_base;
         j["kld"] = r.kld;

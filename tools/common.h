@@ -57,5 +57,6 @@ void RegisterKvGrads(CLI::App& app);
 void RegisterBenchAttn(CLI::App& app);
 void RegisterBenchServe(CLI::App& app);
 void RegisterServe(CLI::App& app);
+void RegisterDumpTensor(CLI::App& app);
 
 }  // namespace cqkv::tools

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   cqkv::tools::RegisterBenchAttn(app);
   cqkv::tools::RegisterBenchServe(app);
   cqkv::tools::RegisterServe(app);
+  cqkv::tools::RegisterDumpTensor(app);
   try {
     std::vector<std::string> args = cqkv::tools::AttachNegativeNumbers(argc, argv);
     std::vector<const char*> cargs;

@@ -54,9 +54,19 @@ PerplexityResult EvalPerplexity(const Model& model, const std::vector<int32_t>& 
   CQKV_CHECK(opt.ctx <= c.max_seq_len, "--ctx {}: longer than the context of model {} ({} tokens)",
              opt.ctx, model.path, c.max_seq_len);
   CQKV_CHECK(opt.batch >= 1, "--batch {}: must be positive", opt.batch);
+  const bool llama_cpp = opt.protocol == PplProtocol::kLlamaCpp;
   int64_t windows = static_cast<int64_t>(tokens.size()) / opt.ctx;
   CQKV_CHECK(windows > 0, "data has {} tokens, fewer than one window of --ctx {}", tokens.size(),
              opt.ctx);
+  // llama.cpp refuses texts shorter than two chunks; so do we, to report the same figures.
+  CQKV_CHECK(!llama_cpp || opt.ctx >= 3,
+             "--ctx {}: the llama.cpp protocol scores tokens ctx/2+1..ctx-1, so needs ctx >= 3",
+             opt.ctx);
+  CQKV_CHECK(!llama_cpp || windows >= 2,
+             "data has {} tokens; the llama.cpp protocol needs at least 2 chunks of --ctx {}",
+             tokens.size(), opt.ctx);
+  // Positions whose prediction is scored: from the window's first, or (llama.cpp) its middle.
+  const int64_t first_scored = llama_cpp ? opt.ctx / 2 : 0;
   if (opt.max_windows >= 0) windows = std::min(windows, opt.max_windows);
 
   Runner main(model, opt.kv, opt.ctx, pool);
@@ -67,8 +77,11 @@ PerplexityResult EvalPerplexity(const Model& model, const std::vector<int32_t>& 
   double nll_sum = 0, base_nll_sum = 0, kl_sum = 0;
   int64_t agree = 0, count = 0;
   std::vector<double> lp, lq, pb;
+  std::vector<int32_t> chunk_tokens(static_cast<size_t>(opt.ctx));
   for (int64_t w = 0; w < windows; ++w) {
-    const int32_t* win = tokens.data() + w * opt.ctx;
+    std::copy_n(tokens.begin() + w * opt.ctx, opt.ctx, chunk_tokens.begin());
+    if (llama_cpp && opt.chunk_bos >= 0) chunk_tokens[0] = opt.chunk_bos;
+    const int32_t* win = chunk_tokens.data();
     main.cache->Clear();
     if (base) base->cache->Clear();
     // The window's last token predicts nothing inside the window, so it is never fed.
@@ -81,6 +94,7 @@ PerplexityResult EvalPerplexity(const Model& model, const std::vector<int32_t>& 
         r->fwd.Forward(chunk, *r->cache, Mat(r->logits.data(), n, V));
       }
       for (int64_t i = 0; i < n; ++i) {
+        if (p0 + i < first_scored) continue;
         const int32_t target = win[p0 + i + 1];
         const float* lm = main.logits.data() + i * V;
         LogSoftmax(lm, V, lq);

@@ -28,6 +28,15 @@ bool IsSupportedDType(uint32_t id) {
     case DType::kBF16:
     case DType::kQ8_0:
     case DType::kQ4_0:
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kIQ4_NL:
+    case DType::kQ2_K:
+    case DType::kQ3_K:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
       return true;
   }
   return false;
@@ -347,7 +356,8 @@ std::unique_ptr<GgufFile> GgufFile::Open(const std::string& path, const GgufLimi
     const auto type = r.Read<uint32_t>("tensor type");
     CQKV_CHECK(IsSupportedDType(type),
                "{}: tensor '{}' has type {} (ggml type id {}), which cqkv does not support "
-               "(supported: F32, F16, BF16, Q8_0, Q4_0)",
+               "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, "
+               "Q4_K, Q5_K, Q6_K)",
                name, tname, GgmlTypeName(type), type);
     t.type = static_cast<DType>(type);
     t.offset = r.Read<uint64_t>("tensor data offset");

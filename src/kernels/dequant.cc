@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/block_formats.h"
 #include "util/error.h"
 #include "util/fp16.h"
 
@@ -230,6 +231,8 @@ float DotRowImpl(DType t, const void* row, const float* x, int64_t n) {
       return DotQ8_0(static_cast<const uint8_t*>(row), x, n);
     case DType::kQ4_0:
       return DotQ4_0(static_cast<const uint8_t*>(row), x, n);
+    default:
+      break;  // block formats go to block_formats::DotRow
   }
   return 0.0f;  // unreachable: callers validate the type
 }
@@ -246,6 +249,8 @@ void DequantizeRowImpl(DType t, const void* row, int64_t n, float* out) {
       return DequantQ8_0(static_cast<const uint8_t*>(row), n, out);
     case DType::kQ4_0:
       return DequantQ4_0(static_cast<const uint8_t*>(row), n, out);
+    default:
+      return;  // block formats go to block_formats::DequantizeRow
   }
 }
 
@@ -270,6 +275,7 @@ void CheckArgs(DType t, int64_t n, const char* what) {
     case DType::kQ4_0:
       break;
     default:
+      if (block_formats::IsBlockFormat(t)) break;
       Fail("{}: unsupported dtype id {}", what, static_cast<uint32_t>(t));
   }
   assert(n >= 0 && n % DTypeBlockSize(t) == 0);
@@ -280,17 +286,24 @@ void CheckArgs(DType t, int64_t n, const char* what) {
 
 void DequantizeRow(DType t, const void* row, int64_t n, float* out) {
   CheckArgs(t, n, "DequantizeRow");
+  if (block_formats::IsBlockFormat(t)) {
+    return block_formats::DequantizeRow(t, static_cast<const uint8_t*>(row), n, out);
+  }
   HWY_DYNAMIC_DISPATCH(DequantizeRowImpl)(t, row, n, out);
 }
 
 float DotRow(DType t, const void* row, const float* x, int64_t n) {
   CheckArgs(t, n, "DotRow");
+  if (block_formats::IsBlockFormat(t)) {
+    return block_formats::DotRow(t, static_cast<const uint8_t*>(row), x, n);
+  }
   return HWY_DYNAMIC_DISPATCH(DotRowImpl)(t, row, x, n);
 }
 
 void DequantizeRowRef(DType t, const void* row, int64_t n, float* out) {
   CheckArgs(t, n, "DequantizeRowRef");
   const auto* p = static_cast<const uint8_t*>(row);
+  if (block_formats::IsBlockFormat(t)) return block_formats::DequantizeRowRef(t, p, n, out);
   switch (t) {
     case DType::kF32:
       std::memcpy(out, p, static_cast<size_t>(n) * 4);
@@ -320,6 +333,8 @@ void DequantizeRowRef(DType t, const void* row, int64_t n, float* out) {
         }
       }
       return;
+    default:
+      return;  // block formats handled above
   }
 }
 
@@ -329,7 +344,7 @@ float DotRowRef(DType t, const void* row, const float* x, int64_t n) {
   const int64_t step = DTypeBlockSize(t);
   const int64_t bytes = DTypeBlockBytes(t);
   const auto* p = static_cast<const uint8_t*>(row);
-  float buf[kQK];
+  float buf[block_formats::kSuperBlock];
   float sum = 0.0f;
   for (int64_t i = 0; i < n; i += step) {
     DequantizeRowRef(t, p + i / step * bytes, step, buf);
@@ -401,6 +416,8 @@ void QuantizeRow(DType t, const float* x, int64_t n, void* out) {
     case DType::kQ4_0:
       QuantizeRowQ4_0(x, n, out);
       return;
+    default:
+      break;
   }
   Fail("cannot encode rows of type {}", DTypeName(t));
 }

@@ -1,5 +1,6 @@
-// Row kernels over stored weight types (F32/F16/BF16/Q8_0/Q4_0): widen a row to fp32, dot a row
-// with an fp32 vector (the decode matvec inner loop), and quantise fp32 rows for tests and tools.
+// Row kernels over stored weight types (F32/F16/BF16/Q8_0/Q4_0 here; the K-quants and other block
+// formats in block_formats.h): widen a row to fp32, dot a row with an fp32 vector (the decode
+// matvec inner loop), and quantise fp32 rows to F16/BF16/Q8_0/Q4_0 for tests and tools.
 // Vector versions dispatch at run time (Highway); the *Ref versions are the scalar definition.
 #pragma once
 
@@ -10,7 +11,7 @@
 namespace cqkv {
 
 // Writes the `n` elements of `row` (stored as `t`) to `out` as fp32. For quantised types n must
-// be a multiple of the block size (32).
+// be a multiple of the block size (32, or 256 for the K-quants).
 void DequantizeRow(DType t, const void* row, int64_t n, float* out);
 // sum_i row[i] * x[i] with fp32 accumulation; same length rule as DequantizeRow.
 float DotRow(DType t, const void* row, const float* x, int64_t n);

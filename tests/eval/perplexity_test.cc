@@ -2,9 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <span>
+#include <vector>
 
+#include "model/llama.h"
 #include "random_model.h"
 #include "util/error.h"
 
@@ -63,6 +67,53 @@ TEST(Perplexity, BatchSizeDoesNotChangeResult) {
   opt.batch = 1;
   const auto b = EvalPerplexity(*m, tokens, opt, pool);
   EXPECT_NEAR(a.nll, b.nll, 1e-5 * std::fabs(a.nll));
+}
+
+// llama.cpp's protocol, recomputed here from the forward pass: chunk w is tokens
+// [w ctx, (w + 1) ctx) with its first replaced by BOS, and only the predictions made at positions
+// ctx/2 .. ctx-2 (of tokens ctx/2+1 .. ctx-1) count.
+TEST(Perplexity, LlamaCppProtocolScoresSecondHalfAfterBos) {
+  auto m = testing::MakeRandomModel(testing::SmallConfig(), 25, 0.3f);
+  const int ctx = 20, bos = 1;
+  std::vector<int32_t> tokens(3 * ctx + 7);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 13 + 2) % 50);
+  ThreadPool pool(2);
+  PerplexityOptions opt;
+  opt.protocol = PplProtocol::kLlamaCpp;
+  opt.chunk_bos = bos;
+  opt.ctx = ctx;
+  opt.batch = 7;  // chunks cross forward calls
+  const auto r = EvalPerplexity(*m, tokens, opt, pool);
+  EXPECT_EQ(r.windows, 3);
+  EXPECT_EQ(r.tokens, 3 * (ctx - ctx / 2 - 1));
+
+  const int64_t V = m->config.vocab_size;
+  double nll = 0;
+  LlamaForward fwd(*m, pool);
+  for (int w = 0; w < 3; ++w) {
+    std::vector<int32_t> chunk(tokens.begin() + w * ctx, tokens.begin() + (w + 1) * ctx);
+    chunk[0] = bos;
+    auto cache = MakeCacheFor(*m, "fp32", ctx);
+    std::vector<float> logits(static_cast<size_t>((ctx - 1) * V));
+    fwd.Forward(std::span<const int32_t>(chunk.data(), ctx - 1), *cache,
+                Mat(logits.data(), ctx - 1, V));
+    for (int p = ctx / 2; p <= ctx - 2; ++p) {
+      const float* z = logits.data() + p * V;
+      double mx = z[0], sum = 0;
+      for (int64_t j = 0; j < V; ++j) mx = std::max(mx, double(z[j]));
+      for (int64_t j = 0; j < V; ++j) sum += std::exp(z[j] - mx);
+      nll -= z[chunk[p + 1]] - mx - std::log(sum);
+    }
+  }
+  // One forward call per chunk here vs batches of 7 there: fp32 reordering only.
+  EXPECT_NEAR(r.nll, nll / r.tokens, 1e-5 * std::fabs(r.nll));
+
+  // Without BOS replacement the first-token change must show (the protocol is not a no-op).
+  opt.chunk_bos = -1;
+  EXPECT_GT(std::fabs(EvalPerplexity(*m, tokens, opt, pool).nll - r.nll), 1e-6);
+  // llama.cpp needs two chunks.
+  std::vector<int32_t> short_text(tokens.begin(), tokens.begin() + 2 * ctx - 1);
+  EXPECT_THROW(EvalPerplexity(*m, short_text, opt, pool), Error);
 }
 
 TEST(Perplexity, ContextBeyondModelAndTooLittleDataAreErrors) {

@@ -396,8 +396,8 @@ TEST(GgufErrorTest, BadTensorInfos) {
                  size_t data_bytes) {
     return Bytes().Header(3, 1, 0).Tensor(name, n, type, offset).Pad(32).Zeros(data_bytes).str();
   };
-  WriteBytes(path, file("blk.3.ffn_up.weight", 12, 256, 0, 1024));
-  ExpectOpenError(path, {"blk.3.ffn_up.weight", "Q4_K", "12", "not support"});
+  WriteBytes(path, file("blk.3.ffn_up.weight", 23, 256, 0, 1024));
+  ExpectOpenError(path, {"blk.3.ffn_up.weight", "IQ4_XS", "23", "not support"});
   WriteBytes(path, file("odd.weight", 999, 256, 0, 1024));
   ExpectOpenError(path, {"odd.weight", "999"});
   WriteBytes(path, file("mis.weight", 0, 4, 16, 64));

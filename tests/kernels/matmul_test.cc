@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/dequant.h"
+#include "kernels/random_blocks.h"
 #include "util/fp16.h"
 
 namespace cqkv {
@@ -43,6 +44,50 @@ TEST(MatMul, MatchesReferenceForEveryTypeAndPath) {
         max_ref = std::max(max_ref, std::fabs(double(y_ref[i])));
       }
       EXPECT_LT(max_diff / max_ref, 1e-5) << DTypeName(t) << " n=" << n;
+    }
+  }
+}
+
+// The block formats (256-element super-blocks and the 32-element fallbacks) through both MatMul
+// paths and MatMulTransposed (calibration's backward pass), whose column chunks must start on a
+// block: 768 columns = 3 super-blocks, split over 3 threads. Weights are random bytes with finite
+// scales; same tolerances as above (fp32 reordering over <= 768 terms, far below 1e-5).
+TEST(MatMul, BlockFormatsThroughEveryPath) {
+  std::mt19937 rng(8);
+  std::normal_distribution<float> nd;
+  const int64_t rows = 70, cols = 768;
+  ThreadPool pool(3);
+  for (const auto& f : testing::BlockFormats()) {
+    std::vector<uint8_t> bytes;
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto row = testing::RandomBlockRow(f, cols, rng);
+      bytes.insert(bytes.end(), row.begin(), row.end());
+    }
+    const WeightMatrix w{f.type, rows, cols, bytes.data(), "w"};
+    for (int64_t n : {1, 20}) {  // row dots, then widened blocks + sgemm
+      std::vector<float> x(static_cast<size_t>(n * cols)), y(static_cast<size_t>(n * rows)),
+          ref(y.size());
+      for (auto& v : x) v = nd(rng);
+      MatMul(ConstMat(x.data(), n, cols), w, Mat(y.data(), n, rows), pool);
+      MatMulRef(ConstMat(x.data(), n, cols), w, Mat(ref.data(), n, rows));
+      double max_diff = 0, max_ref = 0;
+      for (size_t i = 0; i < y.size(); ++i) {
+        max_diff = std::max(max_diff, std::fabs(double(y[i]) - ref[i]));
+        max_ref = std::max(max_ref, std::fabs(double(ref[i])));
+      }
+      EXPECT_LT(max_diff / max_ref, 1e-5) << DTypeName(f.type) << " n=" << n;
+
+      std::vector<float> xt(static_cast<size_t>(n * rows)), yt(static_cast<size_t>(n * cols)),
+          reft(yt.size());
+      for (auto& v : xt) v = nd(rng);
+      MatMulTransposed(ConstMat(xt.data(), n, rows), w, Mat(yt.data(), n, cols), pool);
+      MatMulTransposedRef(ConstMat(xt.data(), n, rows), w, Mat(reft.data(), n, cols));
+      max_diff = max_ref = 0;
+      for (size_t i = 0; i < yt.size(); ++i) {
+        max_diff = std::max(max_diff, std::fabs(double(yt[i]) - reft[i]));
+        max_ref = std::max(max_ref, std::fabs(double(reft[i])));
+      }
+      EXPECT_LT(max_diff / max_ref, 1e-5) << DTypeName(f.type) << " transposed n=" << n;
     }
   }
 }
