@@ -1,6 +1,11 @@
 #include "fuzz/fuzz_entries.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
 
 #include "eval/dataset.h"
 #include "fuzz/mem_file.h"
@@ -73,6 +78,46 @@ void UseVocab(Vocab vocab) {
   for (int32_t id = 0; id < std::min(tok->size(), 2048); ++id) tok->Decode(id);
 }
 
+// The real vocabularies of ../shared, each built into a tokenizer once per process (loading the
+// 128k-token ones takes a while under the sanitizers). The folder comes from $CQKV_SHARED, else
+// the build's CQKV_SHARED_DIR; missing files are skipped, no file at all is a harness error.
+const std::vector<std::unique_ptr<Tokenizer>>& SharedTokenizers() {
+  static const auto tokenizers = [] {
+    const char* env = std::getenv("CQKV_SHARED");
+    const std::string dir = env && *env ? env : CQKV_SHARED_DIR;
+    std::vector<std::unique_ptr<Tokenizer>> out;
+    for (const char* rel :
+         {"models/stories260K/tokenizer.bin", "tests/tokenizer-vectors/ggml-vocab-llama-spm.gguf",
+          "tests/tokenizer-vectors/ggml-vocab-gpt-2.gguf",
+          "tests/tokenizer-vectors/ggml-vocab-llama-bpe.gguf",
+          "tests/tokenizer-vectors/ggml-vocab-qwen2.gguf", "tokenizers/smollm2.tokenizer.json"}) {
+      const std::string path = dir + "/" + rel;
+      if (!std::filesystem::exists(path)) continue;
+      Vocab v = path.ends_with(".bin")    ? ReadLlama2cVocab(path)
+                : path.ends_with(".json") ? ReadHfTokenizerJson(path)
+                                          : VocabFromGguf(*GgufFile::Open(path));
+      out.push_back(MakeTokenizer(std::move(v)));
+    }
+    if (out.empty()) throw std::runtime_error("fuzz: no vocabulary found under " + dir);
+    return out;
+  }();
+  return tokenizers;
+}
+
+// First byte: which shared vocabulary (low bits) and whether to add BOS (high bit); the rest is
+// the text, encoded and every resulting id decoded.
+void TokenizeText(std::string_view bytes) {
+  const auto& tokenizers = SharedTokenizers();
+  if (bytes.empty()) return;
+  const auto sel = static_cast<uint8_t>(bytes[0]);
+  const Tokenizer& tok = *tokenizers[(sel & 0x7f) % tokenizers.size()];
+  for (const int32_t id : tok.Encode(bytes.substr(1), (sel & 0x80) != 0)) {
+    CQKV_CHECK(id >= 0 && id < tok.size(), "fuzz: Encode returned id {} outside [0, {})", id,
+               tok.size());
+    tok.Decode(id);
+  }
+}
+
 void Gguf(std::string_view bytes) {
   const MemFile f(bytes);
   ReadAllOf(*GgufFile::Open(f.path()));
@@ -103,8 +148,21 @@ void TokenizerJson(std::string_view bytes) {
   UseVocab(ReadHfTokenizerJson(f.path()));
 }
 
+// A .cqcb file ends in an FNV-1a checksum of every byte before it (quant/codebook.cc). Most
+// inputs get a correct one, so mutations reach the header schema and the tables instead of
+// stopping at "checksum mismatch"; inputs whose last byte is a multiple of 4 keep theirs, so
+// that path is fuzzed too.
 void Codebook(std::string_view bytes) {
-  const MemFile f(bytes);
+  std::string file(bytes);
+  if (file.size() >= 24 && (file.back() & 3) != 0) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i + 8 < file.size(); ++i) {
+      h ^= static_cast<uint8_t>(file[i]);
+      h *= 0x100000001b3ull;
+    }
+    std::memcpy(file.data() + file.size() - 8, &h, 8);
+  }
+  const MemFile f(file);
   LoadCodebooks(f.path());
 }
 
@@ -154,6 +212,7 @@ const std::vector<Entry>& Entries() {
       {"llama2c", Llama2c},
       {"tokenizer_bin", TokenizerBin},
       {"tokenizer_json", TokenizerJson},
+      {"tokenize_text", TokenizeText},
       {"codebook", Codebook},
       {"kv_spec", KvSpecText},
       {"data_spec", DataSpec},

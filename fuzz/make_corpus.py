@@ -212,7 +212,7 @@ def main():
         sys.exit(f"make_corpus: shared folder {a.shared} absent")
     rng = random.Random(1234)
     targets = ["gguf", "gguf_vocab", "gguf_model", "llama2c", "tokenizer_bin", "tokenizer_json",
-               "codebook", "kv_spec", "data_spec", "openai_request"]
+               "codebook", "kv_spec", "data_spec", "openai_request", "tokenize_text"]
     for t in targets:
         os.makedirs(os.path.join(a.out, t), exist_ok=True)
     sh = lambda rel: os.path.join(a.shared, rel)  # noqa: E731
@@ -225,7 +225,8 @@ def main():
     tokenizer_json_seed(a.shared, os.path.join(a.out, "tokenizer_json", "smollm2-400.json"), 400)
     stories_tok = open(sh("models/stories260K/tokenizer.bin"), "rb").read()
     put("tokenizer_bin", "stories260K.bin", stories_tok)
-    put("tokenizer_bin", "llama2-600.bin", tokenizer_bin_prefix(sh("tokenizers/llama2.tokenizer.bin"), 600))
+    put("tokenizer_bin", "llama2-600.bin",
+        tokenizer_bin_prefix(sh("tokenizers/llama2.tokenizer.bin"), 600))
 
     # llama2.c: a header (dim, hidden, layers, heads, kv heads, vocab, seq; negative vocab means
     # an unshared classifier) and random weights at width 8, as the checkpoint reader expects.
@@ -236,7 +237,19 @@ def main():
                                 + 3 * dim * hidden) + dim + seq * hd
         n += v * dim if vocab < 0 else 0
         w = struct.pack("<%df" % n, *[rng.gauss(0, 0.1) for _ in range(n)])
-        put("llama2c", name, struct.pack("<7i", dim, hidden, layers, heads, kv_heads, vocab, seq) + w)
+        header = struct.pack("<7i", dim, hidden, layers, heads, kv_heads, vocab, seq)
+        put("llama2c", name, header + w)
+
+    # tokenize_text: llama.cpp's tokenizer test texts, each for one of the six vocabularies
+    # (first byte, fuzz_entries.cc TokenizeText), half of them with BOS.
+    texts = set()
+    vdir = sh("tests/tokenizer-vectors")
+    for name in sorted(os.listdir(vdir)):
+        if name.endswith(".inp"):
+            data = open(os.path.join(vdir, name), "rb").read()
+            texts.update(data.split(b"\n__ggml_vocab_test__\n"))
+    for i, text in enumerate(sorted(texts)):
+        put("tokenize_text", f"{i:03d}", bytes([(i % 6) | (0x80 if i % 2 else 0)]) + text)
 
     for i, spec in enumerate(["fp32", "fp16", "cq:book.cqcb", "cq:a:b.cqcb:r32", "int4-token:g64",
                               "int2-channel:g128", "nf4", "nf3-token:g32", "kivi2:r128",
@@ -270,7 +283,8 @@ def main():
     if a.cqkv:
         with tempfile.TemporaryDirectory() as tmp:
             book = os.path.join(tmp, "stories260K-2c2b.cqcb")
-            subprocess.run([a.cqkv, "calibrate", "-q", "-t", "1", "-m", sh("models/stories260K/model.bin"),
+            subprocess.run([a.cqkv, "calibrate", "-q", "-t", "1",
+                            "-m", sh("models/stories260K/model.bin"),
                             "--data", sh("data/c4/c4_validation_1900.jsonl") + ":0:4",
                             "--config", "2c2b", "--tokens", "2x32", "--iters", "5", "-o", book],
                            check=True, stdout=subprocess.DEVNULL)

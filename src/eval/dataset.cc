@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <sstream>
 
 #include "util/error.h"
@@ -13,6 +14,15 @@ namespace {
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// A document index of a --data range (digits only, checked by the caller).
+int64_t DocIndex(const std::string& digits, const std::string& spec) {
+  int64_t v = 0;
+  const auto r = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  CQKV_CHECK(r.ec == std::errc() && r.ptr == digits.data() + digits.size(),
+             "--data {}: document index {} out of range", spec, digits);
+  return v;
 }
 
 }  // namespace
@@ -31,8 +41,8 @@ TextSource ParseTextSource(const std::string& spec) {
                            b.find_first_not_of("0123456789") == std::string::npos;
       if (numeric) {
         src.path = spec.substr(0, mid);
-        src.doc_begin = std::stoll(a);
-        src.doc_end = b.empty() ? -1 : std::stoll(b);
+        src.doc_begin = DocIndex(a, spec);
+        src.doc_end = b.empty() ? -1 : DocIndex(b, spec);
         CQKV_CHECK(src.doc_end < 0 || src.doc_end > src.doc_begin,
                    "--data {}: empty document range", spec);
       }

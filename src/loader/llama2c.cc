@@ -1,6 +1,7 @@
 // llama2.c checkpoints (legacy v0): a 7 x int32 header followed by fp32 arrays in a fixed order.
 // The weights stay in the mapped file; the RoPE freq_cis tables are skipped (we compute RoPE).
 #include <cstring>
+#include <limits>
 #include <memory>
 
 #include "loader/loader.h"
@@ -26,7 +27,8 @@ std::unique_ptr<Model> LoadLlama2cModel(const std::string& path) {
                     h.n_layers > 0 && h.n_layers <= 1024 && h.n_heads > 0 && h.n_heads <= h.dim &&
                     h.n_kv_heads > 0 && h.n_kv_heads <= h.n_heads &&
                     h.n_heads % h.n_kv_heads == 0 && h.dim % h.n_heads == 0 &&
-                    (h.dim / h.n_heads) % 2 == 0 && h.vocab_size != 0 && h.seq_len > 0;
+                    (h.dim / h.n_heads) % 2 == 0 && h.vocab_size != 0 &&
+                    h.vocab_size != std::numeric_limits<int32_t>::min() && h.seq_len > 0;
   CQKV_CHECK(
       sane,
       "{}: not a llama2.c checkpoint (header dim={} hidden={} layers={} heads={} kv_heads={} "
