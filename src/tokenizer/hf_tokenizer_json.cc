@@ -93,14 +93,20 @@ Vocab ReadHfTokenizerJson(const std::string& path) {
       v.types[id] = type;
       seen[id] = true;
     };
+    // An id must be a JSON integer: converting 1e90 to int64 is undefined, 1.5 would truncate.
+    auto id_of = [&](const Json& id, const std::string& text) {
+      CQKV_CHECK(id.is_number_integer(), "{}: token '{}' has id {}, not an integer", path, text,
+                 id.dump());
+      return id.get<int64_t>();
+    };
     for (const auto& [text, id] : model["vocab"].items()) {
-      place(text, id.get<int64_t>(), TokenType::kNormal);
+      place(text, id_of(id, text), TokenType::kNormal);
     }
     std::vector<std::pair<std::string, int32_t>> special;
     if (j.contains("added_tokens")) {
       for (const Json& t : j["added_tokens"]) {
         const std::string text = t.at("content").get<std::string>();
-        const int64_t id = t.at("id").get<int64_t>();
+        const int64_t id = id_of(t.at("id"), text);
         const bool is_special = t.value("special", false);
         // Added tokens are stored as plain text, not in the byte alphabet.
         place(text, id, is_special ? TokenType::kControl : TokenType::kUserDefined);
