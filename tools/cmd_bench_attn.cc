@@ -26,34 +26,33 @@ void RegisterBenchAttn(CLI::App& app) {
       "rounds alternate and each ratio is the median of per-round ratios to fp16.");
   cmd->add_option("--ctx", o->b.ctx, "cached tokens per sequence")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--batch", o->b.batch, "sequences, decoded as one batch (one query each)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--heads", o->b.n_heads, "query heads")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--kv-heads", o->b.n_kv_heads, "KV heads (8: Mistral-7B, 32: LLaMA-2-7B)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--head-dim", o->b.head_dim, "channels per head")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--formats", o->formats,
                   "comma-separated KV formats (any --kv spec; cq:<c>c<b>b = random codebooks)")
       ->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "worker threads (0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+  AddThreadsOption(cmd, o->threads);
   cmd->add_option("--reps", o->b.reps, "timed rounds per format (median reported)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--stream-mib", o->stream_mib, "buffer of the read-bandwidth kernel (MiB)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(FiniteRange(1, 1 << 20));
   cmd->add_flag("--warm", o->b.warm,
                 "keep caches warm between rounds (default: flush the LLC first, as in a real "
                 "decode step, where each layer's KV cache is read once between weight reads)");
-  cmd->add_option("--json", o->json, "write the results as JSON");
+  cmd->add_option("--json", o->json, "write the results as JSON")->check(kNonEmptyPath);
   cmd->callback([o] {
     o->b.formats = ParseAttnFormats(o->formats);
     o->b.stream_bytes = static_cast<size_t>(o->stream_mib * 1024 * 1024);

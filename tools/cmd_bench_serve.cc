@@ -160,14 +160,14 @@ void RegisterBenchServe(CLI::App& app) {
   cmd->add_option("--kv-memory", o->kv_memory, "KV budget, e.g. 512MiB, 8GiB")
       ->capture_default_str();
   cmd->add_option("--page-tokens", o->page_tokens, "tokens per KV page (multiple of 256)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kPageTokens);
   cmd->add_option("--max-seqs", o->max_seqs, "admit at most this many sequences")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--formats", o->formats, "comma-separated --kv specs")->capture_default_str();
-  cmd->add_option("-t,--threads", o->m.threads, "worker threads (0 = all cores)")
-      ->check(CLI::Range(0, 1024));
-  cmd->add_option("--json", o->json, "write the results as JSON");
+  AddThreadsOption(cmd, o->m.threads);
+  cmd->add_option("--json", o->json, "write the results as JSON")->check(kNonEmptyPath);
   cmd->callback([o] {
     CQKV_CHECK(o->m.model.empty() != o->synthetic.empty(),
                "bench-serve: give exactly one of -m MODEL and --synthetic 7b");

@@ -51,11 +51,18 @@ void RegisterCalibrate(CLI::App& app) {
   cmd->add_option("--keys", o->keys, "quantise keys pre-rope or post-rope")
       ->check(CLI::IsMember({"pre-rope", "post-rope"}))
       ->capture_default_str();
-  cmd->add_option("--iters", o->c.max_iter, "max k-means iterations")->capture_default_str();
-  cmd->add_option("--restarts", o->c.n_init, "k-means restarts (best kept)")->capture_default_str();
+  cmd->add_option("--iters", o->c.max_iter, "max k-means iterations")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--restarts", o->c.n_init, "k-means restarts (best kept)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   cmd->add_option("--seed", o->c.seed, "k-means seed")->capture_default_str();
-  cmd->add_option("-o,--out", o->out, "output codebook file (.cqcb)")->required();
-  cmd->add_option("--json", o->json, "write a calibration report (objective per layer, time)");
+  cmd->add_option("-o,--out", o->out, "output codebook file (.cqcb)")
+      ->required()
+      ->check(kNonEmptyPath);
+  cmd->add_option("--json", o->json, "write a calibration report (objective per layer, time)")
+      ->check(kNonEmptyPath);
   cmd->add_flag("--allow-eval-data", o->allow_eval, "allow calibrating on evaluation text");
   cmd->add_flag("-q,--quiet", o->quiet, "no progress output");
   cmd->callback([o] {

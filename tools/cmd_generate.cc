@@ -25,21 +25,24 @@ void RegisterGenerate(CLI::App& app) {
   cmd->add_option("-p,--prompt", o->prompt, "prompt text")->required();
   cmd->add_option("-n,--n-predict", o->n, "tokens to generate")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--temp", o->s.temperature, "sampling temperature (0 = greedy)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 100.0));
-  cmd->add_option("--top-k", o->s.top_k, "top-k cut (0 = off)")->capture_default_str();
-  cmd->add_option("--top-p", o->s.top_p, "nucleus cut (1 = off)")
+      ->check(FiniteRange(0.0, 100.0));
+  cmd->add_option("--top-k", o->s.top_k, "top-k cut (0 = off)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(CLI::Range(0, 1 << 30));
+  cmd->add_option("--top-p", o->s.top_p, "nucleus cut in (0, 1] (1 = off)")
+      ->capture_default_str()
+      ->check(FiniteRange(1e-6, 1.0));
   cmd->add_option("--min-p", o->s.min_p, "drop tokens below min-p x the top probability (0 = off)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(FiniteRange(0.0, 1.0));
   cmd->add_option("--seed", o->s.seed, "random seed")->capture_default_str();
   cmd->add_option("--stop", o->s.stop, "stop string (repeatable)");
   cmd->add_option("--kv", o->kv, "KV cache format")->capture_default_str();
-  cmd->add_option("--json", o->json, "write timings and the generated ids as JSON");
+  cmd->add_option("--json", o->json, "write timings and the generated ids as JSON")
+      ->check(kNonEmptyPath);
   cmd->callback([o] {
     EngineConfig ec;
     ec.model_path = o->m.model;
@@ -52,7 +55,7 @@ void RegisterGenerate(CLI::App& app) {
     const auto prompt = engine->Tokenize(o->prompt, /*add_bos=*/true);
     const int64_t total = static_cast<int64_t>(prompt.size()) + o->n;
     if (total > info.context_length) {
-      throw Error(fmt::format("prompt ({} tokens) + -n {} exceeds the model context of {} tokens",
+      throw Error(fmt::format("prompt ({} tokens) + -n {} exceeds the context of {} tokens",
                               prompt.size(), o->n, info.context_length));
     }
     fmt::print(stderr, "model: {} ({}), ctx {}, vocab {}\n", o->m.model, info.arch,

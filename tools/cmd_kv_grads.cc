@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -12,8 +11,8 @@
 
 #include "model/backward.h"
 #include "tools/common.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
-#include "util/mapped_file.h"
 
 namespace cqkv::tools {
 
@@ -34,10 +33,11 @@ void RegisterKvGrads(CLI::App& app) {
   AddModelOptions(cmd, o->m);
   auto* tok = cmd->add_option("--tokens", o->tokens, "comma-separated token ids of the window");
   auto* rnd = cmd->add_option("--random", o->random, "use N random token ids instead (timing)")
-                  ->check(CLI::PositiveNumber);
+                  ->check(CLI::Range(2, 1 << 20));
   tok->excludes(rnd);
   cmd->add_option("--seed", o->seed, "seed of --random");
-  cmd->add_option("-o,--out", o->out, "output file (omit to only time and print the summary)");
+  cmd->add_option("-o,--out", o->out, "output file (omit to only time and print the summary)")
+      ->check(kNonEmptyPath);
   cmd->callback([o] {
     auto model = LoadModelFrom(o->m);
     std::vector<int32_t> ids;
@@ -47,16 +47,13 @@ void RegisterKvGrads(CLI::App& app) {
         ids.push_back(static_cast<int32_t>(rng() % model->config.vocab_size));
       }
     } else {
-      std::stringstream ss(o->tokens);
-      std::string item;
-      while (std::getline(ss, item, ',')) {
-        try {
-          ids.push_back(std::stoi(item));
-        } catch (const std::exception&) {
-          Fail("--tokens: '{}' is not an integer", item);
-        }
-      }
+      CQKV_CHECK(!o->tokens.empty(), "kv-grads: give --tokens or --random");
+      ids = ParseTokenIds(o->tokens, "--tokens");
+      CheckTokenIds(ids, *model, "--tokens");
     }
+    CQKV_CHECK(static_cast<int64_t>(ids.size()) <= model->config.max_seq_len,
+               "--tokens: {} tokens exceed the model context {}", ids.size(),
+               model->config.max_seq_len);
     CQKV_CHECK(ids.size() >= 2, "kv-grads: give at least 2 token ids with --tokens or --random");
     ThreadPool pool(o->m.threads);
     KvActivations acts;

@@ -2,14 +2,13 @@
 // little-endian float32 (n_tokens x vocab). The hook the NumPy reference checks compare against.
 #include <fmt/core.h>
 
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "model/llama.h"
 #include "tools/common.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
-#include "util/mapped_file.h"
 
 namespace cqkv::tools {
 
@@ -24,24 +23,17 @@ void RegisterLogits(CLI::App& app) {
       app.add_subcommand("logits", "write the logits of a token sequence as raw float32");
   AddModelOptions(cmd, o->m);
   cmd->add_option("--tokens", o->tokens, "comma-separated token ids")->required();
-  cmd->add_option("-o,--out", o->out, "output file (n_tokens x vocab float32)")->required();
+  cmd->add_option("-o,--out", o->out, "output file (n_tokens x vocab float32)")
+      ->required()
+      ->check(kNonEmptyPath);
   cmd->add_option("--kv", o->kv, "KV cache format");
   cmd->add_option("--chunk", o->chunk,
                   "tokens per forward call (0 = all at once; 1 = token-by-token decode)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1 << 30));
   cmd->callback([o] {
-    std::vector<int32_t> ids;
-    std::stringstream ss(o->tokens);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-      try {
-        ids.push_back(std::stoi(item));
-      } catch (const std::exception&) {
-        Fail("--tokens: '{}' is not an integer", item);
-      }
-    }
-    CQKV_CHECK(!ids.empty(), "--tokens: no token ids given");
+    const std::vector<int32_t> ids = ParseTokenIds(o->tokens, "--tokens");
     auto model = LoadModelFrom(o->m);
+    CheckTokenIds(ids, *model, "--tokens");
     const int64_t n = static_cast<int64_t>(ids.size()), V = model->config.vocab_size;
     CQKV_CHECK(n <= model->config.max_seq_len, "--tokens: {} tokens exceed the model context {}", n,
                model->config.max_seq_len);

@@ -32,14 +32,19 @@ void RegisterPerplexity(CLI::App& app) {
                   "text file (raw text, or .jsonl with a \"text\" field; FILE.jsonl:B:E selects "
                   "documents B..E-1)")
       ->required();
-  cmd->add_option("-c,--ctx", o->p.ctx, "window length in tokens")->capture_default_str();
+  cmd->add_option("-c,--ctx", o->p.ctx, "window length in tokens")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1 << 24));
   cmd->add_option("--kv", o->p.kv, "KV cache format:\n" + KvFormatsHelp())->capture_default_str();
   cmd->add_option("--kl-base", o->p.kl_base,
                   "also run this KV format on the same windows and report KL divergence and "
                   "top-1 agreement against it (e.g. fp32)");
-  cmd->add_option("--max-windows", o->p.max_windows, "evaluate at most this many windows");
-  cmd->add_option("-b,--batch", o->p.batch, "tokens per forward call")->capture_default_str();
-  cmd->add_option("--json", o->json, "write the result as JSON to this file");
+  cmd->add_option("--max-windows", o->p.max_windows, "evaluate at most this many windows (>= 1)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  cmd->add_option("-b,--batch", o->p.batch, "tokens per forward call")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--json", o->json, "write the result as JSON to this file")->check(kNonEmptyPath);
   cmd->add_flag("-q,--quiet", o->quiet, "no progress output");
   cmd->callback([o] {
     auto model = LoadModelFrom(o->m);

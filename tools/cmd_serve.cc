@@ -94,20 +94,21 @@ void RegisterServe(CLI::App& app) {
                   "KV memory for all sequences together: bytes or 512MiB, 8GiB, 1.5GB")
       ->capture_default_str();
   cmd->add_option("--page-tokens", e.page_tokens, "tokens per KV page (a multiple of 256)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kPageTokens);
   cmd->add_option("--ctx", e.max_context,
                   "longest prompt + completion per sequence (0 = the model's context)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1 << 30));
   cmd->add_option("--max-queue", e.max_queue, "requests waiting for admission at most (more: 503)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--max-running", e.max_running, "sequences advanced together at most")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--max-batch-tokens", e.max_batch_tokens, "tokens per engine step at most")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--host", h.host, "address to listen on (127.0.0.1: this machine only)")
       ->capture_default_str();
   cmd->add_option("--port", h.port, "TCP port (0: any free port)")
@@ -119,11 +120,11 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--http-threads", h.threads,
                   "HTTP worker threads: requests served at once (each holds one while it runs)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("--shutdown-timeout", o->shutdown_timeout_s,
                   "seconds running requests get to finish on SIGINT/SIGTERM")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(FiniteRange(0, 24 * 3600));
 
   cmd->callback([o] {
     EngineConfig cfg = o->engine;

@@ -1,8 +1,25 @@
-// cqkv: command-line entry point. Each subcommand lives in its own tools/cmd_*.cc file.
+// cqkv: command-line entry point. Each subcommand lives in its own tools/cmd_*.cc file. Every
+// failure ends here as exactly one "cqkv: error: ..." line: messages are escaped once more, so
+// text from a file or flag can neither cut the line short (NUL) nor forge a second one.
 #include <cstdio>
+#include <new>
+#include <string>
+#include <vector>
 
 #include "tools/common.h"
 #include "util/error.h"
+#include "util/escape.h"
+
+namespace {
+
+constexpr size_t kMaxMessageBytes = 4096;
+
+void PrintError(const char* kind, const std::string& what, const char* suffix = "") {
+  std::fprintf(stderr, "cqkv: %s: %s%s\n", kind, cqkv::EscapedLine(what, kMaxMessageBytes).c_str(),
+               suffix);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"cqkv: LLaMA-family inference with compressed (coupled-quantized) KV caches"};
@@ -20,16 +37,24 @@ int main(int argc, char** argv) {
   cqkv::tools::RegisterBenchServe(app);
   cqkv::tools::RegisterServe(app);
   try {
-    app.parse(argc, argv);
+    std::vector<std::string> args = cqkv::tools::AttachNegativeNumbers(argc, argv);
+    std::vector<const char*> cargs;
+    for (const auto& a : args) cargs.push_back(a.c_str());
+    app.parse(static_cast<int>(cargs.size()), cargs.data());
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    std::fprintf(stderr, "cqkv: error: %s (see --help)\n", e.what());
+    PrintError("error", e.what(), " (see --help)");
     return 2;
   } catch (const cqkv::Error& e) {
-    std::fprintf(stderr, "cqkv: error: %s\n", e.what());
+    PrintError("error", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    PrintError("error",
+               "out of memory: the inputs or flags ask for more memory than this machine has "
+               "(a smaller --ctx, --batch or model may fit)");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "cqkv: internal error: %s\n", e.what());
+    PrintError("internal error", e.what());
     return 2;
   }
   return 0;

@@ -18,13 +18,19 @@
 
 namespace cqkv {
 
+// The context an engine gets when EngineConfig::max_context is 0 and the model claims more.
+inline constexpr int kDefaultMaxContext = 32768;
+
 struct EngineConfig {
   std::string model_path;      // GGUF file or llama2.c checkpoint
   std::string tokenizer_path;  // optional: tokenizer.bin, tokenizer.json or GGUF vocabulary
   std::string kv = "fp16";     // KV cache format spec, e.g. "fp16", "cq:FILE.cqcb", "int4-channel"
   int64_t kv_memory_bytes = int64_t{1} << 30;  // budget for every sequence's KV pages together
-  int page_tokens = 256;       // tokens per KV page (a multiple of 256, the decode token block)
-  int max_context = 0;         // longest prompt + completion per sequence; 0 = the model's context
+  int page_tokens = 256;  // tokens per KV page (a multiple of 256, the decode token block)
+  // Longest prompt + completion per sequence; 0 = the model's context, at most
+  // kDefaultMaxContext (a file may claim 2^30 positions; per-context tables follow this value).
+  // More than the model's context is an error.
+  int max_context = 0;
   int threads = 0;             // compute threads; 0 = all cores
   int max_batch_tokens = 512;  // tokens per step over all sequences (chunked prefill budget)
   int max_running = 256;       // sequences advanced together at most
@@ -135,6 +141,10 @@ class Engine {
   // The prompt text of a chat: the model's template when it is a known one (llama-2, llama-3,
   // chatml), else a plain "role: content" template; ends with the assistant's turn opening.
   virtual std::string ApplyChatTemplate(const std::vector<ChatMessage>& messages) const = 0;
+  // The tokens of ApplyChatTemplate(messages) as llama.cpp's server makes them: the template's
+  // markers (<|im_start|>, <|eot_id|>, </s>, ...) become their special tokens instead of being
+  // spelled out as text, and BOS comes first when the vocabulary adds one.
+  virtual std::vector<int32_t> TokenizeChat(const std::vector<ChatMessage>& messages) const = 0;
 };
 
 }  // namespace cqkv

@@ -6,7 +6,8 @@
 #include <sstream>
 
 #include "util/error.h"
-#include "util/mapped_file.h"
+#include "util/escape.h"
+#include "util/input_file.h"
 
 namespace cqkv {
 namespace {
@@ -14,15 +15,6 @@ namespace {
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// A document index of a --data range (digits only, checked by the caller).
-int64_t DocIndex(const std::string& digits, const std::string& spec) {
-  int64_t v = 0;
-  const auto r = std::from_chars(digits.data(), digits.data() + digits.size(), v);
-  CQKV_CHECK(r.ec == std::errc() && r.ptr == digits.data() + digits.size(),
-             "--data {}: document index {} out of range", spec, digits);
-  return v;
 }
 
 }  // namespace
@@ -41,8 +33,15 @@ TextSource ParseTextSource(const std::string& spec) {
                            b.find_first_not_of("0123456789") == std::string::npos;
       if (numeric) {
         src.path = spec.substr(0, mid);
-        src.doc_begin = DocIndex(a, spec);
-        src.doc_end = b.empty() ? -1 : DocIndex(b, spec);
+        auto number = [&spec](const std::string& t) {
+          int64_t v = 0;
+          const auto r = std::from_chars(t.data(), t.data() + t.size(), v);
+          CQKV_CHECK(r.ec == std::errc() && r.ptr == t.data() + t.size(),
+                     "--data {}: document number '{}' is out of range", Escaped(spec), t);
+          return v;
+        };
+        src.doc_begin = number(a);
+        src.doc_end = b.empty() ? -1 : number(b);
         CQKV_CHECK(src.doc_end < 0 || src.doc_end > src.doc_begin,
                    "--data {}: empty document range", spec);
       }
@@ -52,7 +51,7 @@ TextSource ParseTextSource(const std::string& spec) {
 }
 
 std::string LoadText(const TextSource& src) {
-  std::string raw = ReadFile(src.path);
+  std::string raw = ReadInputFile(src.path, kMaxTextInputBytes, "--data");
   if (!EndsWith(src.path, ".jsonl")) {
     CQKV_CHECK(src.doc_begin == 0 && src.doc_end < 0, "{}: a document range needs a .jsonl file",
                src.path);

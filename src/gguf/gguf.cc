@@ -7,6 +7,7 @@
 
 #include "gguf/gguf_internal.h"
 #include "util/error.h"
+#include "util/escape.h"
 
 namespace cqkv {
 
@@ -74,6 +75,8 @@ using gguf_internal::IsPowerOfTwo;
 using gguf_internal::IsSupportedDType;
 using gguf_internal::kMagic;
 using gguf_internal::kMaxDims;
+using gguf_internal::kMaxNameBytes;
+using gguf_internal::ScalarWidth;
 using gguf_internal::TensorBytes;
 using gguf_internal::ValueTypeName;
 
@@ -92,17 +95,12 @@ const char* GgmlTypeName(uint32_t id) {
   return "unknown";
 }
 
-bool IsUnsigned(GgufType t) {
-  return t == GgufType::kUint8 || t == GgufType::kUint16 || t == GgufType::kUint32 ||
-         t == GgufType::kUint64;
-}
-
 // Bounds-checked little-endian reader over the mapped file. Every failure names the file, what
 // was being read and where, so a truncated download is recognisable as such.
 class Reader {
  public:
-  Reader(const std::string& path, const uint8_t* data, uint64_t size)
-      : path_(path), data_(data), size_(size) {}
+  Reader(const std::string& path, const uint8_t* data, uint64_t size, uint64_t budget)
+      : path_(path), data_(data), size_(size), budget_(budget) {}
 
   uint64_t pos() const { return pos_; }
   uint64_t remaining() const { return size_ - pos_; }
@@ -110,7 +108,7 @@ class Reader {
   void Need(uint64_t n, const char* what) const {
     if (n > remaining()) {
       Fail("{}: truncated GGUF file: {} needs {} bytes at offset {} but the file has {} bytes",
-           path_, what, n, pos_, size_);
+           Escaped(path_), what, n, pos_, size_);
     }
   }
 
@@ -127,9 +125,30 @@ class Reader {
   std::string ReadString(const char* what) {
     const auto n = Read<uint64_t>(what);
     Need(n, what);
+    Charge(n, what);
     std::string s(reinterpret_cast<const char*>(data_ + pos_), n);
     pos_ += n;
     return s;
+  }
+
+  void Skip(uint64_t n) { pos_ += n; }
+
+  // Appends `n` raw bytes to `out` (array payloads, copied as stored).
+  void ReadBytes(uint64_t n, const char* what, std::string& out) {
+    Need(n, what);
+    out.append(reinterpret_cast<const char*>(data_ + pos_), n);
+    pos_ += n;
+  }
+
+  // Counts `bytes` of memory against the metadata budget before they are allocated.
+  void Charge(uint64_t bytes, const char* what) {
+    if (bytes > budget_ - used_) {
+      Fail(
+          "{}: GGUF metadata needs more than the {} MiB memory budget (at the {} at offset {}); "
+          "the file is corrupt or hostile",
+          Escaped(path_), budget_ >> 20, what, pos_);
+    }
+    used_ += bytes;
   }
 
   // A count of items that each take at least `min_item_bytes`: anything larger than the rest of
@@ -140,7 +159,7 @@ class Reader {
       Fail(
           "{}: truncated or corrupt GGUF file: {} is {} at offset {}, more than the remaining {} "
           "bytes can hold",
-          path_, what, n, pos_ - 8, remaining());
+          Escaped(path_), what, n, pos_ - 8, remaining());
     }
     return n;
   }
@@ -150,6 +169,8 @@ class Reader {
   const uint8_t* data_;
   uint64_t size_;
   uint64_t pos_ = 0;
+  uint64_t budget_;
+  uint64_t used_ = 0;
 };
 
 GgufValue ReadValue(Reader& r, GgufType type, const std::string& key, const std::string& path,
@@ -195,22 +216,44 @@ GgufValue ReadValue(Reader& r, GgufType type, const std::string& key, const std:
       break;
     case GgufType::kArray: {
       CQKV_CHECK(depth < kMaxArrayNesting, "{}: metadata key '{}': arrays nested deeper than {}",
-                 path, key, kMaxArrayNesting);
+                 Escaped(path), Escaped(key), kMaxArrayNesting);
       const auto et = r.Read<uint32_t>("array element type");
       CQKV_CHECK(et <= static_cast<uint32_t>(GgufType::kFloat64),
-                 "{}: metadata key '{}': unknown array element type {}", path, key, et);
+                 "{}: metadata key '{}': unknown array element type {}", Escaped(path),
+                 Escaped(key), et);
       v.array_type = static_cast<GgufType>(et);
-      const uint64_t n = r.ReadCount("array length", 1);  // every element takes >= 1 byte
-      std::vector<GgufValue> items;
-      items.reserve(n);
-      for (uint64_t i = 0; i < n; ++i) {
-        items.push_back(ReadValue(r, v.array_type, key, path, depth + 1));
+      const uint64_t width = ScalarWidth(v.array_type);
+      // Every element takes >= 1 byte (numbers: their width, strings: an 8-byte length).
+      const uint64_t n = r.ReadCount("array length", width > 0 ? width : 1);
+      if (v.array_type == GgufType::kArray) {
+        r.Charge(n * sizeof(GgufValue), "nested array");
+        std::vector<GgufValue> items;
+        items.reserve(n);
+        for (uint64_t i = 0; i < n; ++i) {
+          items.push_back(ReadValue(r, v.array_type, key, path, depth + 1));
+        }
+        v.value = std::move(items);
+      } else if (v.array_type == GgufType::kString) {
+        r.Charge(n * sizeof(uint64_t), "string array");
+        GgufArray a;
+        a.ends.reserve(n);
+        for (uint64_t i = 0; i < n; ++i) {
+          const auto len = r.Read<uint64_t>("string length");
+          r.Charge(len, "string array element");
+          r.ReadBytes(len, "string array element", a.data);
+          a.ends.push_back(a.data.size());
+        }
+        v.value = std::move(a);
+      } else {
+        r.Charge(n * width, "array");
+        GgufArray a;
+        r.ReadBytes(n * width, "array", a.data);
+        v.value = std::move(a);
       }
-      v.value = std::move(items);
       break;
     }
     default:
-      Fail("{}: metadata key '{}': unknown value type {} at offset {}", path, key,
+      Fail("{}: metadata key '{}': unknown value type {} at offset {}", Escaped(path), Escaped(key),
            static_cast<uint32_t>(type), r.pos() - 4);
   }
   return v;
@@ -219,66 +262,30 @@ GgufValue ReadValue(Reader& r, GgufType type, const std::string& key, const std:
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-// GgufValue
-
-GgufValue GgufValue::U32(uint32_t v) { return GgufValue{GgufType::kUint32, {}, uint64_t{v}}; }
-GgufValue GgufValue::I32(int32_t v) { return GgufValue{GgufType::kInt32, {}, int64_t{v}}; }
-GgufValue GgufValue::U64(uint64_t v) { return GgufValue{GgufType::kUint64, {}, v}; }
-GgufValue GgufValue::F32(float v) { return GgufValue{GgufType::kFloat32, {}, double{v}}; }
-GgufValue GgufValue::Bool(bool v) { return GgufValue{GgufType::kBool, {}, v}; }
-GgufValue GgufValue::Str(std::string v) { return GgufValue{GgufType::kString, {}, std::move(v)}; }
-
-GgufValue GgufValue::StrArray(const std::vector<std::string>& v) {
-  std::vector<GgufValue> items;
-  items.reserve(v.size());
-  for (const auto& s : v) items.push_back(Str(s));
-  return GgufValue{GgufType::kArray, GgufType::kString, std::move(items)};
-}
-
-GgufValue GgufValue::F32Array(const std::vector<float>& v) {
-  std::vector<GgufValue> items;
-  items.reserve(v.size());
-  for (float f : v) items.push_back(F32(f));
-  return GgufValue{GgufType::kArray, GgufType::kFloat32, std::move(items)};
-}
-
-GgufValue GgufValue::I32Array(const std::vector<int32_t>& v) {
-  std::vector<GgufValue> items;
-  items.reserve(v.size());
-  for (int32_t i : v) items.push_back(I32(i));
-  return GgufValue{GgufType::kArray, GgufType::kInt32, std::move(items)};
-}
-
-int64_t GgufTensorInfo::n_elements() const {
-  int64_t n = 1;
-  for (int64_t d : ne) n *= d;
-  return n;
-}
-
-// ---------------------------------------------------------------------------------------------
 // GgufFile
 
-std::unique_ptr<GgufFile> GgufFile::Open(const std::string& path) {
+std::unique_ptr<GgufFile> GgufFile::Open(const std::string& path, const GgufLimits& limits) {
   std::unique_ptr<GgufFile> f(new GgufFile());
   f->path_ = path;
   f->file_ = std::make_unique<MappedFile>(path);
   const uint64_t size = f->file_->size();
-  Reader r(path, f->file_->data(), size);
+  const std::string name = Escaped(path);
+  Reader r(path, f->file_->data(), size, limits.max_metadata_bytes);
 
-  CQKV_CHECK(size >= 4, "{}: not a GGUF file (only {} bytes)", path, size);
+  CQKV_CHECK(size >= 4, "{}: not a GGUF file (only {} bytes)", name, size);
   const auto magic = r.Read<uint32_t>("magic");
-  CQKV_CHECK(magic == kMagic, "{}: not a GGUF file (bad magic 0x{:08x})", path, magic);
+  CQKV_CHECK(magic == kMagic, "{}: not a GGUF file (bad magic 0x{:08x})", name, magic);
   f->version_ = r.Read<uint32_t>("version");
   CQKV_CHECK(f->version_ != 1,
              "{}: GGUF version 1 is not supported (obsolete format); re-convert the model with a "
              "current llama.cpp",
-             path);
+             name);
   CQKV_CHECK(f->version_ < 0x10000,
              "{}: GGUF version field 0x{:08x} looks byte-swapped: big-endian GGUF files are not "
              "supported",
-             path, f->version_);
+             name, f->version_);
   CQKV_CHECK(f->version_ == 2 || f->version_ == 3,
-             "{}: unsupported GGUF version {} (supported: 2, 3)", path, f->version_);
+             "{}: unsupported GGUF version {} (supported: 2, 3)", name, f->version_);
 
   // Smallest encodings: a tensor info is 8+4+4+8 bytes plus its name and dims, a key-value
   // pair 8+4 bytes plus its key and value.
@@ -286,199 +293,95 @@ std::unique_ptr<GgufFile> GgufFile::Open(const std::string& path) {
   const uint64_t n_kv = r.ReadCount("metadata key-value count", 13);
   CQKV_CHECK(n_tensors <= r.remaining() / 24,
              "{}: truncated or corrupt GGUF file: tensor count {} is more than the file can hold",
-             path, n_tensors);
+             name, n_tensors);
 
+  r.Charge(n_kv * (sizeof(f->kv_[0]) + 64), "metadata key-value table");
   f->kv_.reserve(n_kv);
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key = r.ReadString("metadata key");
     const auto type = r.Read<uint32_t>("metadata value type");
     CQKV_CHECK(type <= static_cast<uint32_t>(GgufType::kFloat64),
-               "{}: metadata key '{}': unknown value type {} at offset {}", path, key, type,
-               r.pos() - 4);
+               "{}: metadata key '{}': unknown value type {} at offset {}", name, Escaped(key),
+               type, r.pos() - 4);
     GgufValue v = ReadValue(r, static_cast<GgufType>(type), key, path, 0);
     CQKV_CHECK(f->kv_index_.emplace(key, f->kv_.size()).second, "{}: duplicate metadata key '{}'",
-               path, key);
+               name, Escaped(key));
     f->kv_.emplace_back(std::move(key), std::move(v));
   }
 
   if (const GgufValue* a = f->Find("general.alignment")) {
-    CQKV_CHECK(IsIntegerType(a->type), "{}: general.alignment is {}, expected an integer", path,
+    CQKV_CHECK(IsIntegerType(a->type), "{}: general.alignment is {}, expected an integer", name,
                ValueTypeName(a->type));
     const int64_t align = f->GetInt("general.alignment");
     CQKV_CHECK(align > 0 && align <= (1 << 30) && IsPowerOfTwo(static_cast<uint64_t>(align)),
-               "{}: general.alignment {} is not a power of two in [1, 2^30]", path, align);
+               "{}: general.alignment {} is not a power of two in [1, 2^30]", name, align);
     f->alignment_ = static_cast<uint64_t>(align);
   }
 
+  r.Charge(n_tensors * (sizeof(GgufTensorInfo) + 64), "tensor info table");
   f->tensors_.reserve(n_tensors);
+  // Tensor data is packed in info order, each tensor padded to the alignment, as llama.cpp's
+  // reader requires: any other offset (a gap, an overlap, two tensors sharing bytes, a type or
+  // shape changed in place) would read another tensor's bytes as this one's.
+  uint64_t expected_offset = 0;
   for (uint64_t i = 0; i < n_tensors; ++i) {
     GgufTensorInfo t;
-    t.name = r.ReadString("tensor name");
+    const uint64_t name_at = r.pos();
+    const auto name_len = r.Read<uint64_t>("tensor name");
+    CQKV_CHECK(name_len < kMaxNameBytes,
+               "{}: tensor {} at offset {}: name of {} bytes (at most {} allowed)", name, i,
+               name_at, name_len, kMaxNameBytes - 1);
+    r.Need(name_len, "tensor name");
+    t.name.assign(reinterpret_cast<const char*>(f->file_->data() + r.pos()), name_len);
+    r.Skip(name_len);
+    const std::string tname = Escaped(t.name);
     const auto n_dims = r.Read<uint32_t>("tensor dimension count");
     CQKV_CHECK(n_dims >= 1 && n_dims <= kMaxDims, "{}: tensor '{}': {} dimensions (expected 1..{})",
-               path, t.name, n_dims, kMaxDims);
+               name, tname, n_dims, kMaxDims);
     for (uint32_t d = 0; d < n_dims; ++d) {
       const auto ne = r.Read<uint64_t>("tensor shape");
-      CQKV_CHECK(ne <= (uint64_t{1} << 40), "{}: tensor '{}': absurd dimension {} = {}", path,
-                 t.name, d, ne);
+      CQKV_CHECK(ne <= (uint64_t{1} << 40), "{}: tensor '{}': absurd dimension {} = {}", name,
+                 tname, d, ne);
       t.ne.push_back(static_cast<int64_t>(ne));
     }
     const auto type = r.Read<uint32_t>("tensor type");
     CQKV_CHECK(IsSupportedDType(type),
                "{}: tensor '{}' has type {} (ggml type id {}), which cqkv does not support "
                "(supported: F32, F16, BF16, Q8_0, Q4_0)",
-               path, t.name, GgmlTypeName(type), type);
+               name, tname, GgmlTypeName(type), type);
     t.type = static_cast<DType>(type);
     t.offset = r.Read<uint64_t>("tensor data offset");
     CQKV_CHECK(t.offset % f->alignment_ == 0,
-               "{}: tensor '{}': data offset {} is not a multiple of the alignment {}", path,
-               t.name, t.offset, f->alignment_);
-    t.nbytes = TensorBytes(t.type, t.ne, path, t.name);
+               "{}: tensor '{}': data offset {} is not a multiple of the alignment {}", name, tname,
+               t.offset, f->alignment_);
+    t.nbytes = TensorBytes(t.type, t.ne, name, tname);
+    CQKV_CHECK(t.offset == expected_offset,
+               "{}: tensor '{}': data offset {} differs from {}, where the tensors before it end "
+               "(padded to {}): tensor data overlaps, aliases or has gaps",
+               name, tname, t.offset, expected_offset, f->alignment_);
+    expected_offset = AlignUp(t.offset + t.nbytes, f->alignment_);
     CQKV_CHECK(f->tensor_index_.emplace(t.name, f->tensors_.size()).second,
-               "{}: duplicate tensor name '{}'", path, t.name);
+               "{}: duplicate tensor name '{}'", name, tname);
     f->tensors_.push_back(std::move(t));
   }
 
   f->data_offset_ = AlignUp(r.pos(), f->alignment_);
+  const uint64_t avail = size > f->data_offset_ ? size - f->data_offset_ : 0;
   for (const auto& t : f->tensors_) {
-    const uint64_t avail = size > f->data_offset_ ? size - f->data_offset_ : 0;
     if (t.offset > avail || t.nbytes > avail - t.offset) {
       Fail(
           "{}: truncated GGUF file: tensor '{}' ({} bytes at data offset {}) ends beyond the "
           "end of the file ({} bytes of tensor data present)",
-          path, t.name, t.nbytes, t.offset, avail);
+          name, Escaped(t.name), t.nbytes, t.offset, avail);
     }
   }
+  // Writers pad the last tensor too; anything after that padding is not part of any tensor
+  // (e.g. the last tensor's type or shape was shrunk in place).
+  CQKV_CHECK(avail <= expected_offset,
+             "{}: {} bytes of tensor data, but the tensors account for {}: trailing data after "
+             "the last tensor",
+             name, avail, expected_offset);
   return f;
-}
-
-const GgufValue* GgufFile::Find(const std::string& key) const {
-  auto it = kv_index_.find(key);
-  return it == kv_index_.end() ? nullptr : &kv_[it->second].second;
-}
-
-namespace {
-
-[[noreturn]] void WrongType(const std::string& path, const std::string& key, const GgufValue& v,
-                            const char* expected) {
-  if (v.type == GgufType::kArray) {
-    Fail("{}: metadata key '{}' is an array of {}, expected {}", path, key,
-         ValueTypeName(v.array_type), expected);
-  }
-  Fail("{}: metadata key '{}' is {}, expected {}", path, key, ValueTypeName(v.type), expected);
-}
-
-int64_t AsInt(const std::string& path, const std::string& key, const GgufValue& v) {
-  if (!IsIntegerType(v.type)) WrongType(path, key, v, "an integer");
-  if (IsUnsigned(v.type)) {
-    const uint64_t u = std::get<uint64_t>(v.value);
-    CQKV_CHECK(u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
-               "{}: metadata key '{}': value {} is too large", path, key, u);
-    return static_cast<int64_t>(u);
-  }
-  return std::get<int64_t>(v.value);
-}
-
-double AsFloat(const std::string& path, const std::string& key, const GgufValue& v) {
-  if (v.type == GgufType::kFloat32 || v.type == GgufType::kFloat64) {
-    return std::get<double>(v.value);
-  }
-  if (IsIntegerType(v.type)) {
-    return IsUnsigned(v.type) ? static_cast<double>(std::get<uint64_t>(v.value))
-                              : static_cast<double>(std::get<int64_t>(v.value));
-  }
-  WrongType(path, key, v, "a number");
-}
-
-const std::vector<GgufValue>& AsArray(const std::string& path, const std::string& key,
-                                      const GgufValue& v, const char* expected) {
-  if (v.type != GgufType::kArray) WrongType(path, key, v, expected);
-  return std::get<std::vector<GgufValue>>(v.value);
-}
-
-}  // namespace
-
-#define CQKV_GGUF_REQUIRE(key)    \
-  const GgufValue* v = Find(key); \
-  CQKV_CHECK(v != nullptr, "{}: missing metadata key '{}'", path_, key)
-
-std::string GgufFile::GetString(const std::string& key) const {
-  CQKV_GGUF_REQUIRE(key);
-  if (v->type != GgufType::kString) WrongType(path_, key, *v, "a string");
-  return std::get<std::string>(v->value);
-}
-
-int64_t GgufFile::GetInt(const std::string& key) const {
-  CQKV_GGUF_REQUIRE(key);
-  return AsInt(path_, key, *v);
-}
-
-double GgufFile::GetFloat(const std::string& key) const {
-  CQKV_GGUF_REQUIRE(key);
-  return AsFloat(path_, key, *v);
-}
-
-bool GgufFile::GetBool(const std::string& key) const {
-  CQKV_GGUF_REQUIRE(key);
-  if (v->type != GgufType::kBool) WrongType(path_, key, *v, "a bool");
-  return std::get<bool>(v->value);
-}
-
-std::vector<std::string> GgufFile::GetStringArray(const std::string& key) const {
-  CQKV_GGUF_REQUIRE(key);
-  const auto& items = AsArray(path_, key, *v, "an array of strings");
-  if (v->array_type != GgufType::kString) WrongType(path_, key, *v, "an array of strings");
-  std::vector<std::string> out;
-  out.reserve(items.size());
-  for (const auto& item : items) out.push_back(std::get<std::string>(item.value));
-  return out;
-}
-
-std::vector<float> GgufFile::GetFloatArray(const std::string& key) const {
-  CQKV_GGUF_REQUIRE(key);
-  const auto& items = AsArray(path_, key, *v, "an array of numbers");
-  if (v->array_type == GgufType::kArray || v->array_type == GgufType::kString ||
-      v->array_type == GgufType::kBool) {
-    WrongType(path_, key, *v, "an array of numbers");
-  }
-  std::vector<float> out;
-  out.reserve(items.size());
-  for (const auto& item : items) out.push_back(static_cast<float>(AsFloat(path_, key, item)));
-  return out;
-}
-
-std::vector<int64_t> GgufFile::GetIntArray(const std::string& key) const {
-  CQKV_GGUF_REQUIRE(key);
-  const auto& items = AsArray(path_, key, *v, "an array of integers");
-  if (!IsIntegerType(v->array_type)) WrongType(path_, key, *v, "an array of integers");
-  std::vector<int64_t> out;
-  out.reserve(items.size());
-  for (const auto& item : items) out.push_back(AsInt(path_, key, item));
-  return out;
-}
-
-#undef CQKV_GGUF_REQUIRE
-
-int64_t GgufFile::GetInt(const std::string& key, int64_t def) const {
-  return Has(key) ? GetInt(key) : def;
-}
-double GgufFile::GetFloat(const std::string& key, double def) const {
-  return Has(key) ? GetFloat(key) : def;
-}
-bool GgufFile::GetBool(const std::string& key, bool def) const {
-  return Has(key) ? GetBool(key) : def;
-}
-std::string GgufFile::GetString(const std::string& key, const std::string& def) const {
-  return Has(key) ? GetString(key) : def;
-}
-
-const GgufTensorInfo* GgufFile::FindTensor(const std::string& name) const {
-  auto it = tensor_index_.find(name);
-  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
-}
-
-const void* GgufFile::TensorData(const GgufTensorInfo& t) const {
-  return file_->data() + data_offset_ + t.offset;
 }
 
 }  // namespace cqkv

@@ -31,13 +31,29 @@ enum class GgufType : uint32_t {
   kFloat64 = 12,
 };
 
+// An array of scalars or strings held compactly (how the reader and the array builders below
+// store every array whose elements are not arrays): a file of many tiny elements must not cost
+// ~100 bytes of memory per element. Element type: the owning GgufValue's array_type.
+struct GgufArray {
+  // Numbers and bools: the elements little-endian at their stored width, as in the file.
+  // Strings: the contents concatenated; element i is data[ends[i-1], ends[i]).
+  std::string data;
+  std::vector<uint64_t> ends;  // strings only
+};
+
 // One metadata value. Scalars of every integer width are held as int64/uint64, floats as double,
 // so callers ask for "an integer" without caring about the stored width; `type` keeps the width
-// so a round trip writes the same bytes.
+// so a round trip writes the same bytes. Arrays are a GgufArray, or a vector of values for arrays
+// of arrays (and for hand-built arrays); array_size()/ArrayElement() read either.
 struct GgufValue {
   GgufType type = GgufType::kUint32;
   GgufType array_type = GgufType::kUint32;  // element type when type == kArray
-  std::variant<uint64_t, int64_t, double, bool, std::string, std::vector<GgufValue>> value;
+  std::variant<uint64_t, int64_t, double, bool, std::string, std::vector<GgufValue>, GgufArray>
+      value;
+
+  // For type == kArray: the number of elements, and element i as a value of its own (a copy).
+  uint64_t array_size() const;
+  GgufValue ArrayElement(uint64_t i) const;
 
   static GgufValue U32(uint32_t v);
   static GgufValue I32(int32_t v);
@@ -59,12 +75,21 @@ struct GgufTensorInfo {
   int64_t n_elements() const;
 };
 
+// What parsing a file may cost beyond the mapping itself.
+struct GgufLimits {
+  // Memory for metadata and tensor infos as held in memory (about their size in the file, plus
+  // ~100 bytes per key, tensor and nested array). The largest real vocabularies need ~30 MB.
+  uint64_t max_metadata_bytes = uint64_t{512} << 20;
+};
+
 class GgufFile {
  public:
   // Maps and parses `path`. Throws cqkv::Error naming the file for: not GGUF (bad magic),
-  // unsupported version, truncation anywhere, unknown value or tensor type, tensor data beyond
-  // the end of the file, misaligned offsets.
-  static std::unique_ptr<GgufFile> Open(const std::string& path);
+  // unsupported version, truncation anywhere, unknown value or tensor type, duplicate keys or
+  // tensor names, tensor names of 64 bytes or more (GGML_MAX_NAME), tensor data offsets other
+  // than the running padded size of the tensors before (as llama.cpp requires: no gaps, overlaps
+  // or aliases), tensor data beyond the end of the file or bytes after it, metadata over budget.
+  static std::unique_ptr<GgufFile> Open(const std::string& path, const GgufLimits& limits = {});
 
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }
@@ -83,6 +108,8 @@ class GgufFile {
   std::vector<std::string> GetStringArray(const std::string& key) const;
   std::vector<float> GetFloatArray(const std::string& key) const;
   std::vector<int64_t> GetIntArray(const std::string& key) const;
+  // Elements of an array of any type (throws naming the key when missing or not an array).
+  uint64_t ArrayLength(const std::string& key) const;
   // Defaults when absent (still throw on wrong type).
   int64_t GetInt(const std::string& key, int64_t def) const;
   double GetFloat(const std::string& key, double def) const;
@@ -111,7 +138,8 @@ class GgufWriter {
   void Set(const std::string& key, GgufValue v);  // replaces an existing key
   // `data` must stay alive until Write; nbytes must match type and shape.
   void AddTensor(const std::string& name, DType type, std::vector<int64_t> ne, const void* data);
-  // Writes to path + ".tmp" then renames. Alignment is general.alignment if set, else 32.
+  // Writes through an AtomicFile (util/atomic_file.h). Alignment is general.alignment if set,
+  // else 32.
   void Write(const std::string& path) const;
 
  private:

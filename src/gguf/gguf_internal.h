@@ -12,9 +12,12 @@ namespace cqkv::gguf_internal {
 
 inline constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian uint32
 inline constexpr uint64_t kDefaultAlignment = 32;
-inline constexpr uint32_t kMaxDims = 4;  // GGML_MAX_DIMS
+inline constexpr uint32_t kMaxDims = 4;        // GGML_MAX_DIMS
+inline constexpr uint64_t kMaxNameBytes = 64;  // GGML_MAX_NAME: names are shorter, NUL included
 
 const char* ValueTypeName(GgufType t);
+// Bytes of one scalar of type `t` in the file (0 for strings and arrays).
+uint64_t ScalarWidth(GgufType t);
 bool IsSupportedDType(uint32_t ggml_type_id);
 bool IsIntegerType(GgufType t);
 

@@ -1,15 +1,12 @@
-// GgufWriter: streams a GGUF v3 file (header, metadata, tensor infos, aligned data) to a temp
-// file and renames it into place, so readers never see a partial model.
+// GgufWriter: streams a GGUF v3 file (header, metadata, tensor infos, aligned data) through an
+// AtomicFile, so readers never see a partial model.
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <type_traits>
 #include <utility>
 
 #include "gguf/gguf.h"
 #include "gguf/gguf_internal.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace cqkv {
@@ -21,6 +18,7 @@ using gguf_internal::IsSupportedDType;
 using gguf_internal::kDefaultAlignment;
 using gguf_internal::kMagic;
 using gguf_internal::kMaxDims;
+using gguf_internal::kMaxNameBytes;
 using gguf_internal::TensorBytes;
 using gguf_internal::ValueTypeName;
 
@@ -44,6 +42,9 @@ void GgufWriter::AddTensor(const std::string& name, DType type, std::vector<int6
   CQKV_CHECK(!ne.empty() && ne.size() <= kMaxDims,
              "GgufWriter: tensor '{}': {} dimensions (expected 1..{})", name, ne.size(), kMaxDims);
   for (int64_t d : ne) CQKV_CHECK(d >= 0, "GgufWriter: tensor '{}': negative dimension", name);
+  CQKV_CHECK(name.size() < kMaxNameBytes,
+             "GgufWriter: tensor name '{}' has {} bytes (at most {}: llama.cpp's GGML_MAX_NAME)",
+             name, name.size(), kMaxNameBytes - 1);
   for (const auto& t : tensors_) {
     CQKV_CHECK(t.info.name != name, "GgufWriter: duplicate tensor name '{}'", name);
   }
@@ -58,20 +59,28 @@ void GgufWriter::AddTensor(const std::string& name, DType type, std::vector<int6
 
 namespace {
 
-// Serialises to a stream; the caller owns the stream's failure handling.
+// Serialises to an AtomicFile, buffering the many small header fields.
 class Emitter {
  public:
-  Emitter(std::ostream& out, const std::string& path) : out_(out), path_(path) {}
+  Emitter(AtomicFile& out, const std::string& path) : out_(out), path_(path) {}
 
   template <typename T>
   void Put(T v) {
     static_assert(std::is_trivially_copyable_v<T>);
-    out_.write(reinterpret_cast<const char*>(&v), sizeof(T));
-    pos_ += sizeof(T);
+    Bytes(&v, sizeof(T));
   }
   void Bytes(const void* p, uint64_t n) {
-    out_.write(static_cast<const char*>(p), static_cast<std::streamsize>(n));
+    if (buf_.size() + n > kBufferBytes) Flush();
+    if (n >= kBufferBytes) {
+      out_.Write(p, n);
+    } else {
+      buf_.append(static_cast<const char*>(p), n);
+    }
     pos_ += n;
+  }
+  void Flush() {
+    out_.Write(buf_);
+    buf_.clear();
   }
   void Str(const std::string& s) {
     Put<uint64_t>(s.size());
@@ -117,8 +126,9 @@ class Emitter {
       case GgufType::kString:
         return Str(Get<std::string>(key, v));
       case GgufType::kArray: {
-        const auto& items = Get<std::vector<GgufValue>>(key, v);
         Put(static_cast<uint32_t>(v.array_type));
+        if (const auto* a = std::get_if<GgufArray>(&v.value)) return CompactArray(key, v, *a);
+        const auto& items = Get<std::vector<GgufValue>>(key, v);
         Put<uint64_t>(items.size());
         for (const auto& item : items) Value(key, item, v.array_type);
         return;
@@ -128,6 +138,30 @@ class Emitter {
   }
 
  private:
+  static constexpr size_t kBufferBytes = size_t{1} << 20;
+
+  // A GgufArray holds its elements as the file stores them; strings regain their lengths.
+  void CompactArray(const std::string& key, const GgufValue& v, const GgufArray& a) {
+    if (v.array_type == GgufType::kString) {
+      Put<uint64_t>(a.ends.size());
+      uint64_t begin = 0;
+      for (uint64_t end : a.ends) {
+        CQKV_CHECK(end >= begin && end <= a.data.size(),
+                   "{}: metadata key '{}': malformed string array", path_, key);
+        Put<uint64_t>(end - begin);
+        Bytes(a.data.data() + begin, end - begin);
+        begin = end;
+      }
+      return;
+    }
+    const uint64_t width = gguf_internal::ScalarWidth(v.array_type);
+    CQKV_CHECK(width > 0 && a.data.size() % width == 0,
+               "{}: metadata key '{}': malformed array of {}", path_, key,
+               ValueTypeName(v.array_type));
+    Put<uint64_t>(a.data.size() / width);
+    Bytes(a.data.data(), a.data.size());
+  }
+
   template <typename T>
   const T& Get(const std::string& key, const GgufValue& v) const {
     const T* p = std::get_if<T>(&v.value);
@@ -153,8 +187,9 @@ class Emitter {
     return out;
   }
 
-  std::ostream& out_;
+  AtomicFile& out_;
   const std::string& path_;
+  std::string buf_;
   uint64_t pos_ = 0;
 };
 
@@ -173,44 +208,33 @@ void GgufWriter::Write(const std::string& path) const {
     alignment = a;
   }
 
-  const std::string tmp = path + ".tmp";
-  try {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    CQKV_CHECK(out.good(), "{}: cannot open for writing: {}", tmp, std::strerror(errno));
-    Emitter e(out, path);
-    e.Put(kMagic);
-    e.Put<uint32_t>(3);
-    e.Put<uint64_t>(tensors_.size());
-    e.Put<uint64_t>(kv_.size());
-    for (const auto& [k, v] : kv_) {
-      e.Str(k);
-      e.Put(static_cast<uint32_t>(v.type));
-      e.Value(k, v, v.type);
-    }
-    uint64_t offset = 0;
-    for (const auto& t : tensors_) {
-      e.Str(t.info.name);
-      e.Put<uint32_t>(static_cast<uint32_t>(t.info.ne.size()));
-      for (int64_t d : t.info.ne) e.Put<uint64_t>(static_cast<uint64_t>(d));
-      e.Put(static_cast<uint32_t>(t.info.type));
-      e.Put<uint64_t>(offset);
-      offset = AlignUp(offset + t.info.nbytes, alignment);
-    }
-    e.PadTo(alignment);
-    for (const auto& t : tensors_) {
-      e.Bytes(t.data, t.info.nbytes);
-      e.PadTo(alignment);
-    }
-    out.flush();
-    CQKV_CHECK(out.good(), "{}: write failed (disk full?)", tmp);
-    out.close();
-    CQKV_CHECK(!out.fail(), "{}: close failed", tmp);
-    CQKV_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "{}: cannot rename from {}: {}", path,
-               tmp, std::strerror(errno));
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
+  AtomicFile out(path);  // removed again if anything below throws
+  Emitter e(out, path);
+  e.Put(kMagic);
+  e.Put<uint32_t>(3);
+  e.Put<uint64_t>(tensors_.size());
+  e.Put<uint64_t>(kv_.size());
+  for (const auto& [k, v] : kv_) {
+    e.Str(k);
+    e.Put(static_cast<uint32_t>(v.type));
+    e.Value(k, v, v.type);
   }
+  uint64_t offset = 0;
+  for (const auto& t : tensors_) {
+    e.Str(t.info.name);
+    e.Put<uint32_t>(static_cast<uint32_t>(t.info.ne.size()));
+    for (int64_t d : t.info.ne) e.Put<uint64_t>(static_cast<uint64_t>(d));
+    e.Put(static_cast<uint32_t>(t.info.type));
+    e.Put<uint64_t>(offset);
+    offset = AlignUp(offset + t.info.nbytes, alignment);
+  }
+  e.PadTo(alignment);
+  for (const auto& t : tensors_) {
+    e.Bytes(t.data, t.info.nbytes);
+    e.PadTo(alignment);
+  }
+  e.Flush();
+  out.Commit();
 }
 
 }  // namespace cqkv

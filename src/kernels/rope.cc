@@ -3,6 +3,8 @@
 #include <cassert>
 #include <cmath>
 
+#include "util/error.h"
+
 namespace cqkv {
 namespace {
 
@@ -11,20 +13,43 @@ inline void PairIndex(RopeType type, int i, int half, int* a, int* b) {
   *b = type == RopeType::kNorm ? 2 * i + 1 : i + half;
 }
 
-inline double Theta(int64_t pos, int i, int head_dim, float base) {
-  return static_cast<double>(pos) * std::pow(static_cast<double>(base), -2.0 * i / head_dim);
+// Angle per unit position of pair i (see RopeParams).
+inline double Omega(const RopeParams& p, int i, int head_dim) {
+  double w = static_cast<double>(p.freq_scale) *
+             std::pow(static_cast<double>(p.freq_base), -2.0 * i / head_dim);
+  if (!p.freq_factors.empty()) w /= static_cast<double>(p.freq_factors[i]);
+  return w;
 }
 
 }  // namespace
 
-void ApplyRope(float* x, int n_heads, int head_dim, int64_t pos, float freq_base, RopeType type) {
+void CheckRopeParams(const RopeParams& p, int head_dim, const char* what) {
+  CQKV_CHECK(head_dim > 0 && head_dim % 2 == 0, "{}: RoPE needs an even head size, got {}", what,
+             head_dim);
+  CQKV_CHECK(std::isfinite(p.freq_base) && p.freq_base > 0,
+             "{}: RoPE frequency base {} must be finite and > 0", what, p.freq_base);
+  CQKV_CHECK(std::isfinite(p.freq_scale) && p.freq_scale > 0,
+             "{}: RoPE frequency scale {} must be finite and > 0", what, p.freq_scale);
+  if (p.freq_factors.empty()) return;
+  CQKV_CHECK(static_cast<int>(p.freq_factors.size()) == head_dim / 2,
+             "{}: {} RoPE frequency factors for a head size of {} (expected {})", what,
+             p.freq_factors.size(), head_dim, head_dim / 2);
+  for (size_t i = 0; i < p.freq_factors.size(); ++i) {
+    CQKV_CHECK(std::isfinite(p.freq_factors[i]) && p.freq_factors[i] > 0,
+               "{}: RoPE frequency factor {} is {}, must be finite and > 0", what, i,
+               p.freq_factors[i]);
+  }
+}
+
+void ApplyRope(float* x, int n_heads, int head_dim, int64_t pos, const RopeParams& p) {
+  assert(p.freq_factors.empty() || static_cast<int>(p.freq_factors.size()) == head_dim / 2);
   const int half = head_dim / 2;
   for (int i = 0; i < half; ++i) {
-    const double theta = Theta(pos, i, head_dim, freq_base);
+    const double theta = static_cast<double>(pos) * Omega(p, i, head_dim);
     const float c = static_cast<float>(std::cos(theta));
     const float s = static_cast<float>(std::sin(theta));
     int a, b;
-    PairIndex(type, i, half, &a, &b);
+    PairIndex(p.type, i, half, &a, &b);
     for (int h = 0; h < n_heads; ++h) {
       float* xh = x + static_cast<int64_t>(h) * head_dim;
       const float x0 = xh[a], x1 = xh[b];
@@ -34,16 +59,19 @@ void ApplyRope(float* x, int n_heads, int head_dim, int64_t pos, float freq_base
   }
 }
 
-RopeTable::RopeTable(int head_dim, int64_t max_pos, float freq_base, RopeType type)
-    : head_dim_(head_dim), max_pos_(max_pos), type_(type) {
+RopeTable::RopeTable(int head_dim, int64_t max_pos, const RopeParams& p)
+    : head_dim_(head_dim), max_pos_(max_pos), type_(p.type) {
+  assert(p.freq_factors.empty() || static_cast<int>(p.freq_factors.size()) == head_dim / 2);
   const int half = head_dim / 2;
+  std::vector<double> omega(static_cast<size_t>(half));
+  for (int i = 0; i < half; ++i) omega[i] = Omega(p, i, head_dim);
   cos_.resize(static_cast<size_t>(max_pos * half));
   sin_.resize(cos_.size());
-  for (int64_t p = 0; p < max_pos; ++p) {
+  for (int64_t pos = 0; pos < max_pos; ++pos) {
     for (int i = 0; i < half; ++i) {
-      const double theta = Theta(p, i, head_dim, freq_base);
-      cos_[p * half + i] = static_cast<float>(std::cos(theta));
-      sin_[p * half + i] = static_cast<float>(std::sin(theta));
+      const double theta = static_cast<double>(pos) * omega[i];
+      cos_[pos * half + i] = static_cast<float>(std::cos(theta));
+      sin_[pos * half + i] = static_cast<float>(std::sin(theta));
     }
   }
 }

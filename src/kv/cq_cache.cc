@@ -77,7 +77,7 @@ std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& sha
     // Pre-RoPE codebooks see keys without the position-dependent rotation (the paper's
     // choice, since channel pairs then keep one distribution across positions), so a
     // dequantised key must be rotated to its own position at attention time.
-    sh->rope = RopeTable(shape.head_dim, shape.max_tokens, shape.rope_freq_base, shape.rope_type);
+    sh->rope = RopeTable(shape.head_dim, shape.max_tokens, shape.rope);
   }
   return sh;
 }

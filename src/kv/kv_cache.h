@@ -30,8 +30,7 @@ struct KvShape {
   // a work unit's range never straddles a page unless it spans whole pages.
   int page_tokens = 256;
   // RoPE parameters, for formats that store pre-RoPE keys and must rotate them when attending.
-  float rope_freq_base = 10000.0f;
-  RopeType rope_type = RopeType::kNorm;
+  RopeParams rope;
   // Identity of the model (ModelFingerprint), so formats with learned parameters can refuse
   // ones learned on another model. 0 when unknown (synthetic shapes in benchmarks).
   uint64_t model_fingerprint = 0;

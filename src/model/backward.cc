@@ -10,6 +10,7 @@
 #include "kv/attention.h"
 #include "model/attention_backward.h"
 #include "model/kv_shape.h"
+#include "model/projection.h"
 #include "model/rms_norm.h"
 #include "util/error.h"
 
@@ -109,7 +110,7 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
   KvActivations local_acts;
   if (acts == nullptr) acts = &local_acts;
   const int L = c.n_layers, hd = c.head_dim();
-  const int64_t dim = c.dim, kv_dim = c.kv_dim(), q_dim = int64_t{c.n_heads} * hd;
+  const int64_t dim = c.dim, kv_dim = c.kv_dim(), q_dim = c.q_dim();
   const int64_t hidden = c.hidden_dim;
   const auto rows = [n](int64_t width) {
     return std::vector<float>(static_cast<size_t>(n * width));
@@ -127,7 +128,7 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
     acts->v[l] = rows(kv_dim);
   }
   const KvShape shape = KvShapeFor(c, static_cast<int>(n));
-  const RopeTable rope(hd, n, c.rope_freq_base, c.rope_type);
+  const RopeTable rope(hd, n, c.rope);
 
   // Scratch, each (n, width) row-major. att holds the attention output in the forward pass and
   // d loss / d attention output in the backward one.
@@ -155,9 +156,9 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
     Mat v(acts->v[l].data(), n, kv_dim);
     if (grads) x_in[l] = x_buf;
     RmsNormRows(x, lw.attn_norm, c.rms_eps, xn);
-    MatMul(xn, lw.wq, q, pool);
-    MatMul(xn, lw.wk, k_pre, pool);
-    MatMul(xn, lw.wv, v, pool);
+    ProjectHeads(xn, lw.wq, lw.bq, lw.q_norm, hd, c.rms_eps, q, Mat(), pool);
+    ProjectHeads(xn, lw.wk, lw.bk, lw.k_norm, hd, c.rms_eps, k_pre, Mat(), pool);
+    ProjectHeads(xn, lw.wv, lw.bv, nullptr, hd, c.rms_eps, v, Mat(), pool);
     std::copy(acts->k_pre[l].begin(), acts->k_pre[l].end(), acts->k[l].begin());
     RotateRows(rope, q, c.n_heads, hd, false);
     RotateRows(rope, k, c.n_kv_heads, hd, false);
@@ -184,7 +185,14 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
   // dx: d loss / d residual stream at the current point of the backward sweep.
   std::vector<float> dx_buf = rows(dim), dq_buf = rows(q_dim), dh_buf = rows(hidden);
   Mat dx(dx_buf.data(), n, dim), dq(dq_buf.data(), n, q_dim), dh(dh_buf.data(), n, hidden);
-  Mat& db = xn;     // d loss / d normed input of the current block (recomputed xn is dead)
+  Mat& db = xn;  // d loss / d normed input of the current block (recomputed xn is dead)
+  // Q/K before their per-head norm and d loss / d K there, (n, q_dim) / (n, kv_dim): only
+  // models with Q/K norms need them (the norm's backward reads its input).
+  std::vector<float> q_raw_buf = rows(c.qk_norm ? q_dim : 0);
+  std::vector<float> k_raw_buf = rows(c.qk_norm ? kv_dim : 0), dk_raw_buf = k_raw_buf;
+  Mat q_raw(q_raw_buf.data(), c.qk_norm ? n : 0, q_dim);
+  Mat k_raw(k_raw_buf.data(), c.qk_norm ? n : 0, kv_dim);
+  Mat dk_raw(dk_raw_buf.data(), c.qk_norm ? n : 0, kv_dim);
   Mat& dout = att;  // d loss / d attention output
   grads->loss = OutputLossBackward(model, x, tokens, pool, dx);
 
@@ -205,11 +213,15 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
     MatMulTransposed(up, lw.w_up, db, pool, /*accumulate=*/true);
     RmsNormRowsBackward(xm, lw.ffn_norm, c.rms_eps, db, dx, /*accumulate=*/true);
 
-    // Attention: x_mid = x_in + W_o attn(R q_pre, R k_pre, v), [q_pre k_pre v] = W a,
-    // a = RmsNormRows(x_in). K/V come from the forward; Q is recomputed.
+    // Attention: x_mid = x_in + W_o attn(R q_pre, R k_pre, v), q_pre = N_q(W_q a + b_q),
+    // k_pre = N_k(W_k a + b_k), v = W_v a + b_v, a = RmsNormRows(x_in), N a per-head norm or
+    // nothing. K/V come from the forward; Q is recomputed.
     MatMulTransposed(dx, lw.wo, dout, pool);
     RmsNormRows(xi, lw.attn_norm, c.rms_eps, xn);
-    MatMul(xn, lw.wq, q, pool);
+    ProjectHeads(xn, lw.wq, lw.bq, lw.q_norm, hd, c.rms_eps, q, q_raw, pool);
+    if (c.qk_norm && l > 0) {  // K before its norm, while xn still holds a (db overwrites it)
+      ProjectHeads(xn, lw.wk, lw.bk, lw.k_norm, hd, c.rms_eps, dk_raw, k_raw, pool);
+    }
     RotateRows(rope, q, c.n_heads, hd, false);
     grads->dk[l] = rows(kv_dim);
     grads->dv[l] = rows(kv_dim);
@@ -222,9 +234,15 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
     RotateRows(rope, dk_pre, c.n_kv_heads, hd, true);
     if (l > 0) {  // below layer 0 only the embeddings remain, which get no gradient
       RotateRows(rope, dq, c.n_heads, hd, true);
-      MatMulTransposed(dq, lw.wq, db, pool);
-      MatMulTransposed(dk_pre, lw.wk, db, pool, /*accumulate=*/true);
-      MatMulTransposed(dv, lw.wv, db, pool, /*accumulate=*/true);
+      ProjectHeadsBackward(lw.wq, lw.q_norm, hd, c.rms_eps, q_raw, dq, db, false, pool);
+      if (c.qk_norm) {
+        // d k_pre is copied since the norm's backward overwrites its gradient argument.
+        std::copy(grads->dk_pre[l].begin(), grads->dk_pre[l].end(), dk_raw_buf.begin());
+        ProjectHeadsBackward(lw.wk, lw.k_norm, hd, c.rms_eps, k_raw, dk_raw, db, true, pool);
+      } else {
+        ProjectHeadsBackward(lw.wk, nullptr, hd, c.rms_eps, k_raw, dk_pre, db, true, pool);
+      }
+      ProjectHeadsBackward(lw.wv, nullptr, hd, c.rms_eps, k_raw, dv, db, true, pool);
       RmsNormRowsBackward(xi, lw.attn_norm, c.rms_eps, db, dx, /*accumulate=*/true);
     }
     // The checkpoints of this layer are no longer needed.

@@ -46,6 +46,7 @@ struct KvGradients {
 //   layer checkpoints                   4 n L 2 dim   (residual stream entering each layer and
 //                                                      its MLP; freed layer by layer going back)
 //   one layer's scratch                 4 n (4 dim + 3 q_dim + 3 hidden + 2 n_heads)
+//                                       + 4 n (q_dim + 2 kv_dim) with Q/K norms (qwen3)
 //   logits, in row chunks               <= 64 MiB (16 Mi floats) + 8 chunk_rows dim
 // Everything else is recomputed per layer (Q, the MLP's gate/up, attention probabilities row by
 // row from Q and K, never an n x n matrix). E.g. LLaMA-2-7B (L 32, dim = q_dim = kv_dim 4096,

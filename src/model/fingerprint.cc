@@ -31,8 +31,14 @@ uint64_t ModelFingerprint(const Model& model) {
   for (int v : {c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size}) {
     f.AddValue(v);
   }
-  f.AddValue(c.rope_freq_base);
-  f.AddValue(static_cast<int>(c.rope_type));
+  f.AddValue(c.rope.freq_base);
+  f.AddValue(static_cast<int>(c.rope.type));
+  // Parameters added later enter only when they differ from the old implicit values, so
+  // fingerprints (and the codebooks that record them) of plain LLaMA models stay as they were.
+  if (c.head_dim() != c.dim / c.n_heads) f.AddValue(c.head_dim());
+  if (c.rope.freq_scale != 1.0f) f.AddValue(c.rope.freq_scale);
+  for (float ff : c.rope.freq_factors) f.AddValue(ff);
+  if (c.attn_bias || c.qk_norm) f.AddValue(int{c.attn_bias} + 2 * int{c.qk_norm});
   constexpr size_t kSample = 4096;  // bytes per matrix: enough to tell models apart, cheap on 7B
   for (const LayerWeights& l : model.weights.layers) {
     for (const WeightMatrix* w : {&l.wk, &l.wv}) {

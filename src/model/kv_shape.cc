@@ -9,8 +9,7 @@ KvShape KvShapeFor(const ModelConfig& c, int max_tokens) {
   s.n_kv_heads = c.n_kv_heads;
   s.head_dim = c.head_dim();
   s.max_tokens = max_tokens;
-  s.rope_freq_base = c.rope_freq_base;
-  s.rope_type = c.rope_type;
+  s.rope = c.rope;
   return s;
 }
 

@@ -8,6 +8,7 @@
 #include "kernels/matmul.h"
 #include "kernels/rope.h"
 #include "model/fingerprint.h"
+#include "model/projection.h"
 #include "model/rms_norm.h"
 #include "util/error.h"
 
@@ -41,7 +42,7 @@ void CheckBatch(std::span<const BatchItem> items, const ModelConfig& c) {
                it.logits.rows, it.logits.cols, n, c.vocab_size);
     const KvShape& s = it.cache->shape();
     CQKV_CHECK(s.n_layers == c.n_layers && s.n_heads == c.n_heads && s.n_kv_heads == c.n_kv_heads &&
-                   s.head_dim == c.head_dim(),
+                   s.head_dim == c.head_dim() && s.rope == c.rope,
                "ForwardBatch: item {} has a {} cache shaped for another model", i,
                it.cache->format());
     const int64_t pos0 = it.cache->tokens(0);
@@ -68,11 +69,11 @@ void LlamaForward::Resize(int64_t n) {
   const auto sz = [](int64_t rows, int64_t w) { return static_cast<size_t>(rows * w); };
   x_.resize(sz(n, c.dim));
   xn_.resize(sz(n, c.dim));
-  q_.resize(sz(n, int64_t{c.n_heads} * c.head_dim()));
+  q_.resize(sz(n, c.q_dim()));
   k_.resize(sz(n, c.kv_dim()));
   k_pre_.resize(sz(n, c.kv_dim()));
   v_.resize(sz(n, c.kv_dim()));
-  att_.resize(sz(n, int64_t{c.n_heads} * c.head_dim()));
+  att_.resize(sz(n, c.q_dim()));
   proj_.resize(sz(n, c.dim));
   gate_.resize(sz(n, c.hidden_dim));
   up_.resize(sz(n, c.hidden_dim));
@@ -108,7 +109,7 @@ void LlamaForward::ForwardBatch(std::span<const BatchItem> items) {
     n_out += items[i].logits.rows;
   }
   Resize(n);
-  const int64_t q_dim = int64_t{c.n_heads} * c.head_dim();
+  const int64_t q_dim = c.q_dim();
   const int64_t kv_dim = c.kv_dim();
   // Views of the whole step, n rows each: x, xn, proj (n, dim); q, att (n, q_dim);
   // k, k_pre, v (n, kv_dim); gate, up (n, hidden_dim).
@@ -127,9 +128,12 @@ void LlamaForward::ForwardBatch(std::span<const BatchItem> items) {
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& lw = w.layers[l];
     RmsNormRows(x, lw.attn_norm, c.rms_eps, xn);
-    MatMul(xn, lw.wq, q, pool_);
-    MatMul(xn, lw.wk, k, pool_);
-    MatMul(xn, lw.wv, v, pool_);
+    // Biases and Q/K norms (qwen2, qwen3) come before RoPE and thus before the cache: k_pre
+    // is the key after them, as llama.cpp caches it.
+    const int hd = c.head_dim();
+    ProjectHeads(xn, lw.wq, lw.bq, lw.q_norm, hd, c.rms_eps, q, Mat(), pool_);
+    ProjectHeads(xn, lw.wk, lw.bk, lw.k_norm, hd, c.rms_eps, k, Mat(), pool_);
+    ProjectHeads(xn, lw.wv, lw.bv, nullptr, hd, c.rms_eps, v, Mat(), pool_);
     // RoPE rotates k in place; formats that store pre-RoPE keys need them as they were.
     std::copy(k_.begin(), k_.begin() + n * kv_dim, k_pre_.begin());
     decode_.clear();
@@ -137,8 +141,8 @@ void LlamaForward::ForwardBatch(std::span<const BatchItem> items) {
       const int64_t r0 = row0_[i], len = static_cast<int64_t>(items[i].tokens.size());
       for (int64_t j = 0; j < len; ++j) {
         const int64_t pos = pos0_[i] + j;
-        ApplyRope(q.Row(r0 + j), c.n_heads, c.head_dim(), pos, c.rope_freq_base, c.rope_type);
-        ApplyRope(k.Row(r0 + j), c.n_kv_heads, c.head_dim(), pos, c.rope_freq_base, c.rope_type);
+        ApplyRope(q.Row(r0 + j), c.n_heads, hd, pos, c.rope);
+        ApplyRope(k.Row(r0 + j), c.n_kv_heads, hd, pos, c.rope);
       }
       // k_pre, k, v: (len, kv_dim) row ranges of this item.
       items[i].cache->Append(

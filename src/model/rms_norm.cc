@@ -36,4 +36,28 @@ void RmsNormRowsBackward(ConstMat x, const float* w, float eps, ConstMat dy, Mat
   }
 }
 
+namespace {
+
+// Row i of m (heads * head_dim wide) as a (heads, head_dim) matrix.
+template <typename T>
+MatView<T> Heads(MatView<T> m, int64_t i, int head_dim) {
+  return MatView<T>(m.Row(i), m.cols / head_dim, head_dim);
+}
+
+}  // namespace
+
+void HeadRmsNorm(ConstMat x, int head_dim, const float* w, float eps, Mat out) {
+  for (int64_t i = 0; i < x.rows; ++i) {
+    RmsNormRows(Heads(x, i, head_dim), w, eps, Heads(out, i, head_dim));
+  }
+}
+
+void HeadRmsNormBackward(ConstMat x, int head_dim, const float* w, float eps, ConstMat dy, Mat dx,
+                         bool accumulate) {
+  for (int64_t i = 0; i < x.rows; ++i) {
+    RmsNormRowsBackward(Heads(x, i, head_dim), w, eps, Heads(dy, i, head_dim),
+                        Heads(dx, i, head_dim), accumulate);
+  }
+}
+
 }  // namespace cqkv

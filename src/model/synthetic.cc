@@ -22,8 +22,8 @@ std::unique_ptr<Model> MakeSyntheticModel(const ModelConfig& c, uint64_t seed, f
     std::vector<std::vector<uint16_t>> f16;
   };
   auto store = std::make_shared<Store>();
-  store->f32.reserve(static_cast<size_t>(4 + 9 * c.n_layers));  // data pointers must stay stable
-  store->f16.reserve(static_cast<size_t>(4 + 9 * c.n_layers));
+  store->f32.reserve(static_cast<size_t>(4 + 14 * c.n_layers));  // data pointers must stay stable
+  store->f16.reserve(static_cast<size_t>(4 + 14 * c.n_layers));
   FastRng rng(seed);
   auto alloc = [&](int64_t n, float mean, float amp) {
     auto& v = store->f32.emplace_back(static_cast<size_t>(n));
@@ -38,7 +38,7 @@ std::unique_ptr<Model> MakeSyntheticModel(const ModelConfig& c, uint64_t seed, f
     for (auto& x : v) x = F32ToF16(scale * rng.Next());
     return WeightMatrix{DType::kF16, rows, cols, v.data(), name};
   };
-  const int64_t q_dim = int64_t{c.n_heads} * c.head_dim();
+  const int64_t q_dim = c.q_dim();
   ModelWeights& w = model->weights;
   w.tok_embd = mat(c.vocab_size, c.dim, "token_embd");
   for (int l = 0; l < c.n_layers; ++l) {
@@ -52,6 +52,16 @@ std::unique_ptr<Model> MakeSyntheticModel(const ModelConfig& c, uint64_t seed, f
     lw.w_gate = mat(c.hidden_dim, c.dim, "ffn_gate");
     lw.w_down = mat(c.dim, c.hidden_dim, "ffn_down");
     lw.w_up = mat(c.hidden_dim, c.dim, "ffn_up");
+    // Drawn last, so models without these features keep the values they always had.
+    if (c.attn_bias) {
+      lw.bq = alloc(q_dim, 0.0f, 0.5f);
+      lw.bk = alloc(c.kv_dim(), 0.0f, 0.5f);
+      lw.bv = alloc(c.kv_dim(), 0.0f, 0.5f);
+    }
+    if (c.qk_norm) {
+      lw.q_norm = alloc(c.head_dim(), 1.0f, 0.3f);
+      lw.k_norm = alloc(c.head_dim(), 1.0f, 0.3f);
+    }
     w.layers.push_back(lw);
   }
   w.output_norm = alloc(c.dim, 1.0f, 0.1f);

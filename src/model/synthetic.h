@@ -12,7 +12,8 @@ namespace cqkv {
 // Weights uniform in [-scale, scale] (matrices) and 1 +- 0.1 (norm gains), from a fixed-seed
 // xorshift generator (util/fast_rng.h) so runs are reproducible and generating billions of
 // values stays fast.
-// Matrices are stored as `matrices` (F32 or F16; norms stay F32).
+// Matrices are stored as `matrices` (F32 or F16; norms stay F32). Q/K/V biases (uniform in
+// [-0.5, 0.5]) and per-head Q/K norm gains (1 +- 0.3) are made when the config asks for them.
 std::unique_ptr<Model> MakeSyntheticModel(const ModelConfig& config, uint64_t seed,
                                           float scale = 0.1f, DType matrices = DType::kF32);
 

@@ -5,9 +5,12 @@
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <set>
 
+#include "util/atomic_file.h"
 #include "util/error.h"
-#include "util/mapped_file.h"
+#include "util/escape.h"
+#include "util/input_file.h"
 
 namespace cqkv {
 namespace {
@@ -70,7 +73,99 @@ std::string ParseHex64(const std::string& text, uint64_t* out) {
   const char* end = text.data() + text.size();
   const auto r = std::from_chars(text.data(), end, *out, 16);
   if (text.empty() || text.size() > 16 || r.ec != std::errc() || r.ptr != end) {
-    return "model_fingerprint '" + text + "' is not a hex number";
+    return "field \"model_fingerprint\" '" + Escaped(text) + "' is not a hex number";
+  }
+  return "";
+}
+
+// Reads the JSON header into `s` (the fields SaveCodebooks writes, nothing else). Returns why it
+// is refused, naming the field, or "". Integers must be JSON integers in range: 1.5, true or
+// 4294967300 (which a plain get<int> wraps to 4) are refused, as are duplicate keys, which a
+// JSON parser silently resolves to the last one.
+std::string ParseHeader(const std::string& text, CodebookSet& s) {
+  std::vector<std::set<std::string>> keys_seen;
+  std::string duplicate;
+  const nlohmann::json::parser_callback_t on_event = [&](int, nlohmann::json::parse_event_t ev,
+                                                         nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (ev == E::object_start) keys_seen.emplace_back();
+    if (ev == E::object_end && !keys_seen.empty()) keys_seen.pop_back();
+    if (ev == E::key && !keys_seen.empty() &&
+        !keys_seen.back().insert(parsed.get<std::string>()).second && duplicate.empty()) {
+      duplicate = parsed.get<std::string>();
+    }
+    return true;
+  };
+  const nlohmann::json h = nlohmann::json::parse(text, on_event);
+  if (!duplicate.empty()) return fmt::format("field \"{}\" appears twice", Escaped(duplicate));
+  if (!h.is_object()) return "not a JSON object";
+  static const std::set<std::string> kFields = {"config",     "c",           "b",
+                                                "keys",       "fisher",      "n_layers",
+                                                "n_kv_heads", "head_dim",    "model_fingerprint",
+                                                "model_name", "calibration", "objective",
+                                                "layout"};
+  for (const auto& [k, v] : h.items()) {
+    if (!kFields.contains(k)) return fmt::format("unknown field \"{}\"", Escaped(k));
+  }
+  for (const std::string& k : kFields) {
+    if (!h.contains(k)) return fmt::format("missing field \"{}\"", k);
+  }
+  auto int_field = [&](const char* key, int lo, int hi, int& out) -> std::string {
+    const auto& v = h.at(key);
+    // Unsigned JSON integers above INT64_MAX would wrap in get<int64_t>; none is in range.
+    const bool ok =
+        v.is_number_integer() &&
+        (v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(hi) : true) &&
+        v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+    if (!ok) {
+      return fmt::format("field \"{}\" is {}, expected an integer in [{}, {}]", key,
+                         Escaped(v.dump()), lo, hi);
+    }
+    out = v.get<int>();
+    return "";
+  };
+  auto string_field = [&](const char* key, std::string& out) -> std::string {
+    const auto& v = h.at(key);
+    if (!v.is_string())
+      return fmt::format("field \"{}\" is {}, expected a string", key, Escaped(v.dump()));
+    out = v.get<std::string>();
+    return "";
+  };
+  std::string err, config, keys, fingerprint, layout;
+  if (!(err = int_field("c", 1, 64, s.config.channels)).empty()) return err;
+  if (!(err = int_field("b", 1, 16, s.config.bits)).empty()) return err;
+  if (!(err = int_field("n_layers", 1, 4096, s.n_layers)).empty()) return err;
+  if (!(err = int_field("n_kv_heads", 1, 4096, s.n_kv_heads)).empty()) return err;
+  if (!(err = int_field("head_dim", 1, 65536, s.head_dim)).empty()) return err;
+  if (!(err = string_field("config", config)).empty()) return err;
+  if (config != s.config.Name()) {
+    return fmt::format("field \"config\" is \"{}\" but \"c\" and \"b\" say {}", Escaped(config),
+                       s.config.Name());
+  }
+  if (!(err = string_field("keys", keys)).empty()) return err;
+  if (keys != "pre-rope" && keys != "post-rope") {
+    return fmt::format("field \"keys\" is \"{}\", expected \"pre-rope\" or \"post-rope\"",
+                       Escaped(keys));
+  }
+  s.keys = ParseKeyPosition(keys);
+  if (!h.at("fisher").is_boolean()) {
+    return fmt::format("field \"fisher\" is {}, expected true or false",
+                       Escaped(h.at("fisher").dump()));
+  }
+  s.fisher = h.at("fisher").get<bool>();
+  if (!(err = string_field("model_fingerprint", fingerprint)).empty()) return err;
+  if (!(err = ParseHex64(fingerprint, &s.model_fingerprint)).empty()) return err;
+  if (!(err = string_field("model_name", s.model_name)).empty()) return err;
+  if (!(err = string_field("calibration", s.calibration)).empty()) return err;
+  if (!(err = string_field("layout", layout)).empty()) return err;
+  const auto& obj = h.at("objective");
+  if (!obj.is_array()) return "field \"objective\" is not an array";
+  for (const auto& x : obj) {
+    if (!x.is_number() || !std::isfinite(x.get<double>())) {
+      return fmt::format("field \"objective\" holds {}, expected finite numbers",
+                         Escaped(x.dump()));
+    }
+    s.objective.push_back(x.get<double>());
   }
   return "";
 }
@@ -107,7 +202,7 @@ KeyPosition ParseKeyPosition(const std::string& text) {
 }
 
 void SaveCodebooks(const CodebookSet& set, const std::string& path) {
-  const std::string what = "codebook file " + path;
+  const std::string what = "codebook file " + Escaped(path);
   CheckShape(set, what);
   const uint64_t floats = TableFloats(set);
   CQKV_CHECK(set.centroids.size() == static_cast<size_t>(2 * set.n_layers),
@@ -148,8 +243,8 @@ void SaveCodebooks(const CodebookSet& set, const std::string& path) {
 }
 
 CodebookSet LoadCodebooks(const std::string& path) {
-  const std::string what = "codebook file " + path;
-  const std::string bytes = ReadFile(path);
+  const std::string what = "codebook file " + Escaped(path);
+  const std::string bytes = ReadInputFile(path, kMaxCodebookFileBytes, "codebook file");
   const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
   const size_t size = bytes.size();
   CQKV_CHECK(size >= 4 && std::memcmp(p, kMagic, 4) == 0,
@@ -164,25 +259,15 @@ CodebookSet LoadCodebooks(const std::string& path) {
   // A corrupted header usually fails to parse; say it is corrupt rather than blame the header.
   const bool checksum_ok = Fnv1a(p, size - 8) == Get<uint64_t>(p + size - 8);
   CodebookSet s;
+  std::string bad;  // why the header is refused, naming the field
   try {
-    const auto h = nlohmann::json::parse(bytes.begin() + kPrefixBytes,
-                                         bytes.begin() + kPrefixBytes + header_len);
-    s.config.channels = h.at("c").get<int>();
-    s.config.bits = h.at("b").get<int>();
-    s.keys = ParseKeyPosition(h.at("keys").get<std::string>());
-    s.fisher = h.at("fisher").get<bool>();
-    s.n_layers = h.at("n_layers").get<int>();
-    s.n_kv_heads = h.at("n_kv_heads").get<int>();
-    s.head_dim = h.at("head_dim").get<int>();
-    const std::string err =
-        ParseHex64(h.at("model_fingerprint").get<std::string>(), &s.model_fingerprint);
-    if (!err.empty()) Fail("{}", err);
-    s.model_name = h.at("model_name").get<std::string>();
-    s.calibration = h.at("calibration").get<std::string>();
-    s.objective = h.at("objective").get<std::vector<double>>();
-  } catch (const std::exception& e) {
+    bad = ParseHeader(bytes.substr(kPrefixBytes, header_len), s);
+  } catch (const std::exception& e) {  // malformed JSON
+    bad = fmt::format("not valid JSON: {}", e.what());
+  }
+  if (!bad.empty()) {
     CQKV_CHECK(checksum_ok, "{}: corrupted (checksum mismatch)", what);
-    Fail("{}: bad header: {}", what, e.what());
+    Fail("{}: bad header: {}", what, bad);
   }
   try {
     CheckShape(s, what);

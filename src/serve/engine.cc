@@ -79,7 +79,10 @@ class EngineImpl final : public Engine {
                "engine limits must be positive (max_batch_tokens {}, max_running {}, max_queue "
                "{})",
                cfg.max_batch_tokens, cfg.max_running, cfg.max_queue);
-    ctx_ = cfg.max_context > 0 ? cfg.max_context : mc.max_seq_len;
+    CQKV_CHECK(cfg.max_context <= mc.max_seq_len,
+               "a context of {} tokens was requested but model {} has a context of {}",
+               cfg.max_context, cfg.model_path, mc.max_seq_len);
+    ctx_ = cfg.max_context > 0 ? cfg.max_context : std::min(mc.max_seq_len, kDefaultMaxContext);
     KvShape shape = KvShapeFor(mc, ctx_);
     shape.model_fingerprint = ModelFingerprint(*model_);
     shape.page_tokens = cfg.page_tokens;
@@ -242,6 +245,12 @@ class EngineImpl final : public Engine {
 
   std::string ApplyChatTemplate(const std::vector<ChatMessage>& messages) const override {
     return RenderChat(chat_, messages);
+  }
+
+  std::vector<int32_t> TokenizeChat(const std::vector<ChatMessage>& messages) const override {
+    const Tokenizer& tok = model_->tok();
+    return tok.Encode(RenderChat(chat_, messages),
+                      EncodeOptions{tok.vocab().add_bos, /*parse_special=*/true});
   }
 
  private:

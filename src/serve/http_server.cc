@@ -210,8 +210,13 @@ void HttpServer::Impl::HandleGenerate(const httplib::Request& req, httplib::Resp
     } else {
       r.prompt = api.prompt;
     }
-    r.prompt_tokens =
-        api.prompt_tokens.empty() ? engine.Tokenize(r.prompt, /*add_bos=*/true) : api.prompt_tokens;
+    if (!api.prompt_tokens.empty()) {
+      r.prompt_tokens = api.prompt_tokens;
+    } else if (endpoint == Endpoint::kChat) {
+      r.prompt_tokens = engine.TokenizeChat(api.messages);
+    } else {
+      r.prompt_tokens = engine.Tokenize(r.prompt, /*add_bos=*/true);
+    }
     for (int32_t t : r.prompt_tokens) {
       if (t >= info.vocab_size)
         throw ApiError(400,

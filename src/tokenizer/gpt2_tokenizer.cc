@@ -1,32 +1,20 @@
-// GPT-2 byte-level BPE (the "gpt2" vocabulary, also Hugging Face ByteLevel BPE): the text is cut
-// into words by the GPT-2 regex (PCRE2, Unicode classes), each word's bytes are spelled in GPT-2's
-// printable byte alphabet, and merges apply lowest rank first (leftmost on ties), as llama.cpp's
-// llm_tokenizer_bpe does. Words are independent, so merges never cross a word boundary.
-
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
+// Byte-level BPE (the "gpt2" vocabulary model: GPT-2, Llama-3, Qwen2, SmolLM, ... and Hugging Face
+// ByteLevel BPE): the text is cut into words by its pre-tokenizer family's regexes (PCRE2, Unicode
+// classes), each word's bytes are spelled in GPT-2's printable byte alphabet, and merges apply
+// lowest rank first (leftmost on ties), as llama.cpp's llm_tokenizer_bpe does. Words are
+// independent, so merges never cross a word boundary.
 
 #include <array>
 #include <queue>
 #include <unordered_map>
 
+#include "tokenizer/pretokenizer.h"
+#include "tokenizer/regex_split.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "util/error.h"
 
 namespace cqkv::tokenizer_internal {
 namespace {
-
-// The pre-tokenizer regex of GPT-2 (and of llama.cpp's "gpt-2" pre-type):
-//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-// with \s spelled out as Unicode White_Space, which is what GPT-2's Python regex and llama.cpp's
-// tables use; PCRE2's own \s also matches U+180E. The trailing \s+ catches a final whitespace
-// run that \s+(?!\S) leaves one character short of.
-std::string Gpt2Pattern() {
-  const std::string ws =
-      R"(\t-\r\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
-  return R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^)" + ws + R"(\p{L}\p{N}]+|[)" + ws +
-         "]+(?![^" + ws + "])|[" + ws + "]+";
-}
 
 // GPT-2's byte -> code point table: printable Latin-1 bytes stand for themselves, the rest are
 // moved to U+0100 upwards in byte order, so every byte has a visible, non-space spelling.
@@ -62,63 +50,57 @@ uint32_t NextCodepoint(std::string_view s, size_t& i) {
   return cp;
 }
 
-// One compiled pre-tokenizer pattern. pcre2_code is immutable after JIT compilation and safe to
-// share between threads; match data is per call.
-class Regex {
- public:
-  explicit Regex(std::string_view pattern) {
-    int err = 0;
-    PCRE2_SIZE err_offset = 0;
-    // UCP makes \s, \p{L} etc. Unicode-aware; MATCH_INVALID_UTF lets arbitrary bytes through
-    // (they end up in the gaps between matches, which Split keeps as words).
-    code_ =
-        pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &err_offset, nullptr);
-    if (code_ == nullptr) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(err, msg, sizeof(msg));
-      Fail("tokenizer: pre-tokenizer regex does not compile at offset {}: {}", err_offset,
-           reinterpret_cast<const char*>(msg));
-    }
-    // Without JIT the interpreter still works, only slower.
-    pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);
-  }
-  ~Regex() { pcre2_code_free(code_); }
-  Regex(const Regex&) = delete;
-  Regex& operator=(const Regex&) = delete;
+struct Merge {
+  int32_t rank;
+  int32_t id;  // the merged token
+};
 
-  // Appends to `out` the pieces of text[begin, end): every match, and every gap between matches
-  // as a piece of its own, so no byte is ever dropped.
-  void Split(std::string_view text, size_t begin, size_t end, pcre2_match_data* md,
-             std::vector<std::pair<size_t, size_t>>& out) const {
-    const auto subject = reinterpret_cast<PCRE2_SPTR>(text.data() + begin);
-    const size_t len = end - begin;
-    size_t offset = 0;
-    while (offset < len) {
-      const int rc = pcre2_match(code_, subject, len, offset, 0, md, nullptr);
-      if (rc == PCRE2_ERROR_NOMATCH) break;
-      if (rc < 0) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(rc, msg, sizeof(msg));
-        Fail("tokenizer: pre-tokenizer regex failed at byte {}: {}", begin + offset,
-             reinterpret_cast<const char*>(msg));
+uint64_t PairKey(int32_t left, int32_t right) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
+}
+
+// (left id, right id) -> Merge by open addressing over the 64-bit pair key: 16-byte slots, one
+// cache line per probe, on the encoder's innermost lookup.
+class MergeTable {
+ public:
+  static constexpr uint64_t kNone = ~uint64_t{0};  // no valid pair has this key
+
+  void Reserve(size_t n) {
+    size_t size = 16;
+    while (size < 2 * n) size *= 2;
+    slots_.assign(size, Slot{kNone, Merge{}});
+    mask_ = size - 1;
+  }
+  void Prefetch(uint64_t key) const { __builtin_prefetch(&slots_[Mix(key) & mask_]); }
+  // Keeps the first value stored under a key. Reserve must have room for every insert.
+  void InsertFirst(uint64_t key, Merge m) {
+    for (size_t i = Mix(key) & mask_;; i = (i + 1) & mask_) {
+      if (slots_[i].key == key) return;
+      if (slots_[i].key == kNone) {
+        slots_[i] = Slot{key, m};
+        return;
       }
-      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-      if (ov[0] > offset) out.emplace_back(begin + offset, ov[0] - offset);
-      if (ov[1] == ov[0]) {  // empty match: step over one character to make progress
-        const size_t step = std::min(len - ov[0], Utf8Len(text[begin + ov[0]]));
-        out.emplace_back(begin + ov[0], step);
-        offset = ov[0] + step;
-        continue;
-      }
-      out.emplace_back(begin + ov[0], ov[1] - ov[0]);
-      offset = ov[1];
     }
-    if (offset < len) out.emplace_back(begin + offset, len - offset);
+  }
+  const Merge* Find(uint64_t key) const {
+    for (size_t i = Mix(key) & mask_;; i = (i + 1) & mask_) {
+      if (slots_[i].key == key) return &slots_[i].merge;
+      if (slots_[i].key == kNone) return nullptr;
+    }
   }
 
  private:
-  pcre2_code* code_ = nullptr;
+  struct Slot {
+    uint64_t key;
+    Merge merge;
+  };
+  static uint64_t Mix(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xFF51AFD7ED558CCDull;
+    return k ^ (k >> 33);
+  }
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
 };
 
 class Gpt2Tokenizer final : public Tokenizer {
@@ -126,37 +108,25 @@ class Gpt2Tokenizer final : public Tokenizer {
   explicit Gpt2Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
     const size_t n = vocab_.tokens.size();
     if (vocab_.types.empty()) vocab_.types.assign(n, TokenType::kNormal);
-    std::unordered_map<std::string_view, int32_t> token_to_id;
-    token_to_id.reserve(n);
-    for (size_t i = 0; i < n; ++i) token_to_id[vocab_.tokens[i]] = static_cast<int32_t>(i);
-    auto find = [&](std::string_view s) {
-      const auto it = token_to_id.find(s);
-      return it == token_to_id.end() ? -1 : it->second;
-    };
+    const PreTokenizerFamily& family = FindPreTokenizer(vocab_.pre, "vocabulary");
+    std::vector<std::pair<std::string_view, int32_t>> items;
+    items.reserve(n);
+    for (size_t i = 0; i < n; ++i) items.emplace_back(vocab_.tokens[i], static_cast<int32_t>(i));
+    PieceMap token_to_id;
+    token_to_id.Reserve(n);
+    token_to_id.InsertAll(items);
+    auto find = [&](std::string_view s) { return token_to_id.Find(s); };
 
     const std::array<uint32_t, 256> byte_cp = ByteToCodepoint();
-    std::unordered_map<uint32_t, uint8_t> cp_to_byte;
+    std::array<int16_t, 512> cp_to_byte;  // the alphabet's code points are all below 512
+    cp_to_byte.fill(-1);
     for (int b = 0; b < 256; ++b) {
       std::string spelled;
       AppendUtf8(byte_cp[b], spelled);
       byte_ids_[b] = find(spelled);
-      cp_to_byte[byte_cp[b]] = static_cast<uint8_t>(b);
+      cp_to_byte[byte_cp[b]] = static_cast<int16_t>(b);
     }
-
-    merges_.reserve(vocab_.merges.size());
-    for (size_t rank = 0; rank < vocab_.merges.size(); ++rank) {
-      const std::string& m = vocab_.merges[rank];
-      // Search from 1 so that a left part which is itself a space still splits correctly.
-      const size_t sp = m.find(' ', 1);
-      CQKV_CHECK(sp != std::string::npos, "vocabulary: merge {} '{}' is not 'left right'", rank, m);
-      const int32_t left = find(std::string_view(m).substr(0, sp));
-      const int32_t right = find(std::string_view(m).substr(sp + 1));
-      const int32_t merged = find(m.substr(0, sp) + m.substr(sp + 1));
-      // A merge naming pieces outside the vocabulary can never fire; skip it.
-      if (left < 0 || right < 0 || merged < 0) continue;
-      // The first (lowest-ranked) occurrence of a pair wins.
-      merges_.emplace(PairKey(left, right), Merge{static_cast<int32_t>(rank), merged});
-    }
+    BuildMerges(token_to_id);
 
     pieces_.resize(n);
     for (size_t i = 0; i < n; ++i) {
@@ -166,9 +136,8 @@ class Gpt2Tokenizer final : public Tokenizer {
         case TokenType::kUndefined:
           for (size_t k = 0; k < text.size();) {
             const uint32_t cp = NextCodepoint(text, k);
-            const auto it = cp_to_byte.find(cp);
-            if (it != cp_to_byte.end()) {
-              pieces_[i].push_back(static_cast<char>(it->second));
+            if (cp < cp_to_byte.size() && cp_to_byte[cp] >= 0) {
+              pieces_[i].push_back(static_cast<char>(cp_to_byte[cp]));
             } else if (cp >= 0x110000u) {
               pieces_[i].push_back(static_cast<char>(cp - 0x110000u));
             } else {
@@ -184,45 +153,70 @@ class Gpt2Tokenizer final : public Tokenizer {
           break;
       }
     }
-    patterns_.push_back(std::make_unique<Regex>(Gpt2Pattern()));
+    for (std::string_view p : family.patterns) {
+      patterns_.push_back(std::make_unique<RegexSplitter>(p));
+    }
+    if (vocab_.ignore_merges) {
+      items.clear();
+      for (size_t i = 0; i < n; ++i) {
+        const TokenType t = vocab_.types[i];
+        if (t == TokenType::kNormal || t == TokenType::kUndefined) {
+          items.emplace_back(pieces_[i], static_cast<int32_t>(i));
+        }
+      }
+      whole_.Reserve(items.size());
+      whole_.InsertAll(items);
+    }
+    special_ = SpecialTokenSplitter(vocab_);
   }
 
-  std::vector<int32_t> Encode(std::string_view text, bool add_bos) const override {
-    std::vector<int32_t> out;
-    if (add_bos && vocab_.bos_id >= 0) out.push_back(vocab_.bos_id);
-    if (text.empty()) return out;
+  // special_ and whole_ point into this object's vocab_ and pieces_, so a copy would dangle.
+  Gpt2Tokenizer(const Gpt2Tokenizer&) = delete;
+  Gpt2Tokenizer& operator=(const Gpt2Tokenizer&) = delete;
+
+  void EncodeText(std::string_view text, bool /*after_special*/,
+                  std::vector<int32_t>& out) const override {
     std::string prefixed;
     if (vocab_.add_space_prefix && text[0] != ' ') {
-      // Hugging Face ByteLevel(add_prefix_space=true) semantics.
+      // Hugging Face ByteLevel(add_prefix_space=true): every piece between added tokens.
       prefixed.reserve(text.size() + 1);
       prefixed.push_back(' ');
       prefixed.append(text);
       text = prefixed;
     }
-
-    // Each pattern re-splits the pieces of the previous one, as llama.cpp applies its lists.
-    std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> md(
-        pcre2_match_data_create(1, nullptr), &pcre2_match_data_free);
-    CQKV_CHECK(md != nullptr, "tokenizer: out of memory for regex match data");
-    std::vector<std::pair<size_t, size_t>> words{{0, text.size()}}, next;
-    for (const auto& re : patterns_) {
-      next.clear();
-      for (const auto& [begin, len] : words) re->Split(text, begin, begin + len, md.get(), next);
-      words.swap(next);
-    }
-
     Work work;
-    for (const auto& [begin, len] : words) EncodeWord(text.substr(begin, len), work, out);
-    return out;
+    // Words repeat (wikitext: ~10 uses per distinct word), and a word's tokens depend on the word
+    // alone, so each distinct word is merged once per call: its tokens are copied from the first
+    // time after that.
+    std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;  // word -> out range
+    for (const auto& [begin, len] : SplitAll(text, patterns_)) {
+      const std::string_view word = text.substr(begin, len);
+      const int32_t whole = vocab_.ignore_merges ? whole_.Find(word) : -1;
+      if (whole >= 0) {
+        out.push_back(whole);
+        continue;
+      }
+      if (word.size() == 1) {
+        EncodeWord(word, work, out);
+        continue;
+      }
+      const auto [it, fresh] = seen.try_emplace(word, out.size(), 0);
+      if (fresh) {
+        EncodeWord(word, work, out);
+        it->second.second = out.size() - it->second.first;
+      } else {
+        const auto [at, count] = it->second;
+        for (size_t k = 0; k < count; ++k) {
+          const int32_t id = out[at + k];  // by value: push_back may reallocate
+          out.push_back(id);
+        }
+      }
+    }
   }
 
   const Vocab& vocab() const override { return vocab_; }
 
  private:
-  struct Merge {
-    int32_t rank;
-    int32_t id;
-  };
   struct Symbol {
     int32_t id;  // -1: byte missing from the vocabulary (never merges)
     int32_t prev;
@@ -248,18 +242,66 @@ class Gpt2Tokenizer final : public Tokenizer {
     std::priority_queue<Bigram, std::vector<Bigram>, Later> queue;
   };
 
-  static uint64_t PairKey(int32_t left, int32_t right) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) |
-           static_cast<uint32_t>(right);
+  // Resolves each "left right" merge to token ids. Lookups go in batches whose cache misses
+  // overlap (prefetch first, probe after): one miss per lookup made this most of the load time
+  // of 128K-150K vocabularies with 280K-300K merges.
+  void BuildMerges(const PieceMap& token_to_id) {
+    const size_t nm = vocab_.merges.size();
+    merges_.Reserve(nm);
+    constexpr size_t kBatch = 32;
+    struct Pending {
+      std::string_view left, right;
+      std::string joined;
+      uint64_t hl, hr, hj;
+      uint64_t key;
+      int32_t merged;
+    };
+    std::array<Pending, kBatch> batch;
+    for (size_t base = 0; base < nm; base += kBatch) {
+      const size_t count = std::min(kBatch, nm - base);
+      for (size_t k = 0; k < count; ++k) {
+        const std::string_view m = vocab_.merges[base + k];
+        // Search from 1 so that a left part which is itself a space still splits correctly.
+        const size_t sp = m.find(' ', 1);
+        CQKV_CHECK(sp != std::string::npos, "vocabulary: merge {} '{}' is not 'left right'",
+                   base + k, m);
+        Pending& p = batch[k];
+        p.left = m.substr(0, sp);
+        p.right = m.substr(sp + 1);
+        p.joined.assign(p.left).append(p.right);
+        p.hl = PieceMap::Hash(p.left);
+        p.hr = PieceMap::Hash(p.right);
+        p.hj = PieceMap::Hash(p.joined);
+        token_to_id.Prefetch(p.hl);
+        token_to_id.Prefetch(p.hr);
+        token_to_id.Prefetch(p.hj);
+      }
+      for (size_t k = 0; k < count; ++k) {
+        Pending& p = batch[k];
+        const int32_t left = token_to_id.Find(p.left, p.hl);
+        const int32_t right = token_to_id.Find(p.right, p.hr);
+        p.merged = token_to_id.Find(p.joined, p.hj);
+        // A merge naming pieces outside the vocabulary can never fire; skip it.
+        p.key = left < 0 || right < 0 || p.merged < 0 ? MergeTable::kNone : PairKey(left, right);
+        if (p.key != MergeTable::kNone) merges_.Prefetch(p.key);
+      }
+      for (size_t k = 0; k < count; ++k) {
+        const Pending& p = batch[k];
+        // The first (lowest-ranked) occurrence of a pair wins.
+        if (p.key != MergeTable::kNone) {
+          merges_.InsertFirst(p.key, Merge{static_cast<int32_t>(base + k), p.merged});
+        }
+      }
+    }
   }
 
   void TryAddBigram(Work& w, int32_t left, int32_t right) const {
     if (left < 0 || right < 0) return;
     const int32_t l = w.symbols[left].id, r = w.symbols[right].id;
     if (l < 0 || r < 0) return;
-    const auto it = merges_.find(PairKey(l, r));
-    if (it == merges_.end()) return;
-    w.queue.push(Bigram{it->second.rank, left, right, l, r, it->second.id});
+    const Merge* m = merges_.Find(PairKey(l, r));
+    if (m == nullptr) return;
+    w.queue.push(Bigram{m->rank, left, right, l, r, m->id});
   }
 
   void EncodeWord(std::string_view word, Work& w, std::vector<int32_t>& out) const {
@@ -300,8 +342,9 @@ class Gpt2Tokenizer final : public Tokenizer {
 
   Vocab vocab_;
   std::array<int32_t, 256> byte_ids_;
-  std::unordered_map<uint64_t, Merge> merges_;
-  std::vector<std::unique_ptr<Regex>> patterns_;
+  MergeTable merges_;
+  std::vector<std::unique_ptr<RegexSplitter>> patterns_;
+  PieceMap whole_;  // byte text -> id of ordinary tokens, for ignore_merges
 };
 
 }  // namespace

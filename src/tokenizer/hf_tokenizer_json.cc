@@ -1,9 +1,12 @@
 // Reader for Hugging Face tokenizer.json files holding a byte-level BPE model (GPT-2, SmolLM2,
-// ...). tokenizer.json does not say which token is BOS/EOS (tokenizer_config.json does), so
-// those are inferred from the post-processor template and well-known special tokens.
+// Llama-3, Qwen2, ...). The pre_tokenizer's steps are mapped onto one of llama.cpp's pre-tokenizer
+// families (pretokenizer.h); added tokens become control (special) or user-defined tokens.
+// tokenizer.json does not say which token is BOS/EOS (tokenizer_config.json does), so those are
+// inferred from the post-processor template and well-known special tokens.
 
 #include <nlohmann/json.hpp>
 
+#include "tokenizer/pretokenizer.h"
 #include "tokenizer/vocab_io.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
@@ -20,15 +23,75 @@ bool IsType(const Json& j, const char* type) {
   return j.is_object() && j.contains("type") && j["type"] == type;
 }
 
-// The ByteLevel step of a pre-tokenizer (possibly inside a Sequence), or nullptr.
-const Json* FindByteLevel(const Json& pre) {
-  if (IsType(pre, "ByteLevel")) return &pre;
-  if (IsType(pre, "Sequence") && pre.contains("pretokenizers")) {
-    for (const Json& p : pre["pretokenizers"]) {
-      if (IsType(p, "ByteLevel")) return &p;
+// An integer field, strictly: a JSON integer (not 1.0, not "1") within [lo, hi].
+int64_t IntField(const Json& j, const std::string& field, int64_t lo, int64_t hi,
+                 const std::string& path) {
+  CQKV_CHECK(j.is_number_integer(), "{}: {} is {}, not an integer", path, field, j.dump());
+  CQKV_CHECK(!j.is_number_unsigned() || j.get<uint64_t>() <= static_cast<uint64_t>(hi),
+             "{}: {} = {} is outside {}..{}", path, field, j.dump(), lo, hi);
+  const int64_t v = j.get<int64_t>();
+  CQKV_CHECK(v >= lo && v <= hi, "{}: {} = {} is outside {}..{}", path, field, v, lo, hi);
+  return v;
+}
+
+bool BoolField(const Json& obj, const char* key, bool def, const std::string& field,
+               const std::string& path) {
+  if (!obj.contains(key) || obj[key].is_null()) return def;
+  CQKV_CHECK(obj[key].is_boolean(), "{}: {}.{} is {}, not true/false", path, field, key,
+             obj[key].dump());
+  return obj[key].get<bool>();
+}
+
+// What the pre_tokenizer does, as regex steps in order (each re-splitting the pieces of the one
+// before, as a Hugging Face Sequence does), plus ByteLevel's add_prefix_space.
+struct PreSteps {
+  std::vector<std::string> patterns;
+  bool byte_level = false;
+  bool add_prefix_space = false;
+};
+
+void CollectSteps(const Json& pre, const std::string& field, const std::string& path,
+                  PreSteps& steps) {
+  CQKV_CHECK(pre.is_object() && pre.contains("type") && pre["type"].is_string(),
+             "{}: {} is not a pre-tokenizer object with a 'type'", path, field);
+  const std::string type = pre["type"].get<std::string>();
+  if (type == "Sequence") {
+    CQKV_CHECK(pre.contains("pretokenizers") && pre["pretokenizers"].is_array(),
+               "{}: {}.pretokenizers is missing or not an array", path, field);
+    for (size_t i = 0; i < pre["pretokenizers"].size(); ++i) {
+      CollectSteps(pre["pretokenizers"][i], field + ".pretokenizers[" + std::to_string(i) + "]",
+                   path, steps);
     }
+  } else if (type == "ByteLevel") {
+    steps.byte_level = true;
+    steps.add_prefix_space = BoolField(pre, "add_prefix_space", false, field, path);
+    if (BoolField(pre, "use_regex", true, field, path)) {
+      steps.patterns.emplace_back(Gpt2WordPattern());
+    }
+  } else if (type == "Digits") {
+    steps.patterns.emplace_back(
+        BoolField(pre, "individual_digits", false, field, path) ? R"(\p{N})" : R"(\p{N}+)");
+  } else if (type == "Split") {
+    const Json& pattern = pre.value("pattern", Json());
+    CQKV_CHECK(pattern.is_object() && pattern.contains("Regex") && pattern["Regex"].is_string(),
+               "{}: {}.pattern is not {{\"Regex\": \"...\"}}", path, field);
+    const std::string behavior = pre.value("behavior", "");
+    CQKV_CHECK(behavior == "Isolated", "{}: {}.behavior is '{}'; only Isolated is supported", path,
+               field, behavior);
+    CQKV_CHECK(!BoolField(pre, "invert", false, field, path),
+               "{}: {}.invert is true; not supported", path, field);
+    steps.patterns.push_back(pattern["Regex"].get<std::string>());
+  } else {
+    Fail("{}: {}.type '{}' is not supported (supported: Sequence, ByteLevel, Digits, Split)", path,
+         field, type);
   }
-  return nullptr;
+}
+
+std::string FamilyList() {
+  std::string s;
+  for (const PreTokenizerFamily& f : PreTokenizerFamilies())
+    s += (s.empty() ? "" : ", ") + std::string(f.name);
+  return s;
 }
 
 // The special token a TemplateProcessing post-processor puts before a single sequence: that is
@@ -52,12 +115,47 @@ std::string TemplateBos(const Json& post) {
   return "";
 }
 
+// model.vocab and model.merges, taken out of the document while it is parsed: a 128K-entry
+// vocabulary as a JSON object (a std::map) tripled the load time of a Llama-3 tokenizer.json.
+struct BigArrays {
+  std::vector<std::pair<std::string, Json>> vocab;  // in file order
+  std::vector<Json> merges;
+  std::string compound_vocab_key;  // a vocab entry whose value is an object or array
+};
+
+Json ParseTakingBigArrays(const std::string& text, BigArrays& big) {
+  std::string key1, key2, key3;  // the member names on the path at depths 1, 2 and 3
+  return Json::parse(text, [&](int depth, Json::parse_event_t event, Json& parsed) {
+    using E = Json::parse_event_t;
+    const bool in_model = key1 == "model";
+    if (event == E::key) {
+      if (depth <= 3) (depth == 1 ? key1 : depth == 2 ? key2 : key3) = parsed.get<std::string>();
+      // Dropping the key keeps the entry out of the map; its value still comes to this callback.
+      return !(depth == 3 && in_model && key2 == "vocab");
+    }
+    if (depth != 3 || !in_model) return true;
+    if (key2 == "vocab") {
+      if (event == E::value) big.vocab.emplace_back(key3, std::move(parsed));
+      // Structured values under a dropped key never reach the callback again: remember them.
+      if (event == E::object_start || event == E::array_start) big.compound_vocab_key = key3;
+      return true;
+    }
+    if (key2 == "merges" &&
+        (event == E::value || event == E::array_end || event == E::object_end)) {
+      big.merges.push_back(std::move(parsed));
+      return false;
+    }
+    return true;
+  });
+}
+
 }  // namespace
 
 Vocab ReadHfTokenizerJson(const std::string& path) {
   Json j;
+  BigArrays big;
   try {
-    j = Json::parse(ReadFile(path));
+    j = ParseTakingBigArrays(ReadFile(path), big);
   } catch (const Json::exception& e) {
     Fail("{}: not valid JSON: {}", path, e.what());
   }
@@ -69,17 +167,34 @@ Vocab ReadHfTokenizerJson(const std::string& path) {
     const Json& model = j["model"];
     const std::string type = model.value("type", "");
     CQKV_CHECK(type == "BPE", "{}: model.type is '{}'; only BPE is supported", path, type);
-    const Json pre = j.value("pre_tokenizer", Json());
-    const Json* byte_level = FindByteLevel(pre);
-    // SentencePiece-style BPE (LLaMA's tokenizer.json) needs scores the json does not have.
-    CQKV_CHECK(byte_level != nullptr || IsType(j.value("decoder", Json()), "ByteLevel"),
+    PreSteps steps;
+    if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) {
+      CollectSteps(j["pre_tokenizer"], "pre_tokenizer", path, steps);
+    }
+    // SentencePiece-style BPE (LLaMA-2's tokenizer.json) needs scores the json does not have.
+    CQKV_CHECK(steps.byte_level || IsType(j.value("decoder", Json()), "ByteLevel"),
                "{}: BPE model is not byte-level (no ByteLevel pre-tokenizer or decoder); only "
                "GPT-2 style byte-level BPE is supported",
                path);
-    v.add_space_prefix = byte_level != nullptr && byte_level->value("add_prefix_space", false);
+    const PreTokenizerFamily* family = MatchPreTokenizer(steps.patterns);
+    if (family == nullptr) {
+      std::string list;
+      for (const std::string& p : steps.patterns) list += (list.empty() ? "'" : ", '") + p + "'";
+      Fail("{}: pre_tokenizer regex steps [{}] are not those of a supported family ({})", path,
+           list, FamilyList());
+    }
+    v.pre = std::string(family->name);
+    v.add_space_prefix = steps.add_prefix_space;
+    v.ignore_merges = BoolField(model, "ignore_merges", false, "model", path);
+    // Qwen2 ships an NFC normalizer; llama.cpp's conversions drop it, and so does this reader.
+    const Json normalizer = j.value("normalizer", Json());
+    CQKV_CHECK(normalizer.is_null() || IsType(normalizer, "NFC"),
+               "{}: normalizer {} is not supported (only none or NFC)", path, normalizer.dump());
 
     CQKV_CHECK(model.contains("vocab") && model["vocab"].is_object(), "{}: model.vocab missing",
                path);
+    CQKV_CHECK(big.compound_vocab_key.empty(), "{}: model.vocab['{}'] is not an integer", path,
+               big.compound_vocab_key);
     std::vector<bool> seen;
     auto place = [&](const std::string& text, int64_t id, TokenType type) {
       CQKV_CHECK(id >= 0 && id < kMaxVocab, "{}: token '{}' has id {} (allowed 0..{})", path, text,
@@ -93,21 +208,23 @@ Vocab ReadHfTokenizerJson(const std::string& path) {
       v.types[id] = type;
       seen[id] = true;
     };
-    // An id must be a JSON integer: converting 1e90 to int64 is undefined, 1.5 would truncate.
-    auto id_of = [&](const Json& id, const std::string& text) {
-      CQKV_CHECK(id.is_number_integer(), "{}: token '{}' has id {}, not an integer", path, text,
-                 id.dump());
-      return id.get<int64_t>();
-    };
-    for (const auto& [text, id] : model["vocab"].items()) {
-      place(text, id_of(id, text), TokenType::kNormal);
+    for (const auto& [text, id] : big.vocab) {
+      place(text, IntField(id, "model.vocab['" + text + "']", 0, kMaxVocab - 1, path),
+            TokenType::kNormal);
     }
     std::vector<std::pair<std::string, int32_t>> special;
     if (j.contains("added_tokens")) {
-      for (const Json& t : j["added_tokens"]) {
-        const std::string text = t.at("content").get<std::string>();
-        const int64_t id = id_of(t.at("id"), text);
-        const bool is_special = t.value("special", false);
+      CQKV_CHECK(j["added_tokens"].is_array(), "{}: added_tokens is not an array", path);
+      for (size_t k = 0; k < j["added_tokens"].size(); ++k) {
+        const Json& t = j["added_tokens"][k];
+        const std::string field = "added_tokens[" + std::to_string(k) + "]";
+        CQKV_CHECK(
+            t.is_object() && t.contains("content") && t["content"].is_string() && t.contains("id"),
+            "{}: {} needs a string 'content' and an 'id'", path, field);
+        const std::string text = t["content"].get<std::string>();
+        CQKV_CHECK(!text.empty(), "{}: {}.content is empty", path, field);
+        const int64_t id = IntField(t["id"], field + ".id", 0, kMaxVocab - 1, path);
+        const bool is_special = BoolField(t, "special", false, field, path);
         // Added tokens are stored as plain text, not in the byte alphabet.
         place(text, id, is_special ? TokenType::kControl : TokenType::kUserDefined);
         if (is_special) special.emplace_back(text, static_cast<int32_t>(id));
@@ -118,8 +235,10 @@ Vocab ReadHfTokenizerJson(const std::string& path) {
       if (!seen[i]) v.tokens[i] = "<cqkv_unused_" + std::to_string(i) + ">";
     }
 
-    if (model.contains("merges")) {
-      for (const Json& m : model["merges"]) {
+    CQKV_CHECK(!model.contains("merges") || model["merges"].is_array(),
+               "{}: model.merges is not an array", path);
+    {
+      for (const Json& m : big.merges) {
         if (m.is_string()) {
           v.merges.push_back(m.get<std::string>());
         } else {

@@ -62,21 +62,19 @@ class SpmTokenizer final : public Tokenizer {
       }
     }
     InitBarriers();
+    special_ = SpecialTokenSplitter(vocab_);
   }
 
-  // mergeable_ points into this object's vocab_, so a copy would dangle.
+  // mergeable_ and special_ point into this object's vocab_, so a copy would dangle.
   SpmTokenizer(const SpmTokenizer&) = delete;
   SpmTokenizer& operator=(const SpmTokenizer&) = delete;
 
-  std::vector<int32_t> Encode(std::string_view text, bool add_bos) const override {
-    std::vector<int32_t> out;
-    if (add_bos && vocab_.bos_id >= 0) out.push_back(vocab_.bos_id);
-    // Empty input gives no tokens at all, not a lone space-prefix token (llama.cpp/SentencePiece).
-    if (text.empty()) return out;
-
+  void EncodeText(std::string_view text, bool after_special,
+                  std::vector<int32_t>& out) const override {
+    // SentencePiece's space prefix opens the input and every piece after a special token.
     std::string escaped;
     escaped.reserve(text.size() + text.size() / 4 + 3);
-    if (vocab_.add_space_prefix) escaped += kSpaceMark;
+    if (vocab_.add_space_prefix && after_special) escaped += kSpaceMark;
     for (char c : text) {
       if (c == ' ') {
         escaped += kSpaceMark;
@@ -87,7 +85,6 @@ class SpmTokenizer final : public Tokenizer {
     CQKV_CHECK(escaped.size() < std::numeric_limits<int32_t>::max(),
                "tokenizer: input of {} bytes is too long", text.size());
     Tokenize(escaped, out);
-    return out;
   }
 
   const Vocab& vocab() const override { return vocab_; }

@@ -70,15 +70,28 @@ void PieceMap::Reserve(size_t n) {
   count_ = 0;
 }
 
-void PieceMap::Insert(std::string_view key, int32_t id) {
-  if (2 * (count_ + 1) > slots_.size()) {
-    std::vector<Slot> old = std::move(slots_);
-    Reserve(count_ + 1 > old.size() ? count_ + 1 : old.size());
-    for (const Slot& s : old) {
-      if (s.id >= 0) Insert(std::string_view(s.data, s.len), s.id);
-    }
+void PieceMap::Grow(size_t keys) {
+  if (2 * keys <= slots_.size()) return;
+  std::vector<Slot> old = std::move(slots_);
+  Reserve(std::max(keys, old.size()));
+  for (const Slot& s : old) {
+    if (s.id >= 0) Insert(std::string_view(s.data, s.len), s.id, s.hash);
   }
-  const uint64_t h = Hash(key);
+}
+
+void PieceMap::InsertAll(const std::vector<std::pair<std::string_view, int32_t>>& items) {
+  Grow(count_ + items.size());
+  constexpr size_t kAhead = 16;
+  std::vector<uint64_t> hashes(items.size());
+  for (size_t i = 0; i < items.size(); ++i) hashes[i] = Hash(items[i].first);
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i + kAhead < items.size()) Prefetch(hashes[i + kAhead]);
+    Insert(items[i].first, items[i].second, hashes[i]);
+  }
+}
+
+void PieceMap::Insert(std::string_view key, int32_t id, uint64_t h) {
+  Grow(count_ + 1);
   for (size_t i = h & mask_;; i = (i + 1) & mask_) {
     Slot& s = slots_[i];
     if (s.id < 0) {
@@ -104,6 +117,22 @@ void CheckSpecialId(const Vocab& v, int32_t id, const char* what) {
 }
 
 }  // namespace
+
+std::vector<int32_t> Tokenizer::Encode(std::string_view text, const EncodeOptions& options) const {
+  std::vector<int32_t> out;
+  if (options.add_bos && bos() >= 0) out.push_back(bos());
+  bool after_special = true;
+  for (const tokenizer_internal::Fragment& f : special_.Partition(text, options.parse_special)) {
+    if (f.token >= 0) {
+      out.push_back(f.token);
+      after_special = true;
+    } else {
+      EncodeText(text.substr(f.begin, f.len), after_special, out);
+      after_special = false;
+    }
+  }
+  return out;
+}
 
 std::string Tokenizer::Decode(int32_t token) const {
   CQKV_CHECK(token >= 0 && token < static_cast<int64_t>(pieces_.size()),

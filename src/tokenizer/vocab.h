@@ -27,6 +27,12 @@ struct Vocab {
   std::vector<float> scores;        // SPM merge priority; empty for gpt2
   std::vector<TokenType> types;     // empty means all normal
   std::vector<std::string> merges;  // gpt2 only: "left right", rank = index
+  // gpt2 only: the pre-tokenizer family (GGUF tokenizer.ggml.pre; see pretokenizer.h). Empty is
+  // llama.cpp's "default".
+  std::string pre;
+  // gpt2 only: a pre-tokenized word that is itself a token is emitted whole, unmerged (Llama-3's
+  // tokenizer.json model.ignore_merges; llama.cpp sets it for the llama-bpe family).
+  bool ignore_merges = false;
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   int32_t unk_id = -1;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "gguf/gguf.h"
+#include "tokenizer/pretokenizer.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
@@ -71,13 +72,17 @@ Vocab VocabFromGguf(const GgufFile& g) {
     CQKV_CHECK(g.Has(kMergesKey), "{}: gpt2 tokenizer without merges: key {} is missing", path,
                kMergesKey);
     v.merges = g.GetStringArray(kMergesKey);
+    v.pre = g.GetString("tokenizer.ggml.pre", "");
   }
+  // Throws naming the file for an unknown value; llama.cpp refuses those as well.
+  const PreTokenizerFamily* family = spm ? nullptr : &FindPreTokenizer(v.pre, path);
+  if (family != nullptr) v.ignore_merges = family->ignore_merges;
 
   // Defaults are llama.cpp's for keys a converter left out.
   v.bos_id = SpecialId(g, "tokenizer.ggml.bos_token_id", spm ? 1 : -1, n);
   v.eos_id = SpecialId(g, "tokenizer.ggml.eos_token_id", spm ? 2 : -1, n);
   v.unk_id = SpecialId(g, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, n);
-  v.add_bos = g.GetBool("tokenizer.ggml.add_bos_token", spm);
+  v.add_bos = g.GetBool("tokenizer.ggml.add_bos_token", spm || family->add_bos);
   // llama.cpp honours the space prefix for SentencePiece vocabularies only.
   v.add_space_prefix = spm && g.GetBool("tokenizer.ggml.add_space_prefix", true);
   v.chat_template = g.GetString("tokenizer.chat_template", "");

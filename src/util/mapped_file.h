@@ -6,6 +6,10 @@
 #include <cstdint>
 #include <string>
 
+// ReadFile and WriteFileAtomic moved to their own files; included here for existing callers.
+#include "util/atomic_file.h"
+#include "util/input_file.h"
+
 namespace cqkv {
 
 class MappedFile {
@@ -24,10 +28,5 @@ class MappedFile {
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
-
-// Writes `bytes` to path via a temp file + rename; throws cqkv::Error on failure.
-void WriteFileAtomic(const std::string& path, const std::string& bytes);
-// Reads a whole file; throws cqkv::Error naming it when missing or unreadable.
-std::string ReadFile(const std::string& path);
 
 }  // namespace cqkv

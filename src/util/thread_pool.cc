@@ -2,23 +2,46 @@
 
 #include <algorithm>
 #include <exception>
+#include <system_error>
+
+#include "util/error.h"
 
 namespace cqkv {
+
+int ThreadPool::MaxThreads() {
+  return 4 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0)
     n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   n_threads_ = n_threads;
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  workers_.reserve(static_cast<size_t>(n_threads_ - 1));
+  for (int i = 1; i < n_threads_; ++i) {
+    try {
+      workers_.emplace_back([this, i] { WorkerLoop(i); });
+    } catch (const std::system_error& e) {
+      // The destructor will not run for a half-built pool: stop and join what started here,
+      // or the joinable threads would terminate the process (and ParallelFor would wait for
+      // workers that do not exist).
+      const size_t started = workers_.size();
+      StopWorkers();
+      Fail("cannot start {} worker threads (the system refused after {}: {}); use fewer threads",
+           n_threads_, started + 1, e.what());
+    }
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { StopWorkers(); }
+
+void ThreadPool::StopWorkers() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   cv_start_.notify_all();
   for (auto& t : workers_) t.join();
+  workers_.clear();
 }
 
 namespace {

@@ -14,13 +14,19 @@ namespace cqkv {
 
 class ThreadPool {
  public:
-  // n_threads <= 0 means all hardware threads. The calling thread is worker 0.
+  // n_threads <= 0 means all hardware threads. The calling thread is worker 0. Throws
+  // cqkv::Error (after joining the workers already started) when the system cannot create
+  // the threads.
   explicit ThreadPool(int n_threads = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return n_threads_; }
+
+  // The most threads a user may ask for: 4x the hardware threads. More only adds contention
+  // and, in the thousands, fails thread creation; the tools check -t against it.
+  static int MaxThreads();
 
   // Calls fn(begin, end, thread) over [0, n) split into contiguous chunks of at least `grain`
   // items, one chunk per thread at most; returns when all are done. Exceptions thrown by fn are
@@ -29,6 +35,7 @@ class ThreadPool {
 
  private:
   void WorkerLoop(int id);
+  void StopWorkers();
 
   int n_threads_;
   std::vector<std::thread> workers_;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "gguf/gguf_testing.h"
 #include "kernels/dequant.h"
 #include "util/error.h"
 #include "util/fp16.h"
@@ -20,71 +21,7 @@ namespace cqkv {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string TempPath(const std::string& name) {
-  return ::testing::TempDir() + "cqkv_gguf_test_" + name;
-}
-
-void WriteBytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-// Runs `f`, which must throw cqkv::Error whose message contains every one of `parts`.
-void ExpectError(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no cqkv::Error thrown; expected one mentioning '" << parts.at(0) << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << msg << "\n  lacks: " << p;
-  }
-}
-
-void ExpectOpenError(const std::string& path, std::vector<std::string> parts) {
-  parts.insert(parts.begin(), path);
-  ExpectError([&] { GgufFile::Open(path); }, parts);
-}
-
-// Hand-assembles GGUF bytes, for malformed files the writer refuses to produce.
-class Bytes {
- public:
-  template <typename T>
-  Bytes& Put(T v) {
-    s_.append(reinterpret_cast<const char*>(&v), sizeof(T));
-    return *this;
-  }
-  Bytes& Str(const std::string& v) {
-    Put<uint64_t>(v.size());
-    s_ += v;
-    return *this;
-  }
-  Bytes& Header(uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
-    s_ += "GGUF";
-    return Put(version).Put(n_tensors).Put(n_kv);
-  }
-  Bytes& KvU32(const std::string& key, uint32_t v) {
-    return Str(key).Put<uint32_t>(static_cast<uint32_t>(GgufType::kUint32)).Put(v);
-  }
-  // A 1-D tensor info.
-  Bytes& Tensor(const std::string& name, uint64_t n, uint32_t type, uint64_t offset) {
-    return Str(name).Put<uint32_t>(1).Put(n).Put(type).Put(offset);
-  }
-  Bytes& Pad(size_t align) {
-    while (s_.size() % align) s_ += '\0';
-    return *this;
-  }
-  Bytes& Zeros(size_t n) {
-    s_.append(n, '\0');
-    return *this;
-  }
-  const std::string& str() const { return s_; }
-
- private:
-  std::string s_;
-};
+using namespace gguf_testing;
 
 // One value of every type, including an empty array and arrays nested two deep.
 GgufWriter AllTypesWriter() {
@@ -161,10 +98,18 @@ TEST(GgufTest, MetadataRoundTripEveryType) {
   const auto& outer = std::get<std::vector<GgufValue>>(nested->value);
   ASSERT_EQ(outer.size(), 3u);
   EXPECT_EQ(outer[0].array_type, GgufType::kInt32);
-  EXPECT_EQ(std::get<std::vector<GgufValue>>(outer[0].value).size(), 2u);
-  EXPECT_EQ(std::get<int64_t>(std::get<std::vector<GgufValue>>(outer[2].value)[0].value), 3);
-  const auto& ns = std::get<std::vector<GgufValue>>(f->Find("t.nested_strs")->value);
-  EXPECT_EQ(std::get<std::string>(std::get<std::vector<GgufValue>>(ns[0].value)[1].value), "yz");
+  EXPECT_EQ(outer[0].array_size(), 2u);
+  EXPECT_EQ(std::get<int64_t>(outer[2].ArrayElement(0).value), 3);
+  const GgufValue* ns = f->Find("t.nested_strs");
+  EXPECT_EQ(std::get<std::string>(ns->ArrayElement(0).ArrayElement(1).value), "yz");
+  // Arrays of scalars and strings are held compactly, whatever their length.
+  EXPECT_TRUE(std::holds_alternative<GgufArray>(f->Find("t.strs")->value));
+  EXPECT_TRUE(std::holds_alternative<GgufArray>(outer[0].value));
+  EXPECT_EQ(f->ArrayLength("t.strs"), 4u);
+  EXPECT_EQ(f->ArrayLength("t.empty"), 0u);
+  EXPECT_EQ(f->ArrayLength("t.nested"), 3u);
+  ExpectError([&] { f->ArrayLength("t.u8"); }, {"t.u8", "expected an array"});
+  ExpectError([&] { f->ArrayLength("missing"); }, {"missing metadata key 'missing'"});
 
   // Defaults apply only when absent.
   EXPECT_EQ(f->GetInt("missing", 7), 7);
@@ -458,7 +403,7 @@ TEST(GgufErrorTest, BadTensorInfos) {
   WriteBytes(path, file("mis.weight", 0, 4, 16, 64));
   ExpectOpenError(path, {"mis.weight", "offset 16", "alignment 32"});
   WriteBytes(path, file("far.weight", 0, 4, 1 << 20, 64));
-  ExpectOpenError(path, {"far.weight", "beyond the end"});
+  ExpectOpenError(path, {"far.weight", "offset 1048576 differs from 0"});
   WriteBytes(path, file("huge.weight", 0, uint64_t{1} << 39, 0, 64));
   ExpectOpenError(path, {"huge.weight", "beyond the end"});
   WriteBytes(path, file("q8.weight", 8, 33, 0, 64));

@@ -20,7 +20,11 @@ namespace {
 
 KvShape Shape(int n_heads, int n_kv, int hd, int max_tokens) {
   KvShape s = testing::TestShape(n_heads, n_kv, hd, max_tokens);
-  s.rope_freq_base = 100.0f;  // low base: every channel pair turns noticeably in 32 positions
+  s.rope.freq_base = 100.0f;  // low base: every channel pair turns noticeably in 32 positions
+  // Llama-3.1-style factors and linear scaling: pre-RoPE codebooks rotate cached keys with the
+  // shape's RopeParams, which the references below apply through ApplyRope.
+  s.rope.freq_scale = 0.75f;
+  for (int i = 0; i < hd / 2; ++i) s.rope.freq_factors.push_back(1.0f + static_cast<float>(i % 3));
   s.model_fingerprint = 0xabcdef;
   return s;
 }
@@ -72,11 +76,10 @@ TEST_P(CqCacheTest, MatchesDequantisedReference) {
     for (auto& x : q) x = nd(rng);
     k = k_pre;
     for (int64_t i = 0; i < block; ++i) {
-      ApplyRope(k.data() + i * kvd, s.n_kv_heads, s.head_dim, pos + i, s.rope_freq_base,
-                s.rope_type);
+      ApplyRope(k.data() + i * kvd, s.n_kv_heads, s.head_dim, pos + i, s.rope);
       std::vector<float> dk = Dequantise(cb, layer, 0, (pre ? k_pre : k).data() + i * kvd);
       if (pre) {
-        ApplyRope(dk.data(), s.n_kv_heads, s.head_dim, pos + i, s.rope_freq_base, s.rope_type);
+        ApplyRope(dk.data(), s.n_kv_heads, s.head_dim, pos + i, s.rope);
       }
       deq_k.push_back(dk);
       deq_v.push_back(Dequantise(cb, layer, 1, v.data() + i * kvd));
@@ -264,8 +267,7 @@ TEST_P(CqPagedTest, PageSizeDoesNotChangeAttention) {
   for (float& e : q) e = nd(rng) * 3.0f;
   k = k_pre;
   for (int t = 0; t < n_ctx; ++t) {
-    ApplyRope(k.data() + int64_t{t} * kvd, base.n_kv_heads, hd, t, base.rope_freq_base,
-              base.rope_type);
+    ApplyRope(k.data() + int64_t{t} * kvd, base.n_kv_heads, hd, t, base.rope);
   }
   const std::pair<int64_t, int64_t> ranges[] = {{301, 1100}, {0, n_ctx}, {513, n_ctx}, {7, 9}};
   std::vector<std::vector<float>> results;

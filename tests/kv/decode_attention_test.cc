@@ -39,8 +39,7 @@ void Fill(KvCache& cache, int64_t n, int seed) {
     for (auto& x : v) x = nd(rng);
     k = kp;
     for (int64_t i = 0; i < bn; ++i) {
-      ApplyRope(k.data() + i * kvd, s.n_kv_heads, s.head_dim, pos + i, s.rope_freq_base,
-                s.rope_type);
+      ApplyRope(k.data() + i * kvd, s.n_kv_heads, s.head_dim, pos + i, s.rope);
     }
     cache.Append(0, KvBlock{pos, ConstMat(kp.data(), bn, kvd), ConstMat(k.data(), bn, kvd),
                             ConstMat(v.data(), bn, kvd)});

@@ -46,6 +46,7 @@ struct TinyLlama {
   std::map<std::string, GgufValue> kv;
   std::vector<std::pair<std::string, T>> tensors;
   std::map<std::string, std::vector<uint8_t>> data;
+  std::map<std::string, std::vector<float>> values;  // replaces a tensor's generated values
 
   TinyLlama() {
     kv["general.architecture"] = GgufValue::Str("llama");
@@ -90,6 +91,7 @@ struct TinyLlama {
       for (int64_t d : t.ne) n *= d;
       std::vector<float> x(n);
       for (int64_t i = 0; i < n; ++i) x[i] = std::sin(0.1f * static_cast<float>(i + seed++));
+      if (values.count(name)) x = values[name];
       auto& bytes = data[name];
       bytes.assign(DTypeRowBytes(t.type, n), 0);  // shapes keep ne[0] a whole number of blocks
       for (int64_t i = 0; i < n; ++i) {
@@ -122,9 +124,9 @@ TEST(GgufModelTest, LoadsTinyMixedTypeModel) {
   EXPECT_EQ(c.n_kv_heads, 2);
   EXPECT_EQ(c.vocab_size, 40);
   EXPECT_EQ(c.max_seq_len, 256);
-  EXPECT_EQ(c.rope_freq_base, 500000.0f);
+  EXPECT_EQ(c.rope.freq_base, 500000.0f);
   EXPECT_EQ(c.rms_eps, 1e-6f);
-  EXPECT_EQ(c.rope_type, RopeType::kNorm);
+  EXPECT_EQ(c.rope.type, RopeType::kNorm);
 
   const ModelWeights& w = m->weights;
   EXPECT_EQ(w.tok_embd.type, DType::kF16);
@@ -179,7 +181,7 @@ TEST(GgufModelTest, SeparateOutputAndDefaults) {
   tiny.Write(path);
   auto m = LoadGgufModel(path);
   EXPECT_EQ(m->config.n_kv_heads, 4);
-  EXPECT_EQ(m->config.rope_freq_base, 10000.0f);
+  EXPECT_EQ(m->config.rope.freq_base, 10000.0f);
   EXPECT_EQ(m->config.rms_eps, 1e-5f);
   EXPECT_NE(m->weights.output.data, m->weights.tok_embd.data);
   EXPECT_EQ(m->weights.output.type, DType::kQ8_0);
@@ -238,6 +240,146 @@ TEST(GgufModelTest, ErrorsNameTheTensorOrKey) {
   }
 }
 
+// Every tensor is consumed or refused: one cqkv would ignore (and so compute another model) is
+// an error naming it, and so is a block beyond block_count.
+TEST(GgufModelTest, UnusedTensorsAreRefused) {
+  const std::string path = TempPath("tiny_extra.gguf");
+  {
+    TinyLlama tiny;
+    tiny.tensors.push_back({"blk.0.attn_output.bias", {DType::kF32, {32}}});
+    tiny.Write(path);
+    ExpectLoadError(path, {"'blk.0.attn_output.bias'", "not used"});
+  }
+  {
+    TinyLlama tiny;
+    tiny.kv["llama.block_count"] = GgufValue::U32(1);
+    tiny.Write(path);
+    ExpectLoadError(path, {"'blk.1.", "block 1", "llama.block_count is 1"});
+  }
+  {
+    TinyLlama tiny;  // a fused QKV matrix is another layout cqkv does not read
+    tiny.tensors.push_back({"blk.1.attn_qkv.weight", {DType::kF32, {32, 64}}});
+    tiny.Write(path);
+    ExpectLoadError(path, {"'blk.1.attn_qkv.weight'", "not used"});
+  }
+}
+
+TEST(GgufModelTest, HyperParametersMustBeFiniteAndSane) {
+  const std::string path = TempPath("tiny_hparams.gguf");
+  const auto expect = [&](const std::string& key, GgufValue v, std::vector<std::string> parts) {
+    TinyLlama tiny;
+    tiny.kv[key] = std::move(v);
+    tiny.Write(path);
+    parts.push_back(key);
+    ExpectLoadError(path, parts);
+  };
+  expect("llama.attention.layer_norm_rms_epsilon", GgufValue::F32(INFINITY), {"inf"});
+  expect("llama.attention.layer_norm_rms_epsilon", GgufValue::F32(0.0f), {"out of range"});
+  expect("llama.attention.layer_norm_rms_epsilon", GgufValue::F32(-1e-5f), {"out of range"});
+  expect("llama.rope.freq_base", GgufValue::F32(NAN), {"nan"});
+  expect("llama.rope.freq_base", GgufValue::F32(-10000.0f), {"out of range"});
+  expect("llama.rope.scaling.factor", GgufValue::F32(INFINITY), {"out of range"});
+  expect("llama.rope.scaling.type", GgufValue::Str("yarn"), {"'yarn'", "not supported"});
+  expect("llama.rope.scaling.attn_factor", GgufValue::F32(1.2f), {"not supported"});
+  expect("llama.attention.value_length", GgufValue::U32(4), {"differs from key_length 8"});
+  expect("llama.attention.key_length", GgufValue::U32(7), {"even"});
+  expect("llama.rope.dimension_count", GgufValue::U32(4), {"partial RoPE"});
+  expect("llama.context_length", GgufValue::U32(0), {"out of range"});
+}
+
+TEST(GgufModelTest, LinearRopeScaling) {
+  const std::string path = TempPath("tiny_linear.gguf");
+  TinyLlama tiny;
+  tiny.kv["llama.rope.scaling.type"] = GgufValue::Str("linear");
+  tiny.kv["llama.rope.scaling.factor"] = GgufValue::F32(4.0f);
+  tiny.Write(path);
+  EXPECT_EQ(LoadGgufModel(path)->config.rope.freq_scale, 0.25f);
+  tiny.kv["llama.rope.scaling.type"] = GgufValue::Str("none");  // llama.cpp: never scale
+  tiny.Write(path);
+  EXPECT_EQ(LoadGgufModel(path)->config.rope.freq_scale, 1.0f);
+}
+
+// Llama-3.1: rope_freqs.weight, (head_dim / 2) divisors, becomes RopeParams::freq_factors;
+// architectures without it in llama.cpp refuse it.
+TEST(GgufModelTest, RopeFreqFactors) {
+  const std::string path = TempPath("tiny_freqs.gguf");
+  TinyLlama tiny;
+  tiny.tensors.push_back({"rope_freqs.weight", {DType::kF32, {4}}});
+  tiny.values["rope_freqs.weight"] = {1.0f, 1.5f, 8.0f, 40.0f};
+  tiny.Write(path);
+  EXPECT_EQ(LoadGgufModel(path)->config.rope.freq_factors,
+            (std::vector<float>{1.0f, 1.5f, 8.0f, 40.0f}));
+  tiny.values["rope_freqs.weight"] = {1.0f, 1.5f, 0.0f, 40.0f};
+  tiny.Write(path);
+  ExpectLoadError(path, {"rope_freqs.weight", "element 2"});
+
+  TinyLlama wrong;
+  wrong.tensors.push_back({"rope_freqs.weight", {DType::kF32, {8}}});
+  wrong.Write(path);
+  ExpectLoadError(path, {"rope_freqs.weight", "[8]", "expected [4]"});
+}
+
+// qwen2 / qwen3 files: NEOX RoPE, Q/K/V biases, per-head Q/K norms with key_length setting a
+// head size other than dim / heads (q_dim 2 x 16 = 32 here while dim = 32 with 2 heads of 8
+// would be implied, so the shapes must follow key_length).
+TEST(GgufModelTest, QwenArchitectures) {
+  const std::string path = TempPath("tiny_qwen.gguf");
+  const auto retag = [](TinyLlama& t, const std::string& arch) {
+    std::map<std::string, GgufValue> kv;
+    for (auto& [k, v] : t.kv) {
+      kv[k.rfind("llama.", 0) == 0 ? arch + k.substr(5) : k] = v;
+    }
+    kv["general.architecture"] = GgufValue::Str(arch);
+    t.kv = kv;
+  };
+  {
+    TinyLlama t;
+    retag(t, "qwen2");
+    for (int l = 0; l < 2; ++l) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      t.tensors.push_back({p + "attn_q.bias", {DType::kF32, {32}}});
+      t.tensors.push_back({p + "attn_k.bias", {DType::kF32, {16}}});
+      t.tensors.push_back({p + "attn_v.bias", {DType::kF16, {16}}});
+    }
+    t.Write(path);
+    const auto m = LoadGgufModel(path);
+    EXPECT_EQ(m->config.arch, "qwen2");
+    EXPECT_EQ(m->config.rope.type, RopeType::kNeox);
+    EXPECT_TRUE(m->config.attn_bias);
+    EXPECT_FALSE(m->config.qk_norm);
+    EXPECT_NE(m->weights.layers[1].bv, nullptr);
+    t.tensors.push_back({"rope_freqs.weight", {DType::kF32, {4}}});
+    t.Write(path);
+    ExpectLoadError(path, {"'rope_freqs.weight'", "not used", "'qwen2'"});
+  }
+  {
+    TinyLlama t;
+    retag(t, "qwen3");
+    t.kv["qwen3.attention.key_length"] = GgufValue::U32(16);
+    t.kv["qwen3.attention.value_length"] = GgufValue::U32(16);
+    for (int l = 0; l < 2; ++l) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      t.Find(p + "attn_q.weight")->ne = {32, 64};
+      t.Find(p + "attn_k.weight")->ne = {32, 32};
+      t.Find(p + "attn_v.weight")->ne = {32, 32};
+      t.Find(p + "attn_output.weight")->ne = {64, 32};
+      t.tensors.push_back({p + "attn_q_norm.weight", {DType::kF32, {16}}});
+      t.tensors.push_back({p + "attn_k_norm.weight", {DType::kF32, {16}}});
+    }
+    t.Write(path);
+    const auto m = LoadGgufModel(path);
+    EXPECT_EQ(m->config.head_dim(), 16);
+    EXPECT_EQ(m->config.q_dim(), 64);
+    EXPECT_EQ(m->config.kv_dim(), 32);
+    EXPECT_TRUE(m->config.qk_norm);
+    EXPECT_FALSE(m->config.attn_bias);
+    EXPECT_NE(m->weights.layers[0].k_norm, nullptr);
+    std::erase_if(t.tensors, [](const auto& x) { return x.first == "blk.1.attn_q_norm.weight"; });
+    t.Write(path);
+    ExpectLoadError(path, {"missing tensor 'blk.1.attn_q_norm.weight'"});
+  }
+}
+
 #define REQUIRE_SHARED(path)                          \
   if (!fs::exists(path))                              \
   GTEST_SKIP() << "shared data not found: " << (path) \
@@ -256,7 +398,7 @@ TEST(GgufModelTest, LoadsStories260K) {
   EXPECT_EQ(c.n_kv_heads, 4);
   EXPECT_EQ(c.vocab_size, 512);
   EXPECT_EQ(c.max_seq_len, 128);  // the converter's default, not the checkpoint's 512
-  EXPECT_EQ(c.rope_type, RopeType::kNorm);
+  EXPECT_EQ(c.rope.type, RopeType::kNorm);
   EXPECT_NEAR(c.rms_eps, 1e-5f, 1e-10f);
   EXPECT_NE(m->weights.output.data, m->weights.tok_embd.data);  // stored separately
 
@@ -286,6 +428,28 @@ TEST(GgufModelTest, LoadsStories260K) {
     EXPECT_EQ(std::memcmp(a.attn_norm, b.attn_norm, 64 * 4), 0);
     EXPECT_EQ(std::memcmp(a.ffn_norm, b.ffn_norm, 64 * 4), 0);
   }
+}
+
+// The llama.cpp-written architecture files in shared/models/arch (their numerics are checked in
+// tests/model/llama_cpp_agreement_test.cc).
+TEST(GgufModelTest, LoadsSharedArchitectureFiles) {
+  const std::string dir = std::string(CQKV_SHARED_DIR) + "/models/arch/";
+  REQUIRE_SHARED(dir + "qwen3-tiny.gguf");
+  const auto q2 = LoadGgufModel(dir + "qwen2-tiny.gguf");
+  EXPECT_EQ(q2->config.rope.type, RopeType::kNeox);
+  EXPECT_EQ(q2->config.rope.freq_base, 1e6f);
+  EXPECT_EQ(q2->config.n_heads / q2->config.n_kv_heads, 2);
+  EXPECT_TRUE(q2->config.attn_bias);
+  EXPECT_EQ(q2->weights.output.data, q2->weights.tok_embd.data);  // tied
+  const auto q3 = LoadGgufModel(dir + "qwen3-tiny.gguf");
+  EXPECT_EQ(q3->config.head_dim(), 64);
+  EXPECT_EQ(q3->config.q_dim(), 256);  // != dim 128
+  EXPECT_TRUE(q3->config.qk_norm);
+  const auto l3 = LoadGgufModel(dir + "llama3-tiny.gguf");
+  EXPECT_EQ(l3->config.rope.type, RopeType::kNorm);
+  EXPECT_EQ(l3->config.rope.freq_base, 5e5f);
+  EXPECT_EQ(l3->config.rope.freq_factors.size(), 16u);
+  EXPECT_EQ(l3->config.n_heads / l3->config.n_kv_heads, 4);
 }
 
 TEST(GgufModelTest, VocabOnlyFileHasNoWeights) {

@@ -73,8 +73,7 @@ class PerturbingCache final : public KvCache {
         case Target::kKPre:
           kpr[channel_] += delta_;
           std::memcpy(kr, kpr, kv_dim * sizeof(float));
-          ApplyRope(kr, shape_.n_kv_heads, shape_.head_dim, token_, shape_.rope_freq_base,
-                    shape_.rope_type);
+          ApplyRope(kr, shape_.n_kv_heads, shape_.head_dim, token_, shape_.rope);
           break;
       }
     }
@@ -146,8 +145,24 @@ std::vector<int32_t> Tokens(int n, int vocab, uint32_t seed) {
 // dominated by fp32 noise (at the default 0.1 attention is near uniform and dL/dK tiny).
 constexpr float kWeightScale = 0.5f;
 
-TEST(ForwardBackwardKv, GradientsMatchFiniteDifferencesOfProductionForward) {
-  const ModelConfig c = TinyGqaConfig();
+// qwen2/qwen3/Llama-3.1 features at once: head size 16 with dim 32 and 4 heads (q_dim 64 != dim),
+// Q/K/V biases, per-head Q/K norms, NEOX pairs, linear scaling and frequency factors.
+ModelConfig TinyArchConfig() {
+  ModelConfig c = TinyGqaConfig();
+  c.head_size = 16;
+  c.attn_bias = true;
+  c.qk_norm = true;
+  c.rope.type = RopeType::kNeox;
+  c.rope.freq_base = 100.0f;
+  c.rope.freq_scale = 0.5f;
+  c.rope.freq_factors = {1.0f, 2.0f, 1.0f, 4.0f, 8.0f, 1.0f, 1.5f, 32.0f};
+  return c;
+}
+
+class ForwardBackwardKvFd : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ForwardBackwardKvFd, GradientsMatchFiniteDifferencesOfProductionForward) {
+  const ModelConfig c = GetParam() ? TinyArchConfig() : TinyGqaConfig();
   auto m = MakeSyntheticModel(c, 21, kWeightScale);
   ThreadPool pool(2);
   const auto ids = Tokens(12, c.vocab_size, 5);
@@ -188,6 +203,9 @@ TEST(ForwardBackwardKv, GradientsMatchFiniteDifferencesOfProductionForward) {
   }
   std::printf("max |g - fd| / max|g| = %.3e\n", worst);
 }
+
+INSTANTIATE_TEST_SUITE_P(Configs, ForwardBackwardKvFd, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "ArchFeatures" : "Llama"; });
 
 TEST(ForwardBackwardKv, ActivationsAndLossMatchTheProductionForward) {
   const ModelConfig c = TinyGqaConfig();

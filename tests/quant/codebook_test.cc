@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <string>
 
@@ -114,6 +116,85 @@ TEST(Codebook, DamagedFilesAreClearErrors) {
   testing::ExpectErrorMentioning([&] { LoadCodebooks(bad + ".missing"); }, {bad + ".missing"});
   std::filesystem::remove(path);
   std::filesystem::remove(bad);
+}
+
+// `bytes` (a saved .cqcb) with its JSON header replaced by `edit(header)`, lengths and checksum
+// recomputed, so only the header's content is wrong.
+std::string WithHeader(const std::string& bytes,
+                       const std::function<std::string(std::string)>& edit) {
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, bytes.data() + 8, 8);
+  const std::string header = edit(bytes.substr(16, header_len));
+  std::string out = bytes.substr(0, 8);
+  const uint64_t n = header.size();
+  out.append(reinterpret_cast<const char*>(&n), 8);
+  out += header;
+  out += bytes.substr(16 + header_len, bytes.size() - 16 - header_len - 8);
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a, as the format specifies
+  for (unsigned char c : out) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  out.append(reinterpret_cast<const char*>(&h), 8);
+  return out;
+}
+
+std::string Replace(std::string s, const std::string& from, const std::string& to) {
+  const size_t at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) s.replace(at, from.size(), to);
+  return s;
+}
+
+// Headers a plain get<int>() accepted: out-of-range integers wrapped (4294967300 -> 4), floats
+// and bools converted, duplicate keys resolved to the last, "config" never compared with c/b.
+TEST(Codebook, HeaderSchemaIsStrict) {
+  const std::string path = TempPath("good.cqcb");
+  SaveCodebooks(RandomSet(CqConfig{4, 4}, 2, 2, 16, 2), path);
+  const std::string bytes = ReadFile(path);
+  const std::string bad = TempPath("bad.cqcb");
+  auto expect = [&](const std::function<std::string(std::string)>& edit,
+                    const std::vector<std::string>& parts) {
+    const std::string b = WithHeader(bytes, edit);
+    std::ofstream(bad, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
+    std::vector<std::string> all = {bad, "bad header"};
+    all.insert(all.end(), parts.begin(), parts.end());
+    testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, all);
+  };
+  // The unedited header loads (the helper itself is sound).
+  {
+    const std::string b = WithHeader(bytes, [](std::string h) { return h; });
+    EXPECT_EQ(b, bytes);
+  }
+  expect([](std::string h) { return Replace(h, "\"c\": 4", "\"c\": 4294967300"); },
+         {"field \"c\" is 4294967300", "[1, 64]"});
+  expect([](std::string h) { return Replace(h, "\"b\": 4", "\"b\": 1.5"); },
+         {"field \"b\" is 1.5", "integer"});
+  expect([](std::string h) { return Replace(h, "\"n_layers\": 2", "\"n_layers\": true"); },
+         {"field \"n_layers\" is true"});
+  expect([](std::string h) { return Replace(h, "\"head_dim\": 16", "\"head_dim\": -16"); },
+         {"field \"head_dim\" is -16"});
+  expect([](std::string h) { return Replace(h, "{", "{\"c\": 8, "); },
+         {"field \"c\" appears twice"});
+  expect([](std::string h) { return Replace(h, "\"config\": \"4c4b\"", "\"config\": \"4c8b\""); },
+         {"field \"config\" is \"4c8b\"", "say 4c4b"});
+  expect([](std::string h) { return Replace(h, "{", "{\"extra\": 1, "); },
+         {"unknown field \"extra\""});
+  expect([](std::string h) { return Replace(h, "\"fisher\": true", "\"fisher\": 1"); },
+         {"field \"fisher\" is 1"});
+  expect([](std::string h) { return Replace(h, "\"keys\": \"pre-rope\"", "\"keys\": \"a\\nb\""); },
+         {"field \"keys\" is \"a\\nb\""});
+  expect([](std::string h) { return Replace(h, "\"model_name\"", "\"model_nam\""); },
+         {"unknown field \"model_nam\""});
+  expect([](std::string h) { return h.substr(0, h.size() / 2); }, {"not valid JSON"});
+  std::filesystem::remove(path);
+  std::filesystem::remove(bad);
+}
+
+TEST(Codebook, DevicesAndDirectoriesAreRefused) {
+  testing::ExpectErrorMentioning([] { LoadCodebooks("/dev/zero"); },
+                                 {"codebook file", "/dev/zero", "not a regular file"});
+  testing::ExpectErrorMentioning([] { LoadCodebooks(::testing::TempDir()); }, {"is a directory"});
 }
 
 TEST(Codebook, SaveRejectsInconsistentSets) {

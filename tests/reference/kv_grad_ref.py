@@ -4,7 +4,7 @@ Written from the math, independent of the C++ code; built on llama_ref.py's load
 For a window of n tokens at positions 0..n-1:
     loss = sum_{i < n-1} -log softmax(logits_i)[tokens[i+1]]
 and per layer l, with channel c = kv_head * head_dim + d:
-    k_pre (n, kv_dim): keys before RoPE;  k = R(pos) k_pre (what attention uses);  v (n, kv_dim)
+    k_pre (n, kv_dim): keys before RoPE (after the K bias and per-head K norm, when the model has them);  k = R(pos) k_pre (what attention uses);  v (n, kv_dim)
     dk = d loss / d k,  dk_pre = R(pos)^T dk = d loss / d k_pre,  dv = d loss / d v
 
 Library:
@@ -25,7 +25,18 @@ KINDS = ("k_pre", "k", "v")
 
 
 def _rope(x, positions, cfg):
-    return R.apply_rope(x, positions, cfg["rope_base"], cfg["n_rot"], cfg["rope_type"])
+    return R.apply_rope(x, positions, cfg["rope_base"], cfg["n_rot"], cfg["rope_type"],
+                        cfg.get("rope_freq_scale", 1.0), cfg.get("rope_freq_factors"))
+
+
+def _project(a, lw, name, heads, hd, eps):
+    """W a + bias, reshaped (n, heads, hd), and the per-head norm when the layer has one: (raw, out)."""
+    raw = a @ lw["w" + name].T
+    if lw.get("b" + name) is not None:
+        raw = raw + lw["b" + name]
+    raw = raw.reshape(a.shape[0], heads, hd)
+    norm = lw.get(name + "_norm")
+    return raw, (R.rmsnorm(raw, norm, eps) if norm is not None else raw)
 
 
 def _softmax(z):
@@ -54,9 +65,11 @@ def forward_kv(model, tokens, perturb=None):
     for l, lw in enumerate(model.layers):
         rec = dict(x_in=x)
         a = R.rmsnorm(x, lw["attn_norm"], eps)
-        q = _rope((a @ lw["wq"].T).reshape(n, H, hd), pos, c)
-        k_pre = (a @ lw["wk"].T).reshape(n, KV, hd)
-        v = (a @ lw["wv"].T).reshape(n, KV, hd)
+        q_raw, q = _project(a, lw, "q", H, hd, eps)
+        q = _rope(q, pos, c)
+        k_raw, k_pre = _project(a, lw, "k", KV, hd, eps)
+        k_pre = k_pre.copy()
+        v = _project(a, lw, "v", KV, hd, eps)[1].copy()
         if perturb is not None and perturb[0] == l and perturb[1] == "k_pre":
             k_pre.reshape(n, KV * hd)[perturb[2], perturb[3]] += perturb[4]
         k = _rope(k_pre, pos, c)
@@ -69,7 +82,7 @@ def forward_kv(model, tokens, perturb=None):
         b = R.rmsnorm(x_mid, lw["ffn_norm"], eps)
         gate, up = b @ lw["w1"].T, b @ lw["w3"].T
         x = x_mid + (R.silu(gate) * up) @ lw["w2"].T
-        rec.update(q=q, k_pre=k_pre, k=k, v=v, p=p, x_mid=x_mid, gate=gate, up=up)
+        rec.update(q=q, q_raw=q_raw, k_raw=k_raw, k_pre=k_pre, k=k, v=v, p=p, x_mid=x_mid, gate=gate, up=up)
         records.append(rec)
     records.append(dict(x_final=x))
     return R.rmsnorm(x, model.norm, eps) @ model.output.T, records
@@ -118,7 +131,13 @@ def kv_gradients(model, tokens):
         dv = np.einsum("hij,ihd->jhd", p, do).reshape(n, KV, group, hd).sum(axis=2)
         # R(pos)^T = R(-pos): the gradient of a rotated vector is rotated back.
         dk_pre, dq_pre = _rope(dk, -pos, c), _rope(dq, -pos, c)
-        da = (dq_pre.reshape(n, -1) @ lw["wq"] + dk_pre.reshape(n, -1) @ lw["wk"]
+        # Per-head Q/K norms (qwen3) sit between the projection and RoPE; biases pass gradients through.
+        dq_raw, dk_raw = dq_pre, dk_pre
+        if lw.get("q_norm") is not None:
+            dq_raw = _rmsnorm_backward(r["q_raw"], lw["q_norm"], eps, dq_pre)
+        if lw.get("k_norm") is not None:
+            dk_raw = _rmsnorm_backward(r["k_raw"], lw["k_norm"], eps, dk_pre)
+        da = (dq_raw.reshape(n, -1) @ lw["wq"] + dk_raw.reshape(n, -1) @ lw["wk"]
               + dv.reshape(n, -1) @ lw["wv"])
         dx = dx + _rmsnorm_backward(r["x_in"], lw["attn_norm"], eps, da)
         for name, val in (("k_pre", r["k_pre"]), ("k", r["k"]), ("v", r["v"]), ("dk_pre", dk_pre), ("dk", dk),

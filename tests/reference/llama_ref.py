@@ -2,7 +2,9 @@
 """Independent float64 NumPy reference for LLaMA-architecture inference: the oracle cqkv is tested against.
 
 Written from the math and the published file formats (llama2.c legacy checkpoint, GGUF v2/v3, ggml's
-Q8_0/Q4_0 block layouts); it shares no code with the C++ engine. Everything is computed in float64 from
+Q8_0/Q4_0 block layouts); it shares no code with the C++ engine. GGUF architectures: `llama` (optional
+Llama-3.1 rope_freqs.weight, linear RoPE scaling), `qwen2` (Q/K/V biases, NEOX RoPE), `qwen3` (per-head Q/K
+RMSNorm, explicit key_length), as llama.cpp defines them. Everything is computed in float64 from
 the exact stored fp32/fp16/bf16/quantised values, so any difference from the engine is the engine's.
 
 Library:
@@ -18,6 +20,7 @@ CLI (python3 llama_ref.py -h):
     compare      --model M --tokens 1,5,9 --logits FILE      (checks a raw fp32 logits dump)
     perplexity   --model M (--tokens-json F | --tokens ...) --ctx N [--max-windows K] [--json OUT]
     write-random --out F [--dim ..] [--dtype F32|F16|BF16|Q8_0|Q4_0] [--tied] [--seed S]
+                 [--arch llama|qwen2|qwen3] [--head-dim D] [--rope-freqs] [--rope-scale F]
 """
 import os
 import sys
@@ -289,11 +292,13 @@ class GGUFFile:
 # ----------------------------------------------------------------------------------------------------
 class LlamaModel:
     """cfg: dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size, seq_len, rope_base,
-    n_rot, norm_eps, rope_type ('norm' = pairs (2i, 2i+1); 'neox' = pairs (i, i + n_rot/2)).
+    n_rot, norm_eps, rope_type ('norm' = pairs (2i, 2i+1); 'neox' = pairs (i, i + n_rot/2)), and optionally
+    rope_freq_scale (linear scaling, theta * scale) and rope_freq_factors (n_rot/2 divisors, Llama-3.1).
     Weights are float64 with shapes:
         tok_embeddings (vocab, dim); norm (dim,); output (vocab, dim)
         layers[l]: attn_norm (dim,), wq (n_heads*hd, dim), wk (n_kv*hd, dim), wv (n_kv*hd, dim),
                    wo (dim, n_heads*hd), ffn_norm (dim,), w1 (hidden, dim), w2 (dim, hidden), w3 (hidden, dim)
+                   optional: bq (n_heads*hd,), bk, bv (n_kv*hd,) biases; q_norm, k_norm (hd,) per-head norms
     """
 
     def __init__(self, cfg, tok_embeddings, layers, norm, output, source="", extra=None):
@@ -373,15 +378,18 @@ def load_llama2c(path):
     return LlamaModel(cfg, emb, layers, rms_final, wcls, source=path)
 
 
+GGUF_ARCHS = {"llama": "norm", "qwen2": "neox", "qwen3": "neox"}  # architecture -> RoPE pairing
+
+
 def load_gguf(path):
     g = GGUFFile(path)
     md = g.metadata
     arch = md.get("general.architecture")
-    if arch != "llama":
-        raise RefError(f"{path}: general.architecture is {arch!r}; only 'llama' is supported")
+    if arch not in GGUF_ARCHS:
+        raise RefError(f"{path}: general.architecture is {arch!r}; supported: {sorted(GGUF_ARCHS)}")
 
     def key(name, default=None):
-        k = f"llama.{name}"
+        k = f"{arch}.{name}"
         if k in md:
             return md[k]
         if default is None:
@@ -393,28 +401,49 @@ def load_gguf(path):
     L = int(key("block_count"))
     H = int(key("attention.head_count"))
     KV = int(key("attention.head_count_kv", H))
-    hd = dim // H
+    hd = int(key("attention.key_length", dim // H))
+    if int(key("attention.value_length", hd)) != hd:
+        raise RefError(f"{path}: value_length differs from key_length")
     n_rot = int(key("rope.dimension_count", hd))
     base = float(key("rope.freq_base", 10000.0))
     eps = float(key("attention.layer_norm_rms_epsilon", 1e-5))
     seq = int(key("context_length", 2048))
+    scaling = key("rope.scaling.type", "linear")
+    if scaling not in ("linear", "none"):
+        raise RefError(f"{path}: rope scaling {scaling!r} is not supported")
+    factor = float(key("rope.scaling.factor", 0.0))
+    freq_scale = 1.0 if scaling == "none" or factor == 0.0 else 1.0 / factor
+    used = set()
 
     def t(name):
+        used.add(name)
         return g.tensor(name).astype(np.float64)
+
+    def opt(name):
+        return t(name) if name in g.tensors else None
 
     emb = t("token_embd.weight")
     V = emb.shape[0]
     tied = "output.weight" not in g.tensors
     out = emb if tied else t("output.weight")
+    factors = opt("rope_freqs.weight") if arch == "llama" else None
     layers = []
     for l in range(L):
         p = f"blk.{l}."
-        layers.append(dict(attn_norm=t(p + "attn_norm.weight"), wq=t(p + "attn_q.weight"), wk=t(p + "attn_k.weight"),
-                           wv=t(p + "attn_v.weight"), wo=t(p + "attn_output.weight"),
-                           ffn_norm=t(p + "ffn_norm.weight"), w1=t(p + "ffn_gate.weight"),
-                           w2=t(p + "ffn_down.weight"), w3=t(p + "ffn_up.weight")))
+        lw = dict(attn_norm=t(p + "attn_norm.weight"), wq=t(p + "attn_q.weight"), wk=t(p + "attn_k.weight"),
+                  wv=t(p + "attn_v.weight"), wo=t(p + "attn_output.weight"),
+                  ffn_norm=t(p + "ffn_norm.weight"), w1=t(p + "ffn_gate.weight"),
+                  w2=t(p + "ffn_down.weight"), w3=t(p + "ffn_up.weight"),
+                  bq=opt(p + "attn_q.bias"), bk=opt(p + "attn_k.bias"), bv=opt(p + "attn_v.bias"))
+        if arch == "qwen3":
+            lw.update(q_norm=t(p + "attn_q_norm.weight"), k_norm=t(p + "attn_k_norm.weight"))
+        layers.append(lw)
+    unused = sorted(set(g.tensors) - used - {"output_norm.weight"})
+    if unused:
+        raise RefError(f"{path}: tensors not used by a {arch} model: {unused[:5]}")
     cfg = dict(dim=dim, hidden_dim=hidden, n_layers=L, n_heads=H, n_kv_heads=KV, head_dim=hd, vocab_size=V,
-               seq_len=seq, rope_base=base, n_rot=n_rot, norm_eps=eps, rope_type="norm", format="gguf",
+               seq_len=seq, rope_base=base, n_rot=n_rot, norm_eps=eps, rope_type=GGUF_ARCHS[arch], format="gguf",
+               arch=arch, rope_freq_scale=freq_scale, rope_freq_factors=factors,
                gguf_version=g.version, shared_classifier=tied,
                tensor_types=sorted({g.type_name(n) for n in g.tensors}))
     return LlamaModel(cfg, emb, layers, t("output_norm.weight"), out, source=path, extra=dict(gguf=g))
@@ -436,11 +465,14 @@ def rmsnorm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def apply_rope(x, positions, base, n_rot, rope_type):
-    """x: (n, heads, head_dim). Rotates pair i by angle p * base^(-2i/n_rot), i < n_rot/2.
-    'norm' pairs channels (2i, 2i+1); 'neox' pairs (i, i + n_rot/2). Channels >= n_rot pass through."""
+def apply_rope(x, positions, base, n_rot, rope_type, freq_scale=1.0, freq_factors=None):
+    """x: (n, heads, head_dim). Rotates pair i by angle p * scale * base^(-2i/n_rot) / factor_i, i < n_rot/2
+    (llama.cpp's rope without YaRN). 'norm' pairs channels (2i, 2i+1); 'neox' pairs (i, i + n_rot/2).
+    Channels >= n_rot pass through."""
     half = n_rot // 2
-    theta = float(base) ** (-(2.0 * np.arange(half)) / n_rot)  # (half,)
+    theta = float(base) ** (-(2.0 * np.arange(half)) / n_rot) * float(freq_scale)  # (half,)
+    if freq_factors is not None:
+        theta = theta / np.asarray(freq_factors, dtype=np.float64)
     ang = np.asarray(positions, dtype=np.float64)[:, None] * theta[None, :]  # (n, half)
     cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
     out = x.copy()
@@ -461,9 +493,11 @@ def silu(x):
     return x * (0.5 * (1.0 + np.tanh(0.5 * x)))  # x * sigmoid(x), overflow-free
 
 
-def forward(model, tokens, rope_type=None, rope_base=None, norm_eps=None, start_pos=0):
+def forward(model, tokens, rope_type=None, rope_base=None, norm_eps=None, start_pos=0, use_freq_factors=True):
     """Causal forward over `tokens` (positions start_pos..) from an empty cache -> logits (n, vocab) float64.
-    rope_type / rope_base / norm_eps override the model's values (for negative controls)."""
+    rope_type / rope_base / norm_eps override the model's values and use_freq_factors=False drops Llama-3.1's
+    frequency factors (for negative controls). Biases follow the projections; Q/K norms (per head) come
+    before RoPE."""
     c = model.cfg
     rope_type = rope_type or c["rope_type"]
     base = c["rope_base"] if rope_base is None else rope_base
@@ -481,11 +515,17 @@ def forward(model, tokens, rope_type=None, rope_base=None, norm_eps=None, start_
     x = model.tok_embeddings[tokens].copy()  # (n, dim)
     for lw in model.layers:
         h = rmsnorm(x, lw["attn_norm"], eps)
-        q = (h @ lw["wq"].T).reshape(n, H, hd)
-        k = (h @ lw["wk"].T).reshape(n, KV, hd)
-        v = (h @ lw["wv"].T).reshape(n, KV, hd)
-        q = apply_rope(q, pos, base, c["n_rot"], rope_type)
-        k = apply_rope(k, pos, base, c["n_rot"], rope_type)
+        q, k, v = h @ lw["wq"].T, h @ lw["wk"].T, h @ lw["wv"].T
+        q = q + lw["bq"] if lw.get("bq") is not None else q
+        k = k + lw["bk"] if lw.get("bk") is not None else k
+        v = v + lw["bv"] if lw.get("bv") is not None else v
+        q, k, v = q.reshape(n, H, hd), k.reshape(n, KV, hd), v.reshape(n, KV, hd)
+        q = rmsnorm(q, lw["q_norm"], eps) if lw.get("q_norm") is not None else q
+        k = rmsnorm(k, lw["k_norm"], eps) if lw.get("k_norm") is not None else k
+        rope = dict(freq_scale=c.get("rope_freq_scale", 1.0),
+                    freq_factors=c.get("rope_freq_factors") if use_freq_factors else None)
+        q = apply_rope(q, pos, base, c["n_rot"], rope_type, **rope)
+        k = apply_rope(k, pos, base, c["n_rot"], rope_type, **rope)
         # GQA: query head h reads kv head h // group  (np.repeat gives kv0,kv0,..,kv1,kv1,..)
         k = np.repeat(k, group, axis=1)
         v = np.repeat(v, group, axis=1)
@@ -609,19 +649,24 @@ def tiny_vocab(vocab):
 
 def write_random_gguf(path, dim=64, hidden=192, n_layers=2, n_heads=4, n_kv_heads=None, vocab=320, ctx=128,
                       dtype="F32", tied=True, seed=0, rope_base=500000.0, norm_eps=1e-6, embd_dtype=None,
-                      name=None):
-    """Write a small random llama GGUF v3. Norm weights are F32; every matrix (token_embd, output, attention,
-    FFN) is stored as `dtype` (token_embd as `embd_dtype` if given). Quantised types need dim and hidden to be
-    multiples of 32. Weights: N(0, gain/sqrt(fan_in)), norm weights ~1 +- 0.1, embeddings rms ~0.5, so logits
-    come out O(1..10). Returns the config dict."""
+                      name=None, arch="llama", head_dim=None, rope_freqs=False, rope_scale=None):
+    """Write a small random GGUF v3 of `arch` (llama, qwen2: + Q/K/V biases, qwen3: + per-head Q/K norms).
+    Norm weights and biases are F32; every matrix (token_embd, output, attention, FFN) is stored as `dtype`
+    (token_embd as `embd_dtype` if given). Quantised types need dim and hidden to be multiples of 32.
+    Weights: N(0, gain/sqrt(fan_in)), norm weights ~1 +- 0.1 (Q/K norms +- 0.3), biases N(0, 0.5), embeddings
+    rms ~0.5, so logits come out O(1..10). head_dim sets attention.key_length (q_dim may then differ from dim);
+    rope_freqs (llama) adds a Llama-3.1-style rope_freqs.weight (factors 1 for the fast pairs rising to 8 for
+    the slow ones); rope_scale adds linear RoPE scaling with that factor. Returns the config dict."""
+    if arch not in GGUF_ARCHS:
+        raise RefError(f"arch must be one of {sorted(GGUF_ARCHS)}")
     n_kv_heads = n_kv_heads or n_heads
     dtype = dtype.upper()
     embd_dtype = (embd_dtype or dtype).upper()
     if dtype not in LLAMA_FTYPE or embd_dtype not in LLAMA_FTYPE:
         raise RefError(f"dtype must be one of {sorted(LLAMA_FTYPE)}")
-    if dim % n_heads or n_heads % n_kv_heads:
+    if (head_dim is None and dim % n_heads) or n_heads % n_kv_heads:
         raise RefError("dim must be a multiple of n_heads and n_heads of n_kv_heads")
-    hd = dim // n_heads
+    hd = head_dim or dim // n_heads
     rng = np.random.default_rng(seed)
 
     def mat(out_dim, in_dim, gain=1.0):
@@ -651,23 +696,34 @@ def write_random_gguf(path, dim=64, hidden=192, n_layers=2, n_heads=4, n_kv_head
         add(p + "ffn_gate.weight", mat(hidden, dim), dtype)
         add(p + "ffn_down.weight", mat(dim, hidden), dtype)
         add(p + "ffn_up.weight", mat(hidden, dim), dtype)
+        if arch == "qwen2":
+            for t_, n_ in (("q", n_heads * hd), ("k", n_kv_heads * hd), ("v", n_kv_heads * hd)):
+                add(p + f"attn_{t_}.bias", (0.5 * rng.standard_normal(n_)).astype(np.float32), "F32")
+        if arch == "qwen3":
+            for t_ in ("q", "k"):
+                add(p + f"attn_{t_}_norm.weight", (1.0 + 0.3 * rng.standard_normal(hd)).astype(np.float32), "F32")
+    if rope_freqs:
+        half = hd // 2
+        add("rope_freqs.weight", np.where(np.arange(half) < half // 2, 1.0,
+                                          np.linspace(1.0, 8.0, half)).astype(np.float32), "F32")
 
     toks, scores, types = tiny_vocab(vocab)
     U32, F32 = GGUF_UINT32, GGUF_FLOAT32
+    a = arch
     md = [
-        ("general.architecture", GGUF_STRING, "llama"),
+        ("general.architecture", GGUF_STRING, arch),
         ("general.name", GGUF_STRING, name or f"cqkv-random-{dtype.lower()}-s{seed}"),
         ("general.alignment", U32, GGUF_DEFAULT_ALIGNMENT),
         ("general.file_type", U32, LLAMA_FTYPE[dtype]),
-        ("llama.context_length", U32, ctx),
-        ("llama.embedding_length", U32, dim),
-        ("llama.block_count", U32, n_layers),
-        ("llama.feed_forward_length", U32, hidden),
-        ("llama.rope.dimension_count", U32, hd),
-        ("llama.attention.head_count", U32, n_heads),
-        ("llama.attention.head_count_kv", U32, n_kv_heads),
-        ("llama.attention.layer_norm_rms_epsilon", F32, norm_eps),
-        ("llama.rope.freq_base", F32, rope_base),
+        (f"{a}.context_length", U32, ctx),
+        (f"{a}.embedding_length", U32, dim),
+        (f"{a}.block_count", U32, n_layers),
+        (f"{a}.feed_forward_length", U32, hidden),
+        (f"{a}.rope.dimension_count", U32, hd),
+        (f"{a}.attention.head_count", U32, n_heads),
+        (f"{a}.attention.head_count_kv", U32, n_kv_heads),
+        (f"{a}.attention.layer_norm_rms_epsilon", F32, norm_eps),
+        (f"{a}.rope.freq_base", F32, rope_base),
         ("tokenizer.ggml.model", GGUF_STRING, "llama"),
         ("tokenizer.ggml.tokens", ("array", GGUF_STRING), toks),
         ("tokenizer.ggml.scores", ("array", F32), scores),
@@ -677,6 +733,10 @@ def write_random_gguf(path, dim=64, hidden=192, n_layers=2, n_heads=4, n_kv_head
         ("tokenizer.ggml.unknown_token_id", U32, 0),
         ("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
     ]
+    if head_dim is not None:
+        md += [(f"{a}.attention.key_length", U32, hd), (f"{a}.attention.value_length", U32, hd)]
+    if rope_scale is not None:
+        md += [(f"{a}.rope.scaling.type", GGUF_STRING, "linear"), (f"{a}.rope.scaling.factor", F32, rope_scale)]
     write_gguf(path, md, tensors)
     return dict(path=path, dim=dim, hidden=hidden, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
                 vocab=vocab, ctx=ctx, dtype=dtype, tied=tied, seed=seed, rope_base=rope_base, norm_eps=norm_eps)
@@ -743,7 +803,8 @@ def _cmd_perplexity(a):
 def _cmd_write_random(a):
     cfg = write_random_gguf(a.out, dim=a.dim, hidden=a.hidden, n_layers=a.layers, n_heads=a.heads,
                             n_kv_heads=a.kv_heads, vocab=a.vocab, ctx=a.ctx, dtype=a.dtype, tied=a.tied,
-                            seed=a.seed, rope_base=a.rope_base, norm_eps=a.eps)
+                            seed=a.seed, rope_base=a.rope_base, norm_eps=a.eps, arch=a.arch, head_dim=a.head_dim,
+                            rope_freqs=a.rope_freqs, rope_scale=a.rope_scale)
     print(json.dumps(cfg))
 
 
@@ -775,7 +836,7 @@ def main(argv=None):
     p.add_argument("--max-windows", type=int)
     p.add_argument("--json")
     p.set_defaults(fn=_cmd_perplexity)
-    p = sub.add_parser("write-random", help="write a small random llama GGUF v3")
+    p = sub.add_parser("write-random", help="write a small random llama/qwen2/qwen3 GGUF v3")
     p.add_argument("--out", required=True)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--hidden", type=int, default=192)
@@ -789,6 +850,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rope-base", type=float, default=500000.0)
     p.add_argument("--eps", type=float, default=1e-6)
+    p.add_argument("--arch", default="llama", choices=sorted(GGUF_ARCHS))
+    p.add_argument("--head-dim", type=int, help="attention.key_length (default dim / heads)")
+    p.add_argument("--rope-freqs", action="store_true", help="add a Llama-3.1-style rope_freqs.weight (llama)")
+    p.add_argument("--rope-scale", type=float, help="linear RoPE scaling factor")
     p.set_defaults(fn=_cmd_write_random)
     a = ap.parse_args(argv)
     if a.cmd == "perplexity" and not (a.tokens_json or a.tokens):

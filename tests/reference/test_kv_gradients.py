@@ -10,7 +10,8 @@ over one window at positions 0..n-1; and prints one JSON line with "loss", "n_pr
 "n_layers", "kv_dim".
 
 Models: stories260K model.bin (llama2.c, real weights, GQA 8/4) with 20 tokens, cq-tiny model.bin (real
-weights, MHA, dim 256, vocab 32000) with 24 tokens, and random GGUF v3 models written here with Q8_0 and Q4_0
+weights, MHA, dim 256, vocab 32000) with 24 tokens, the qwen2 / qwen3 / llama3 tiny GGUFs of shared/models/arch
+(Q/K/V biases, per-head Q/K norms, RoPE frequency factors) with 20 tokens, and random GGUF v3 models written here with Q8_0 and Q4_0
 matrices (GQA 4/2, untied classifier), so the input-gradient matmuls through quantised weights are covered;
 the reference dequantises the same bytes.
 
@@ -105,6 +106,14 @@ def main():
         cases.append(("cq-tiny", tiny, [1] + [int(t) for t in rng.integers(3, 32000, 23)]))
     else:
         suite.skip("cq-tiny", f"{tiny} absent (shared/ folder not available)")
+    # Other architectures (shared/models/arch): Q/K/V biases and NEOX RoPE (qwen2), per-head Q/K norms with
+    # q_dim != dim (qwen3), Llama-3.1 frequency factors with F16 weights (llama3).
+    for arch in ("qwen2", "qwen3", "llama3"):
+        path = H.shared_path(args, "models", "arch", f"{arch}-tiny.gguf")
+        if os.path.exists(path):
+            cases.append((f"{arch}-tiny", path, [1] + [int(t) for t in rng.integers(3, 512, 19)]))
+        else:
+            suite.skip(f"{arch}-tiny", f"{path} absent (shared/ folder not available)")
     for dtype, seed in (("Q8_0", 31), ("Q4_0", 32)):
         path = os.path.join(work, f"rand_{dtype.lower()}.gguf")
         R.write_random_gguf(path, dim=64, hidden=96, n_layers=2, n_heads=4, n_kv_heads=2, vocab=300, ctx=64,

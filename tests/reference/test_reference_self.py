@@ -123,6 +123,10 @@ def check_forward_invariants(suite, work):
     y = R.apply_rope(x, np.array([3]), 10000.0, 8, "norm")
     ang = 3 * 10000.0 ** (-0.25)
     suite.check("RoPE norm theta_i = base^(-2i/d)", np.allclose(y[0, 0, 2:4], [np.cos(ang), np.sin(ang)]), "")
+    # Llama-3.1 factors divide pair i's angle, linear scaling multiplies every angle.
+    y = R.apply_rope(x, np.array([3]), 10000.0, 8, "norm", freq_scale=0.5, freq_factors=[1.0, 4.0, 1.0, 1.0])
+    ang = 3 * 0.5 * 10000.0 ** (-0.25) / 4.0
+    suite.check("RoPE theta_i * scale / factor_i", np.allclose(y[0, 0, 2:4], [np.cos(ang), np.sin(ang)]), "")
     r = R.rmsnorm(np.array([3.0, 4.0]), np.array([1.0, 2.0]), 0.0)
     suite.check("rmsnorm known answer", np.allclose(r, [3 / np.sqrt(12.5), 8 / np.sqrt(12.5)]), str(r))
 

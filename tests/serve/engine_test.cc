@@ -279,5 +279,20 @@ TEST(Engine, StopWithoutDrainCancelsEverything) {
   EXPECT_EQ(engine->Stats().pages_used, 0);
 }
 
+// Chat prompts get real special tokens: a template or message spelling </s> yields EOS (id 2 in
+// the stories260K vocabulary), while plain Tokenize keeps such text as text.
+TEST(Engine, TokenizeChatParsesSpecialTokens) {
+  CQKV_REQUIRE_SHARED(kStories);
+  auto engine = Engine::Create(StoriesConfig());
+  const std::vector<ChatMessage> chat = {{"user", "Tell a story"}};
+  EXPECT_EQ(engine->TokenizeChat(chat), engine->Tokenize(engine->ApplyChatTemplate(chat), true));
+  const std::vector<ChatMessage> marked = {{"user", "Tell a story</s>"}};
+  const std::vector<int32_t> special = engine->TokenizeChat(marked);
+  EXPECT_EQ(special.front(), 1);
+  EXPECT_EQ(std::count(special.begin(), special.end(), 2), 1);
+  const std::vector<int32_t> plain = engine->Tokenize(engine->ApplyChatTemplate(marked), true);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), 2), 0);
+}
+
 }  // namespace
 }  // namespace cqkv

@@ -113,6 +113,9 @@ class FakeEngine : public Engine {
     for (const ChatMessage& m : messages) s += m.role + ": " + m.content + "\n";
     return s + "assistant:";
   }
+  std::vector<int32_t> TokenizeChat(const std::vector<ChatMessage>& messages) const override {
+    return Tokenize(ApplyChatTemplate(messages), /*add_bos=*/true);
+  }
 
   std::set<int64_t> cancelled() const {
     std::lock_guard lock(mu_);

@@ -17,6 +17,7 @@
 #include "tokenizer/vocab_io.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
+#include "vector_cases.h"
 
 namespace cqkv {
 namespace {
@@ -30,47 +31,9 @@ std::string Shared(const std::string& rel) { return std::string(CQKV_SHARED_DIR)
     if (!fs::exists(Shared(rel))) GTEST_SKIP() << "shared data absent: " << Shared(rel); \
   } while (0)
 
-std::string Ids(const std::vector<int32_t>& ids) {
-  std::string s = "[";
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i > 0) s.push_back(' ');
-    s += std::to_string(ids[i]);
-  }
-  return s + "]";
-}
-
-struct Case {
-  std::string text;
-  std::vector<int32_t> ids;
-};
-
-// Same convention as llama.cpp's tests/test-tokenizer-0.cpp: .inp holds the cases, each
-// followed by "\n__ggml_vocab_test__\n"; .out holds one line of space-separated ids per case.
-std::vector<Case> ReadCases(const std::string& gguf_path) {
-  const std::string raw = ReadFile(gguf_path + ".inp");
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<std::string> inputs;
-  for (size_t pos = 0; pos < raw.size();) {
-    const size_t next = raw.find(sep, pos);
-    if (next == std::string::npos) {
-      inputs.push_back(raw.substr(pos));
-      break;
-    }
-    inputs.push_back(raw.substr(pos, next - pos));
-    pos = next + sep.size();
-  }
-  std::ifstream out(gguf_path + ".out");
-  std::vector<Case> cases;
-  for (std::string line; std::getline(out, line);) {
-    Case c;
-    std::istringstream ss(line);
-    for (int32_t id; ss >> id;) c.ids.push_back(id);
-    cases.push_back(std::move(c));
-  }
-  EXPECT_EQ(inputs.size(), cases.size()) << gguf_path;
-  for (size_t i = 0; i < std::min(inputs.size(), cases.size()); ++i) cases[i].text = inputs[i];
-  return cases;
-}
+using Case = testing::VectorCase;
+std::string Ids(const std::vector<int32_t>& ids) { return testing::IdList(ids); }
+std::vector<Case> ReadCases(const std::string& path) { return testing::ReadVectorCases(path); }
 
 std::unique_ptr<Tokenizer> FromGguf(const std::string& rel) {
   auto gguf = GgufFile::Open(Shared(rel));
@@ -102,6 +65,33 @@ TEST(TokenizerVectors, LlamaSpm) {
 TEST(TokenizerVectors, Gpt2) {
   REQUIRE_SHARED("tests/tokenizer-vectors/ggml-vocab-gpt-2.gguf");
   CheckVectors("tests/tokenizer-vectors/ggml-vocab-gpt-2.gguf");
+}
+
+// Llama-3's 128K vocabulary: pre-tokenizer family llama-bpe (ignore_merges, digits in threes).
+TEST(TokenizerVectors, LlamaBpe) {
+  REQUIRE_SHARED("tests/tokenizer-vectors/ggml-vocab-llama-bpe.gguf");
+  CheckVectors("tests/tokenizer-vectors/ggml-vocab-llama-bpe.gguf");
+}
+
+// Qwen2's 151K vocabulary: pre-tokenizer family qwen2 (single digits).
+TEST(TokenizerVectors, Qwen2) {
+  REQUIRE_SHARED("tests/tokenizer-vectors/ggml-vocab-qwen2.gguf");
+  CheckVectors("tests/tokenizer-vectors/ggml-vocab-qwen2.gguf");
+}
+
+// More of llama.cpp's test vocabularies (models/ggml-vocab-*.gguf with .inp/.out), one per
+// pre-tokenizer family; mpt and deepseek-coder also carry user-defined tokens, which are split
+// out before pre-tokenization. Each runs when its files are in shared/.
+TEST(TokenizerVectors, MoreFamilies) {
+  int ran = 0;
+  for (const char* name :
+       {"deepseek-coder", "deepseek-llm", "falcon", "mpt", "refact", "starcoder"}) {
+    const std::string rel = std::string("tests/tokenizer-vectors/ggml-vocab-") + name + ".gguf";
+    if (!fs::exists(Shared(rel)) || !fs::exists(Shared(rel + ".out"))) continue;
+    CheckVectors(rel);
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "no further llama.cpp vocabularies in shared/";
 }
 
 const std::vector<std::string>& RoundTripTexts() {
@@ -197,18 +187,29 @@ TEST(Tokenizer, LongAndUnusualInputsRoundTrip) {
   };
   auto spm = MakeTokenizer(ReadLlama2cVocab(Shared("tokenizers/llama2.tokenizer.bin")));
   auto gpt2 = FromGguf("tests/tokenizer-vectors/ggml-vocab-gpt-2.gguf");
-  for (const Tokenizer* tok : {spm.get(), gpt2.get()}) {
+  std::vector<std::unique_ptr<Tokenizer>> bpe;
+  bpe.push_back(std::move(gpt2));
+  // The Llama-3 and Qwen2 regexes backtrack differently (\s*[\r\n]+ before \s+(?!\S)).
+  for (const char* name : {"llama-bpe", "qwen2"}) {
+    const std::string rel = std::string("tests/tokenizer-vectors/ggml-vocab-") + name + ".gguf";
+    if (fs::exists(Shared(rel))) bpe.push_back(FromGguf(rel));
+  }
+  std::vector<const Tokenizer*> all = {spm.get()};
+  for (const auto& t : bpe) all.push_back(t.get());
+  for (const Tokenizer* tok : all) {
     for (size_t i = 0; i < texts.size(); ++i) {
       const std::vector<int32_t> ids = tok->Encode(texts[i], false);
       EXPECT_EQ(FirstDifference(Detokenize(*tok, ids), texts[i]), "")
-          << tok->vocab().model << " text #" << i;
+          << tok->vocab().model << "/" << tok->vocab().pre << " text #" << i;
     }
   }
   // Invalid UTF-8 round-trips through the byte alphabet. (Not through SentencePiece: like
   // llama.cpp it reads a stray lead byte as a multi-byte character, which can swallow part of
   // the U+2581 that replaced a following space.)
-  EXPECT_EQ(FirstDifference(Detokenize(*gpt2, gpt2->Encode(random_bytes, false)), random_bytes),
-            "");
+  for (const auto& t : bpe) {
+    EXPECT_EQ(FirstDifference(Detokenize(*t, t->Encode(random_bytes, false)), random_bytes), "")
+        << t->vocab().pre;
+  }
 }
 
 TEST(Tokenizer, Stories260KVocab) {
@@ -236,7 +237,7 @@ TEST(Tokenizer, SmolLM2Json) {
   CheckRoundTrips(*tok, "smollm2");
 }
 
-fs::path TempFile(const std::string& name) { return fs::path(testing::TempDir()) / name; }
+fs::path TempFile(const std::string& name) { return fs::path(::testing::TempDir()) / name; }
 
 void WriteBytes(const fs::path& p, const std::string& bytes) {
   std::ofstream f(p, std::ios::binary);
@@ -304,22 +305,38 @@ TEST(Tokenizer, HfJsonPairMergesAndTemplateBos) {
   ExpectThrowsMentioning([&] { ReadHfTokenizerJson(q.string()); }, q.string());
 }
 
-// Not a pass/fail check: perplexity tokenizes whole files as one string, so report the speed.
-TEST(Tokenizer, WikitextEncodeSpeed) {
+double SecondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Not a pass/fail check on speed: perplexity tokenizes whole files as one string, so report
+// load time and throughput per vocabulary (same process, same text). Round trips must hold.
+TEST(Tokenizer, WikitextLoadAndEncodeSpeed) {
   REQUIRE_SHARED("data/wikitext-2/wiki.test.raw");
   REQUIRE_SHARED("tokenizers/llama2.tokenizer.bin");
-  REQUIRE_SHARED("tests/tokenizer-vectors/ggml-vocab-gpt-2.gguf");
   const std::string text = ReadFile(Shared("data/wikitext-2/wiki.test.raw"));
-  auto spm = MakeTokenizer(ReadLlama2cVocab(Shared("tokenizers/llama2.tokenizer.bin")));
-  auto gpt2 = FromGguf("tests/tokenizer-vectors/ggml-vocab-gpt-2.gguf");
-  for (const auto& [name, tok] :
-       {std::pair{"llama2 (SPM)", spm.get()}, std::pair{"gpt-2 (BPE)", gpt2.get()}}) {
+  struct Entry {
+    const char* name;
+    std::string rel;
+  };
+  const std::vector<Entry> entries = {
+      {"llama2 (SPM, 32K)", "tokenizers/llama2.tokenizer.bin"},
+      {"gpt-2 (BPE, 50K)", "tests/tokenizer-vectors/ggml-vocab-gpt-2.gguf"},
+      {"llama-bpe (Llama-3, 128K)", "tests/tokenizer-vectors/ggml-vocab-llama-bpe.gguf"},
+      {"qwen2 (151K)", "tests/tokenizer-vectors/ggml-vocab-qwen2.gguf"},
+  };
+  for (const Entry& e : entries) {
+    if (!fs::exists(Shared(e.rel))) continue;
     const auto t0 = std::chrono::steady_clock::now();
+    auto tok =
+        e.rel.ends_with(".gguf") ? FromGguf(e.rel) : MakeTokenizer(ReadLlama2cVocab(Shared(e.rel)));
+    const double load = SecondsSince(t0);
+    const auto t1 = std::chrono::steady_clock::now();
     const std::vector<int32_t> ids = tok->Encode(text, true);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("wiki.test.raw (%zu bytes) %s: %zu tokens in %.3f s (%.1f MB/s)\n", text.size(),
-                name, ids.size(), s, text.size() / s / 1e6);
-    EXPECT_EQ(FirstDifference(Detokenize(*tok, ids), text), "") << name;
+    const double s = SecondsSince(t1);
+    std::printf("%-26s load %.3f s; wiki.test.raw (%zu bytes): %zu tokens in %.3f s (%.1f MB/s)\n",
+                e.name, load, text.size(), ids.size(), s, text.size() / s / 1e6);
+    EXPECT_EQ(FirstDifference(Detokenize(*tok, ids), text), "") << e.name;
   }
 }
 

@@ -1,12 +1,20 @@
 #include "util/thread_pool.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include "util/error.h"
 
 namespace cqkv {
 namespace {
@@ -59,6 +67,51 @@ TEST(ThreadPool, ManyJobsWhilePollingAndAfterSleeping) {
     if (job % 500 == 499) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(total, 2000 * 66);
+}
+
+// Virtual memory in use now (from /proc/self/statm), to cap the address space just above it.
+rlim_t CurrentVmBytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  unsigned long pages = 0;
+  if (f != nullptr) {
+    if (std::fscanf(f, "%lu", &pages) != 1) pages = 0;
+    std::fclose(f);
+  }
+  return static_cast<rlim_t>(pages) * static_cast<rlim_t>(sysconf(_SC_PAGESIZE));
+}
+
+// Thread creation failing part-way (here: 64 MiB stacks in an address space with room for a
+// few) must be a cqkv::Error, not std::terminate on joinable threads or a pool that waits for
+// workers that never started. Runs in a child process: the limits are process-wide.
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+TEST(ThreadPoolDeathTest, ThreadCreationFailureIsACleanError) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto child = [] {
+    alarm(30);  // a deadlock fails the test instead of hanging it
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, size_t{64} << 20);
+    pthread_setattr_default_np(&attr);
+    struct rlimit lim = {};
+    lim.rlim_cur = lim.rlim_max = CurrentVmBytes() + (rlim_t{320} << 20);
+    setrlimit(RLIMIT_AS, &lim);
+    try {
+      ThreadPool pool(256);
+      std::fprintf(stderr, "no error\n");
+      _exit(3);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      _exit(std::string(e.what()).find("cannot start 256 worker threads") != std::string::npos ? 0
+                                                                                               : 4);
+    }
+  };
+  EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "cannot start 256 worker threads");
+}
+#endif
+
+TEST(ThreadPool, MaxThreadsIsFourTimesTheHardware) {
+  EXPECT_EQ(ThreadPool::MaxThreads(),
+            4 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }
 
 }  // namespace
