@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "gguf/gguf.h"
 #include "tokenizer/vocab_io.h"
