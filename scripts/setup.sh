@@ -15,6 +15,7 @@ PKGS=(
   python3-numpy                       # independent reference forward pass (tests only)
   python3-matplotlib                  # plots in reports
   clang-format
+  clang libclang-rt-14-dev            # sanitizer build and libFuzzer targets (make test-asan, fuzz)
 )
 missing=()
 for p in "${PKGS[@]}"; do

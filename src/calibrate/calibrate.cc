@@ -66,7 +66,12 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
     ForwardBackwardKv(model, win, pool, &acts, opt.fisher ? &grads : nullptr);
     for (int l = 0; l < L; ++l) {
       const std::vector<float>* xs[2] = {pre ? &acts.k_pre[l] : &acts.k[l], &acts.v[l]};
-      const std::vector<float>* gs[2] = {pre ? &grads.dk_pre[l] : &grads.dk[l], &grads.dv[l]};
+      // Gradients exist only for Fisher weighting (indexing the empty vectors is UB otherwise).
+      const std::vector<float>* gs[2] = {nullptr, nullptr};
+      if (opt.fisher) {
+        gs[0] = pre ? &grads.dk_pre[l] : &grads.dk[l];
+        gs[1] = &grads.dv[l];
+      }
       for (int kind = 0; kind < 2; ++kind) {
         Collected& cl = col[static_cast<size_t>(l) * 2 + kind];
         cl.x.insert(cl.x.end(), xs[kind]->begin(), xs[kind]->end());

@@ -36,6 +36,9 @@ json ParseObject(std::string_view body) {
     j = json::parse(body);
   } catch (const json::parse_error& e) {
     Bad("", fmt::format("the request body is not valid JSON (byte {}): {}", e.byte, e.what()));
+  } catch (const json::exception& e) {
+    // out_of_range: a number beyond double's range (1E400) is the client's mistake, not a 500.
+    Bad("", fmt::format("the request body is not valid JSON: {}", e.what()));
   }
   if (!j.is_object())
     Bad("", fmt::format("the request body must be a JSON object, got {}", TypeName(j)));
