@@ -314,7 +314,7 @@ TEST(CliHardening, HugeClaimedContextDoesNotSizeAllocations) {
 
 // Running out of memory is the user's request being too large, not an internal error. (Skipped
 // under AddressSanitizer, which cannot run in a small address space.)
-#if !defined(__SANITIZE_ADDRESS__)
+#if !defined(__SANITIZE_ADDRESS__) && !defined(CQKV_SANITIZE)
 TEST(CliHardening, OutOfMemoryIsAClearError) {
   const std::string cmd = "ulimit -v 1000000; " + std::string(CQKV_BINARY) +
                           " bench-attn --ctx 100000000 --batch 4 --formats fp16 --reps 1 2>&1";

@@ -83,7 +83,7 @@ rlim_t CurrentVmBytes() {
 // Thread creation failing part-way (here: 64 MiB stacks in an address space with room for a
 // few) must be a cqkv::Error, not std::terminate on joinable threads or a pool that waits for
 // workers that never started. Runs in a child process: the limits are process-wide.
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && !defined(CQKV_SANITIZE)
 TEST(ThreadPoolDeathTest, ThreadCreationFailureIsACleanError) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   auto child = [] {
