@@ -2,7 +2,6 @@
 // (kernels/block_formats_ref.cc), on every compiled target, plus hand-built blocks whose values
 // follow from the format definition alone.
 #include <gtest/gtest.h>
-#include <hwy/targets.h>
 
 #include <cmath>
 #include <cstring>
@@ -12,6 +11,7 @@
 
 #include "kernels/block_formats.h"
 #include "kernels/dequant.h"
+#include "kernels/hwy_targets_testing.h"
 #include "kernels/random_blocks.h"
 #include "util/fp16.h"
 
@@ -19,22 +19,10 @@ namespace cqkv {
 namespace {
 
 using testing::BlockFormats;
+using testing::ForEachTarget;
 using testing::RandomBlockRow;
 
 constexpr double kU = 5.9604645e-8;  // 2^-24, the fp32 unit roundoff
-
-void ForEachTarget(const std::function<void()>& body) {
-  struct Restore {
-    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
-  } restore;
-  const int64_t supported = hwy::SupportedTargets();
-  for (int64_t target : {int64_t{HWY_AVX3}, int64_t{HWY_AVX2}, int64_t{HWY_SCALAR}}) {
-    if (target != HWY_SCALAR && (supported & target) == 0) continue;
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
-    body();
-  }
-}
 
 // Widening must agree bit for bit: both sides round scale q (+ offset) once per element.
 // Dot products differ from the exact sum only by summation order and the per-sub-block factoring

@@ -1,7 +1,6 @@
 #include "kernels/dequant.h"
 
 #include <gtest/gtest.h>
-#include <hwy/targets.h>
 
 #include <cmath>
 #include <cstdint>
@@ -10,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/hwy_targets_testing.h"
 #include "util/fp16.h"
 
 namespace cqkv {
@@ -85,20 +85,7 @@ void ExpectDotMatchesRef(DType t, const std::vector<uint8_t>& bytes, const float
   EXPECT_NEAR(got, ref, tol) << DTypeName(t) << " n=" << n;
 }
 
-// Runs `body` once per vector target compiled into the kernels that this CPU can run (plus the
-// scalar fallback), so an AVX-512 machine also checks the AVX2 code.
-void ForEachTarget(const std::function<void()>& body) {
-  struct Restore {
-    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
-  } restore;
-  const int64_t supported = hwy::SupportedTargets();
-  for (int64_t target : {int64_t{HWY_AVX3}, int64_t{HWY_AVX2}, int64_t{HWY_SCALAR}}) {
-    if (target != HWY_SCALAR && (supported & target) == 0) continue;
-    hwy::SetSupportedTargetsForTest(target);
-    SCOPED_TRACE(hwy::TargetName(target));
-    body();
-  }
-}
+using testing::ForEachTarget;
 
 TEST(DequantTest, FloatTypesMatchReferenceAtEveryLength) {
   ForEachTarget([] {
