@@ -203,14 +203,16 @@ std::unique_ptr<KvCache> MakeChild(const KvSpec& sub, const KvShape& shape,
   if (sub.family != KvFamily::kCq) return MakeKvCache(sub, s);
   CodebookSet all = LoadCodebooks(sub.path);
   CheckCodebooksFit(all, shape, sub.path);
-  CodebookSet set = all;
+  std::vector<std::vector<float>> centroids = std::move(all.centroids);
+  std::vector<double> objective = std::move(all.objective);
+  CodebookSet set = std::move(all);
   set.n_layers = s.n_layers;
   set.centroids.clear();
   set.objective.clear();
   for (int l : layers) {
     for (int kind = 0; kind < 2; ++kind) {
-      set.centroids.push_back(std::move(all.centroids[static_cast<size_t>(l) * 2 + kind]));
-      set.objective.push_back(all.objective[static_cast<size_t>(l) * 2 + kind]);
+      set.centroids.push_back(std::move(centroids[static_cast<size_t>(l) * 2 + kind]));
+      set.objective.push_back(objective[static_cast<size_t>(l) * 2 + kind]);
     }
   }
   return MakeCqCache(std::move(set), s, std::max(0, sub.window), sub.text);

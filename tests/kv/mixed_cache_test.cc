@@ -207,7 +207,9 @@ TEST(MixedCache, PagingAndSiblings) {
   KvShape one = s, two = s;
   one.n_layers = 1;
   two.n_layers = 2;
-  auto cq = MakeKvCache("cq:" + cb + ":r8", two), f16 = MakeKvCache("fp16", one);
+  // The same sizes as the cq sub-cache over layers 1 and 2 (a 2-layer codebook file).
+  auto cq = MakeKvCache("cq:" + CodebookFile(two, "cqkv_mixed_pages2.cqcb") + ":r8", two),
+       f16 = MakeKvCache("fp16", one);
   auto i4 = MakeKvCache("int4-channel", one), kv2 = MakeKvCache("kivi2", one);
   EXPECT_EQ(proto->PageBytes(), AlignUp64(cq->PageBytes()) + AlignUp64(f16->PageBytes()) +
                                     AlignUp64(i4->PageBytes()) + AlignUp64(kv2->PageBytes()));
