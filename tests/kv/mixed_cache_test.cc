@@ -25,10 +25,11 @@ namespace {
 using testing::RandomKv;
 using testing::TestShape;
 
-// A file of random codebooks (post-RoPE keys, 2 channels x 4 bits) fitting `s`.
-std::string CodebookFile(const KvShape& s, const std::string& name) {
+// A file of random codebooks (2 channels x 4 bits) fitting `s`.
+std::string CodebookFile(const KvShape& s, const std::string& name,
+                         KeyPosition keys = KeyPosition::kPostRope) {
   const std::string path = (std::filesystem::temp_directory_path() / name).string();
-  SaveCodebooks(RandomCodebooks(s, CqConfig{2, 4}, 11), path);
+  SaveCodebooks(RandomCodebooks(s, CqConfig{2, 4}, 11, keys), path);
   return path;
 }
 
@@ -116,12 +117,15 @@ TEST(MixedCache, Fp16OverrideEqualsFp16OnThoseLayers) {
 TEST(MixedCache, KvSplitEqualsNaiveOverEachFormatsRows) {
   const KvShape s = TestShape(8, 2, 64, 600, 2);
   const std::string cb = CodebookFile(s, "cqkv_mixed_split.cqcb");
+  // Pre-RoPE keys: rows are rotated to their positions when read.
+  const std::string pre = CodebookFile(s, "cqkv_mixed_split_pre.cqcb", KeyPosition::kPreRope);
   const struct {
     std::string k, v;
   } cases[] = {{"int4-token", "int2-token"},
                {"int2-channel:g32", "fp16"},
                {"cq:" + cb + ":r8", "kivi2:r16"},
-               {"nf3", "cq:" + cb}};
+               {"nf3", "cq:" + cb},
+               {"cq:" + pre, "int4-channel:g32"}};
   ThreadPool pool(2);
   for (const auto& c : cases) {
     const std::string spec = "K=" + c.k + ",V=" + c.v;
