@@ -154,7 +154,7 @@ std::vector<ZsRecord> ParseZeroShotRecords(std::string_view text, ZsFileFormat f
 
 std::vector<ZsRecord> LoadZeroShotFile(const std::string& path, ZsFileFormat format,
                                        int64_t limit) {
-  const std::string text = ReadInputFile(path, kMaxTextInputBytes, "zero-shot task file");
+  const std::string text = ReadInputFile(path, kMaxTextInputBytes, "task file (--data-dir)");
   return ParseZeroShotRecords(text, format, path, limit);
 }
 

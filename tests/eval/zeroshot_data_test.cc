@@ -30,8 +30,9 @@ TEST(ZeroShotData, WinograndeAndLambadaLines) {
   ASSERT_EQ(w.size(), 1u);
   EXPECT_EQ(w[0].options[1], "A so Y");
   EXPECT_EQ(w[0].continuation, "ran.");
-  const auto l = ParseZeroShotRecords("{\"context\": \"He saw the\", \"continuation\": \"dog\"}\r\n",
-                                      ZsFileFormat::kContextContinuation, "l.jsonl");
+  const auto l =
+      ParseZeroShotRecords("{\"context\": \"He saw the\", \"continuation\": \"dog\"}\r\n",
+                           ZsFileFormat::kContextContinuation, "l.jsonl");
   ASSERT_EQ(l.size(), 1u);
   EXPECT_EQ(l[0].context, "He saw the");
   EXPECT_EQ(l[0].gold, -1);
@@ -102,9 +103,9 @@ TEST(ZeroShotData, MalformedLinesNameFileLineAndField) {
 TEST(ZeroShotData, SharedFilesParse) {
   CQKV_REQUIRE_SHARED("data/zeroshot/piqa.jsonl");
   const std::map<std::string, size_t> expected = {
-      {"piqa", 1838},      {"arc_easy", 2376},       {"arc_challenge", 1172}, {"winogrande", 1267},
-      {"hellaswag", 10042}, {"hellaswag_small", 4},   {"boolq", 3270},         {"copa", 100},
-      {"openbookqa", 500}, {"siqa", 1954},           {"lambada", 5153}};
+      {"piqa", 1838},       {"arc_easy", 2376},     {"arc_challenge", 1172}, {"winogrande", 1267},
+      {"hellaswag", 10042}, {"hellaswag_small", 4}, {"boolq", 3270},         {"copa", 100},
+      {"openbookqa", 500},  {"siqa", 1954},         {"lambada", 5153}};
   for (const ZsTask& t : ZeroShotTasks()) {
     const auto items = LoadZeroShotTask(t, testing::SharedPath("data/zeroshot"));
     EXPECT_EQ(items.size(), expected.at(std::string(t.name))) << t.name;

@@ -45,14 +45,15 @@ TEST(ZeroShotLoglik, SharedPrefixMatchesDirectRunsForEveryFormat) {
   for (const char* c : {" a big red ball.", " the cat.", " a dog ran to the park and played."}) {
     item.requests.push_back(ZsRequest{"Once upon a time, Lily saw ", c, 4});
   }
-  for (const std::string kv : {"fp32", "fp16", "int8-token", "int4-channel:g32", "kivi2:r4"}) {
+  for (const std::string kv : {"fp32", "fp16", "int8-token", "int4-channel:g32", "kivi2:g8:r4"}) {
     ThreadPool pool(2);
     ZsModelScorer scorer(*m, kv, true, pool);
     const auto lls = scorer.Score(item);
     ASSERT_EQ(lls.size(), 3u);
     const auto& seqs = scorer.last_tokens();
     // The context's trailing space moved to the continuation, so all share the context tokens.
-    const int64_t ctx_len = static_cast<int64_t>(m->tok().Encode("Once upon a time, Lily saw", true).size());
+    const int64_t ctx_len =
+        static_cast<int64_t>(m->tok().Encode("Once upon a time, Lily saw", true).size());
     for (size_t i = 0; i < 3; ++i) {
       EXPECT_EQ(seqs[i].first_scored, ctx_len) << kv;
       const double ref = DirectLoglik(*m, kv, seqs[i].tokens, ctx_len, seqs[i].first_scored);

@@ -74,8 +74,7 @@ TEST(ZeroShotScoring, TaskFiguresFromAFakeLoglikProvider) {
     return out;
   };
   const ZsTask& wg = FindZeroShotTask("winogrande");
-  auto wg_item = [](const std::string& a, const std::string& b, const std::string& cont,
-                    int gold) {
+  auto wg_item = [](const std::string& a, const std::string& b, const std::string& cont, int gold) {
     ZsRecord r;
     r.options = {a, b};
     r.continuation = cont;
@@ -88,12 +87,11 @@ TEST(ZeroShotScoring, TaskFiguresFromAFakeLoglikProvider) {
       wg_item("Tom beat Sam so Tom", "Tom beat Sam so Sam", "won.", 0),             // right
   };
   int64_t calls = 0;
-  const ZsTaskResult r =
-      EvalZeroShotTask(wg, items, fake, [&](int64_t done, int64_t n) {
-        ++calls;
-        EXPECT_EQ(n, 3);
-        EXPECT_EQ(done, calls);
-      });
+  const ZsTaskResult r = EvalZeroShotTask(wg, items, fake, [&](int64_t done, int64_t n) {
+    ++calls;
+    EXPECT_EQ(n, 3);
+    EXPECT_EQ(done, calls);
+  });
   EXPECT_EQ(calls, 3);
   EXPECT_EQ(r.n, 3);
   EXPECT_DOUBLE_EQ(r.acc, 2.0 / 3.0);

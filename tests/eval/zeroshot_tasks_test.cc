@@ -33,8 +33,7 @@ TEST(ZeroShotTasks, PromptsFollowTheHarness) {
   EXPECT_EQ(b.requests[1].context, "Passage: P\nQuestion: is it?\nAnswer:");
   EXPECT_EQ(b.requests[1].continuation, " yes");
   // OpenBookQA, COPA and SIQA queries are used as stored.
-  EXPECT_EQ(Format("openbookqa", "Predators eat", {"a", "b"}).requests[0].context,
-            "Predators eat");
+  EXPECT_EQ(Format("openbookqa", "Predators eat", {"a", "b"}).requests[0].context, "Predators eat");
   EXPECT_EQ(Format("siqa", "Context: c\nAnswer:", {"A", "B"}).requests[1].continuation, " B");
   // WinoGrande: one request per context option, all with the same continuation.
   ZsItem w = Format("winogrande", "", {"Ann so Ann", "Ann so Bo"}, "ran.", 1);
@@ -48,18 +47,19 @@ TEST(ZeroShotTasks, PromptsFollowTheHarness) {
 }
 
 TEST(ZeroShotTasks, HellaswagPreprocessing) {
-  EXPECT_EQ(HellaswagPreprocess("  Do it [title] Then go.  "), "Do it.  Then go.");
-  EXPECT_EQ(HellaswagPreprocess("Visit [www.x.org] now [step] ok"), "Visit  now  ok");
+  // " [title]" -> ". " leaves a double space, which the last step makes single.
+  EXPECT_EQ(HellaswagPreprocess("  Do it [title] Then go.  "), "Do it. Then go.");
+  EXPECT_EQ(HellaswagPreprocess("Visit [www.x.org] now [step] ok"), "Visit now ok");
   EXPECT_EQ(HellaswagPreprocess("a   b"), "a  b");  // one pass of "  " -> " ", as Python's
   EXPECT_EQ(HellaswagPreprocess("keep [this"), "keep [this");
   ZsItem h = Format("hellaswag", "Cars: A man [title] drives.", {" goes [x] home.", "b", "c", "d"});
-  EXPECT_EQ(h.requests[0].context, "Cars: A man.  drives.");
+  EXPECT_EQ(h.requests[0].context, "Cars: A man. drives.");
   EXPECT_EQ(h.requests[0].continuation, " goes home.");
 }
 
 TEST(ZeroShotTasks, CodePointsCountCharactersNotBytes) {
   EXPECT_EQ(CodePoints("abc"), 3);
-  EXPECT_EQ(CodePoints("caf\xc3\xa9"), 4);      // é is 2 bytes
+  EXPECT_EQ(CodePoints("caf\xc3\xa9"), 4);       // é is 2 bytes
   EXPECT_EQ(CodePoints("\xf0\x9f\x98\x80"), 1);  // one 4-byte emoji
 }
 
