@@ -24,9 +24,11 @@ constexpr std::array kTasks = {
            false, "",
            "{sentence up to the blank, with option i} {rest of the sentence} (partial scoring: "
            "only the shared rest is scored)"},
-    ZsTask{"hellaswag", "hellaswag_val_full.txt", ZsFileFormat::kHellaswagText, ZsScoring::kChoice,
-           true, "",
-           "{activity}: {ctx_a} {Ctx_b} {ending} (harness preprocessing applied to both)"},
+    ZsTask{
+        "hellaswag", "hellaswag_val_full.txt", ZsFileFormat::kHellaswagText, ZsScoring::kChoice,
+        true, "",
+        "{activity}: {ctx_a} {ctx_b} {ending} (harness preprocessing applied to both; llama.cpp's "
+        "file does not capitalise ctx_b as the harness does)"},
     ZsTask{"hellaswag_small", "hellaswag_small.jsonl", ZsFileFormat::kQueryChoices,
            ZsScoring::kChoice, true, "",
            "{activity}: {ctx_a} {Ctx_b} {ending} (the 4-item llm-foundry sample)"},
