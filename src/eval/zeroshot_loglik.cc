@@ -33,14 +33,19 @@ ZsModelScorer::ZsModelScorer(const Model& model, const std::string& kv, bool add
       prefix_(std::make_unique<PrefixRecordingCache>(
           MakeCacheFor(model, kv, model.config.max_seq_len))) {}
 
-ZsScoredTokens ZsModelScorer::Tokenize(const ZsRequest& r, int64_t line) const {
+ZsScoredTokens ZsModelScorer::Tokenize(const ZsRequest& r, int64_t line) {
   const Tokenizer& tok = model_.tok();
   // The harness moves the context's trailing whitespace to the continuation.
   size_t cut = r.context.size();
   while (cut > 0 && IsSpace(r.context[cut - 1])) --cut;
   const std::string context = r.context.substr(0, cut);
   const std::string continuation = r.context.substr(cut) + r.continuation;
-  const std::vector<int32_t> ctx = tok.Encode(context, add_bos_);
+  // The choices of an item share their context: encode it once.
+  if (context != ctx_text_ || ctx_tokens_.empty()) {
+    ctx_tokens_ = tok.Encode(context, add_bos_);
+    ctx_text_ = context;
+  }
+  const std::vector<int32_t>& ctx = ctx_tokens_;
   const std::vector<int32_t> whole = tok.Encode(context + continuation, add_bos_);
   CQKV_CHECK(!ctx.empty(), "item at line {}: the context has no tokens (and no BOS is added)",
              line);

@@ -41,7 +41,7 @@ class ZsModelScorer {
   const KvCache& cache() const { return *prefix_; }
 
  private:
-  ZsScoredTokens Tokenize(const ZsRequest& r, int64_t line) const;
+  ZsScoredTokens Tokenize(const ZsRequest& r, int64_t line);
 
   const Model& model_;
   bool add_bos_;
@@ -51,6 +51,8 @@ class ZsModelScorer {
   std::vector<float> prefix_logits_;               // (1, vocab)
   std::vector<std::vector<float>> choice_logits_;  // per request (rows, vocab)
   std::vector<ZsScoredTokens> last_;
+  std::string ctx_text_;             // the last context encoded
+  std::vector<int32_t> ctx_tokens_;  // and its tokens
   int64_t forwarded_ = 0, unshared_ = 0;
 };
 
