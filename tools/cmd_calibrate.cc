@@ -72,7 +72,7 @@ void RegisterCalibrate(CLI::App& app) {
   struct Opts {
     ModelOptions m;
     std::string data, out, config = "4c8b", tokens = "16x256", keys = "post-rope", json;
-    std::string spill_dir = std::filesystem::temp_directory_path().string();
+    std::string spill_dir;  // empty: $TMPDIR or /tmp, resolved when the command runs
     std::string synthetic, weights = "f16";  // --synthetic 7b: SevenBShape, for memory checks
     int layers = 2, kv_heads = 32;
     bool allow_eval = false, quiet = false, in_memory = false;
@@ -108,9 +108,9 @@ void RegisterCalibrate(CLI::App& app) {
   cmd->add_option("--json", o->json, "write a calibration report (objective per layer, time)")
       ->check(kNonEmptyPath);
   cmd->add_option("--spill-dir", o->spill_dir,
-                  "directory for the per-layer activation spill (a private subdirectory, removed "
-                  "afterwards; it peaks at the size --in-memory would hold in RAM)")
-      ->capture_default_str()
+                  "directory for the per-layer activation spill (default $TMPDIR or /tmp; a "
+                  "private subdirectory, removed afterwards, that peaks at the size --in-memory "
+                  "would hold in RAM)")
       ->check(CLI::ExistingDirectory);
   cmd->add_flag("--in-memory", o->in_memory,
                 "keep every layer's activations in RAM instead of spilling them (same result)");
@@ -135,7 +135,15 @@ void RegisterCalibrate(CLI::App& app) {
     o->c.config = CqConfig::Parse(o->config);
     o->c.keys = ParseKeyPosition(o->keys);
     ParseTokensSpec(o->tokens, &o->c.n_seqs, &o->c.seq_len);
-    if (!o->in_memory) o->c.spill_dir = o->spill_dir;
+    if (!o->in_memory) {
+      if (o->spill_dir.empty()) {
+        std::error_code ec;
+        o->spill_dir = std::filesystem::temp_directory_path(ec).string();
+        CQKV_CHECK(!ec, "--spill-dir: no temporary directory ($TMPDIR: {}); pass --spill-dir",
+                   ec.message());
+      }
+      o->c.spill_dir = o->spill_dir;
+    }
     const std::vector<TextSource> sources = ParseTextSourceList(o->data, "--data");
     if (!o->allow_eval) {
       for (const TextSource& src : sources) RefuseEvaluationText(src);
