@@ -42,12 +42,13 @@ class ProgressLine {
   void operator()(const CalibrationStatus& s) {
     using Clock = std::chrono::steady_clock;
     const auto now = Clock::now();
-    if (stage_ != s.stage) {
+    if (stage_ != s.stage) {  // the stage began when the previous one last reported
       if (!stage_.empty()) fmt::print(stderr, "\n");
       stage_ = s.stage;
-      stage_start_ = now;
+      stage_start_ = last_;
       printed_ = {};
     }
+    last_ = now;
     const bool last = s.done >= s.total;
     if (!last && now - printed_ < std::chrono::seconds(1)) return;
     printed_ = now;
@@ -62,7 +63,7 @@ class ProgressLine {
 
  private:
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-  std::chrono::steady_clock::time_point stage_start_, printed_;
+  std::chrono::steady_clock::time_point stage_start_, printed_, last_ = start_;
   std::string stage_;
 };
 
