@@ -47,10 +47,12 @@ class ProgressLine {
       stage_ = s.stage;
       stage_start_ = last_;
       printed_ = {};
+      printed_done_ = -1;
     }
     last_ = now;
     const bool last = s.done >= s.total;
-    if (!last && now - printed_ < std::chrono::seconds(1)) return;
+    if (last ? s.done == printed_done_ : now - printed_ < std::chrono::seconds(1)) return;
+    printed_done_ = s.done;
     printed_ = now;
     const double spent = std::chrono::duration<double>(now - stage_start_).count();
     const double total = std::chrono::duration<double>(now - start_).count();
@@ -64,6 +66,7 @@ class ProgressLine {
  private:
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point stage_start_, printed_, last_ = start_;
+  int64_t printed_done_ = -1;
   std::string stage_;
 };
 
@@ -187,7 +190,7 @@ void RegisterCalibrate(CLI::App& app) {
     }
     fmt::print(stderr,
                "wrote {} (CQ-{}, {} keys, {}) in {:.1f} s with {} threads; peak RSS {:.0f} MiB, "
-               "spilled {:.0f} MiB{}\n",
+               "spilled {:.1f} MiB{}\n",
                o->out, set.config.Name(), o->keys, o->c.fisher ? "fisher" : "uniform", secs,
                pool.size(), peak_rss / (1 << 20), stats.spill_bytes / double(1 << 20),
                o->in_memory ? " (--in-memory)" : " to " + o->spill_dir);
