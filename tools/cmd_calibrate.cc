@@ -32,6 +32,7 @@ void RegisterCalibrate(CLI::App& app) {
   struct Opts {
     ModelOptions m;
     std::string data, out, config = "4c8b", tokens = "16x256", keys = "post-rope", json;
+    std::string values = "kmeans";
     bool allow_eval = false, quiet = false;
     CalibrationOptions c;
   };
@@ -51,6 +52,11 @@ void RegisterCalibrate(CLI::App& app) {
   cmd->add_option("--keys", o->keys, "quantise keys pre-rope or post-rope")
       ->check(CLI::IsMember({"pre-rope", "post-rope"}))
       ->capture_default_str();
+  cmd->add_option("--values", o->values,
+                  "value codebooks: kmeans (free centroids) or additive (b0 + the basis vectors "
+                  "the code's bits select: dense aggregation, fitted by alternating least squares)")
+      ->check(CLI::IsMember({"kmeans", "additive"}))
+      ->capture_default_str();
   cmd->add_option("--iters", o->c.max_iter, "max k-means iterations")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
@@ -68,14 +74,16 @@ void RegisterCalibrate(CLI::App& app) {
   cmd->callback([o] {
     o->c.config = CqConfig::Parse(o->config);
     o->c.keys = ParseKeyPosition(o->keys);
+    o->c.values = ParseValueKind(o->values);
     ParseTokensSpec(o->tokens, &o->c.n_seqs, &o->c.seq_len);
     const TextSource src = ParseTextSource(o->data);
     if (!o->allow_eval) RefuseEvaluationText(src);
     auto model = LoadModelFrom(o->m);
     const auto t0 = std::chrono::steady_clock::now();
     const auto ids = model->tok().Encode(LoadText(src), /*add_bos=*/true);
-    o->c.description = fmt::format("{} ({} x {} tokens, {}, {})", o->data, o->c.n_seqs,
-                                   o->c.seq_len, o->c.fisher ? "fisher" : "uniform", o->keys);
+    o->c.description =
+        fmt::format("{} ({} x {} tokens, {}, {}, {} values)", o->data, o->c.n_seqs, o->c.seq_len,
+                    o->c.fisher ? "fisher" : "uniform", o->keys, o->values);
     ThreadPool pool(o->m.threads);
     int last_percent = -1;
     auto progress = [&last_percent](const std::string& msg, double frac) {

@@ -8,6 +8,7 @@
 
 #include "model/backward.h"
 #include "model/fingerprint.h"
+#include "quant/additive_codebook.h"
 #include "quant/kmeans.h"
 #include "util/error.h"
 
@@ -110,6 +111,7 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
   set.centroids.assign(static_cast<size_t>(L) * 2,
                        std::vector<float>(static_cast<size_t>(n_groups) * k * c));
   std::vector<double> sse(static_cast<size_t>(L) * 2 * n_groups, 0.0);
+  if (opt.values == ValueKind::kAdditive) InitAdditiveValues(set);
 
   // One k-means per (layer, kind, group); threads take whole problems.
   const int64_t n_tasks = int64_t{L} * 2 * n_groups;
@@ -131,10 +133,15 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
       kp.max_iter = opt.max_iter;
       kp.n_init = opt.n_init;
       kp.seed = opt.seed + static_cast<uint64_t>(task);
-      const KMeansResult r = KMeans(ConstMat(sub.data(), need, c), w, kp, nullptr);
-      std::copy(r.centroids.begin(), r.centroids.end(),
-                set.centroids[lk].begin() + static_cast<int64_t>(grp) * k * c);
-      sse[task] = r.objective;
+      if (lk % 2 == 1 && opt.values == ValueKind::kAdditive) {
+        const AdditiveParams ap{opt.config.bits, opt.max_iter, opt.n_init, 1e-6, kp.seed};
+        sse[task] = FitAdditiveValueGroup(ConstMat(sub.data(), need, c), w, ap, set, lk / 2, grp);
+      } else {
+        const KMeansResult r = KMeans(ConstMat(sub.data(), need, c), w, kp, nullptr);
+        std::copy(r.centroids.begin(), r.centroids.end(),
+                  set.centroids[lk].begin() + static_cast<int64_t>(grp) * k * c);
+        sse[task] = r.objective;
+      }
       const int64_t d = ++done;
       if (progress && tid == 0) {
         progress(fmt::format("k-means: {}/{} groups", d, n_tasks), 0.3 + 0.7 * d / n_tasks);
