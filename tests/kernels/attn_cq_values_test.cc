@@ -125,8 +125,8 @@ TEST(AdditiveBitSums, EqualsTheScalarDefinitionBitwise) {
         for (auto& x : p) x = ud(rng);
         testing::ForEachTarget([&] {
           std::vector<float> a(static_cast<size_t>(heads * row_bytes * 8), 0.0f), r = a;
-          AdditiveBitSums(rows.data(), row_bytes, n, p.data(), n, heads, a.data());
-          AdditiveBitSumsRef(rows.data(), row_bytes, n, p.data(), n, heads, r.data());
+          AdditiveBitSums(rows.data(), row_bytes, row_bytes, n, p.data(), n, heads, a.data());
+          AdditiveBitSumsRef(rows.data(), row_bytes, row_bytes, n, p.data(), n, heads, r.data());
           ASSERT_EQ(a, r) << row_bytes << " bytes, " << heads << " heads, n=" << n;
         });
       }
@@ -136,7 +136,7 @@ TEST(AdditiveBitSums, EqualsTheScalarDefinitionBitwise) {
   std::vector<uint8_t> ones(3 * 8, 0xff);
   const std::vector<float> w = {0.5f, 0.25f, 2.0f};
   std::vector<float> s(64, 1.0f);
-  AdditiveBitSums(ones.data(), 8, 3, w.data(), 3, 1, s.data());
+  AdditiveBitSums(ones.data(), 8, 8, 3, w.data(), 3, 1, s.data());
   for (float x : s) EXPECT_EQ(x, 3.75f);
 }
 
