@@ -3,11 +3,14 @@
 // depends on the model's shape, and a malformed spec fails before any model is loaded.
 #pragma once
 
+#include <memory>
 #include <string>
 
 namespace cqkv {
 
-enum class KvFamily { kFp32, kFp16, kCq, kIntToken, kIntChannel, kNf, kKivi };
+enum class KvFamily { kFp32, kFp16, kCq, kIntToken, kIntChannel, kNf, kKivi, kMixed };
+
+struct MixedSpec;  // kv/mixed_spec.h
 
 struct KvSpec {
   std::string text;  // as written: the cache's format() and every message quote it
@@ -16,6 +19,7 @@ struct KvSpec {
   int group = 0;     // g<G>: channels (token layouts) or tokens (channel layouts); 0 = default
   int window = -1;   // r<R>: fp16 recent tokens of cq and kivi; -1 = the format's default
   std::string path;  // cq: the codebook file
+  std::shared_ptr<const MixedSpec> mixed;  // kMixed: per-layer / per-K,V formats
 };
 
 // Throws cqkv::Error quoting `text` for an unknown family, option, bit width or a malformed

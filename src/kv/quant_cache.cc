@@ -83,6 +83,13 @@ void QuantKvCache::AttendPartial(int layer, int kv_head, const float* q_group, i
   });
 }
 
+void QuantKvCache::ReadRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
+                            float* out) const {
+  ForEachPageRange(t0, t0 + n, shape_.page_tokens, [&](int64_t, int64_t b, int64_t e) {
+    DequantRows(layer, part, b, e - b, kvh, out + (b - t0) * shape_.head_dim);
+  });
+}
+
 bool QuantKvCache::InPlaceRows(int, KvPart, int, int64_t, IntRowsView*) const { return false; }
 
 void QuantKvCache::DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,

@@ -17,8 +17,6 @@
 
 namespace cqkv {
 
-enum class KvPart { kKey, kValue };
-
 // BytesPerToken of every subclass is the most bytes one sequence's cache ever holds (over
 // 1..max_tokens tokens: codes, fp16 side parameters, and transient full-precision buffers such as
 // int<B>-channel's fp32 staging of a partial group or KIVI's fp16 window) divided by max_tokens.
@@ -44,6 +42,9 @@ class QuantKvCache : public KvCache {
   void AttendPartial(int layer, int kv_head, const float* q_group, int group, int64_t t0,
                      int64_t t1, float* m, float* l, float* acc) const final;
   bool HasAttendPartial() const final { return true; }
+  // DequantRows page by page: the rows DequantHead gives.
+  void ReadRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh, float* out) const override;
+  bool HasReadRows() const override { return true; }
   // Bits of the quantised representation per cached channel, K and V averaged: codes plus side
   // parameters amortised over their group. Excludes transient buffers (staging, fp16 window),
   // which BytesPerToken counts; this is the number papers quote, e.g. 4.25 for int4-token:g128.
