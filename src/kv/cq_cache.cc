@@ -67,6 +67,10 @@ std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& sha
   sh->values = set.values;
   sh->value_basis = std::move(set.value_basis);
   CQKV_CHECK(set.values == ValueKind::kKMeans ||
+                 sh->value_basis.size() == static_cast<size_t>(set.n_layers),
+             "KV format '{}': additive values with bases for {} of {} layers", spec,
+             sh->value_basis.size(), set.n_layers);
+  CQKV_CHECK(set.values == ValueKind::kKMeans ||
                  (shape.head_dim / set.config.channels * set.config.bits) % 8 == 0,
              "KV format '{}': additive values need each head's codes to fill whole bytes "
              "({} groups x {} bits)",

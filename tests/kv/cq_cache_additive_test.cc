@@ -4,13 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/rope.h"
 #include "kv/cq_cache.h"
 #include "kv/kv_testing.h"
 #include "quant/additive_codebook.h"
+#include "quant/codebook.h"
 #include "quant/kmeans.h"
 #include "util/error.h"
 
@@ -88,6 +91,39 @@ TEST(CqCacheAdditive, DecodeAndPrefillMatchDequantisedReference) {
       }
     }
   }
+}
+
+// A mixed spec keeps only some layers of a .cqcb: their value bases must follow their tables,
+// or decode would sum another layer's bases. Layer 1 of "fp16;cq:PATH@1" decodes exactly as
+// layer 1 of the whole-model cache.
+TEST(CqCacheAdditive, MixedSpecsSliceTheValueBases) {
+  KvShape s = testing::TestShape(8, 2, 32, 1024, /*n_layers=*/3);
+  s.model_fingerprint = 0x1234;
+  CodebookSet cb = RandomCodebooks(s, CqConfig::Parse("4c8b"), 7);
+  RandomAdditiveValues(cb, 8);
+  const std::string path = ::testing::TempDir() + "/cq_cache_additive_mixed.cqcb";
+  SaveCodebooks(cb, path);
+  auto whole = MakeKvCache("cq:" + path, s);
+  auto mixed = MakeKvCache("fp16;cq:" + path + "@1", s);
+  ThreadPool pool(2);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  const int kvd = s.kv_dim(), qd = s.q_dim(), n = 400;
+  std::vector<float> k(static_cast<size_t>(n) * kvd), v(k.size()), q(static_cast<size_t>(qd));
+  for (auto* x : {&k, &v, &q}) {
+    for (auto& e : *x) e = nd(rng);
+  }
+  for (KvCache* c : {whole.get(), mixed.get()}) {
+    for (int l = 0; l < s.n_layers; ++l) {
+      const ConstMat km(k.data(), n, kvd), vm(v.data(), n, kvd);
+      c->Append(l, KvBlock{0, km, km, vm});
+    }
+  }
+  std::vector<float> a(static_cast<size_t>(qd)), b(a.size());
+  whole->Attend(1, ConstMat(q.data(), 1, qd), n - 1, Mat(a.data(), 1, qd), pool);
+  mixed->Attend(1, ConstMat(q.data(), 1, qd), n - 1, Mat(b.data(), 1, qd), pool);
+  for (int i = 0; i < qd; ++i) ASSERT_NEAR(a[i], b[i], 1e-5 * (1 + std::fabs(a[i]))) << i;
+  std::remove(path.c_str());
 }
 
 TEST(CqCacheAdditive, RefusesHeadsWhoseCodesSplitBytes) {
