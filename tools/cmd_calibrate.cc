@@ -78,6 +78,7 @@ void RegisterCalibrate(CLI::App& app) {
     std::string data, out, config = "4c8b", tokens = "16x256", keys = "post-rope", json;
     std::string spill_dir;  // empty: $TMPDIR or /tmp, resolved when the command runs
     std::string synthetic, weights = "f16";  // --synthetic 7b: SevenBShape, for memory checks
+    std::string values = "kmeans";
     int layers = 2, kv_heads = 32;
     bool allow_eval = false, quiet = false, in_memory = false;
     CalibrationOptions c;
@@ -98,6 +99,11 @@ void RegisterCalibrate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--keys", o->keys, "quantise keys pre-rope or post-rope")
       ->check(CLI::IsMember({"pre-rope", "post-rope"}))
+      ->capture_default_str();
+  cmd->add_option("--values", o->values,
+                  "value codebooks: kmeans (free centroids) or additive (b0 + the basis vectors "
+                  "the code's bits select: dense aggregation, fitted by alternating least squares)")
+      ->check(CLI::IsMember({"kmeans", "additive"}))
       ->capture_default_str();
   cmd->add_option("--iters", o->c.max_iter, "max k-means iterations")
       ->capture_default_str()
@@ -138,6 +144,7 @@ void RegisterCalibrate(CLI::App& app) {
                "calibrate: give exactly one of -m MODEL and --synthetic 7b");
     o->c.config = CqConfig::Parse(o->config);
     o->c.keys = ParseKeyPosition(o->keys);
+    o->c.values = ParseValueKind(o->values);
     ParseTokensSpec(o->tokens, &o->c.n_seqs, &o->c.seq_len);
     if (!o->in_memory) {
       if (o->spill_dir.empty()) {
@@ -172,8 +179,9 @@ void RegisterCalibrate(CLI::App& app) {
       for (int32_t& id : ids) id &= 0xff;
       fmt::print(stderr, "model: {} (random weights)\n", model->path);
     }
-    o->c.description = fmt::format("{} ({} x {} tokens, {}, {})", o->data, o->c.n_seqs,
-                                   o->c.seq_len, o->c.fisher ? "fisher" : "uniform", o->keys);
+    o->c.description =
+        fmt::format("{} ({} x {} tokens, {}, {}, {} values)", o->data, o->c.n_seqs, o->c.seq_len,
+                    o->c.fisher ? "fisher" : "uniform", o->keys, o->values);
     ThreadPool pool(o->m.threads);
     ProgressLine progress;
     CalibrationStats stats;

@@ -15,6 +15,7 @@
 
 #include "kv/cq_cache.h"
 #include "kv/decode_attention.h"
+#include "quant/additive_codebook.h"
 #include "util/error.h"
 #include "util/fast_rng.h"
 
@@ -51,12 +52,13 @@ AttnFormat ParseAttnFormat(const std::string& name) {
   AttnFormat f;
   f.name = name;
   if (name.starts_with("cq:")) {
-    static const std::regex kRandom(R"(cq:(\d+c\d+b)(?::r(\d+))?)");
+    static const std::regex kRandom(R"(cq:(\d+c\d+b)(\+add)?(?::r(\d+))?)");
     std::smatch m;
     if (std::regex_match(name, m, kRandom)) {
       f.random_cq = true;
       f.cq = CqConfig::Parse(m[1].str());
-      f.window = m[2].matched ? std::stoi(m[2].str()) : 0;
+      f.additive_values = m[2].matched;
+      f.window = m[3].matched ? std::stoi(m[3].str()) : 0;
     }
     CQKV_CHECK(name.size() > 3, "--formats: '{}' names no CQ config or codebook file", name);
     return f;  // a codebook path is checked when the cache is made
@@ -87,7 +89,9 @@ std::vector<AttnFormat> ParseAttnFormats(const std::string& list) {
 std::unique_ptr<KvCache> MakeBenchCache(const AttnFormat& format, const KvShape& shape,
                                         uint64_t seed) {
   if (format.random_cq) {
-    return MakeCqCache(RandomCodebooks(shape, format.cq, seed), shape, format.window, format.name);
+    CodebookSet set = RandomCodebooks(shape, format.cq, seed);
+    if (format.additive_values) RandomAdditiveValues(set, seed + 1);
+    return MakeCqCache(std::move(set), shape, format.window, format.name);
   }
   return MakeKvCache(format.name, shape);
 }

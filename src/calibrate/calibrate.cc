@@ -8,6 +8,7 @@
 #include "calibrate/activation_spill.h"
 #include "model/backward.h"
 #include "model/fingerprint.h"
+#include "quant/additive_codebook.h"
 #include "quant/kmeans.h"
 #include "util/error.h"
 
@@ -90,6 +91,7 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
   set.centroids.assign(static_cast<size_t>(L) * 2,
                        std::vector<float>(static_cast<size_t>(n_groups) * k * c));
   set.objective.resize(static_cast<size_t>(L) * 2);
+  if (opt.values == ValueKind::kAdditive) InitAdditiveValues(set);
 
   // One problem in memory at a time; threads take whole groups of it. Seeds are numbered over
   // all (layer, kind, group) fits, as when every problem was in memory at once.
@@ -118,9 +120,16 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
         kp.max_iter = opt.max_iter;
         kp.n_init = opt.n_init;
         kp.seed = opt.seed + static_cast<uint64_t>(int64_t{lk} * n_groups + grp);
-        const KMeansResult r = KMeans(ConstMat(sub.data(), need, c), wg, kp, nullptr);
-        std::copy(r.centroids.begin(), r.centroids.end(), set.centroids[lk].begin() + grp * k * c);
-        sse[grp] = r.objective;
+        if (lk % 2 == 1 && opt.values == ValueKind::kAdditive) {
+          const AdditiveParams ap{opt.config.bits, opt.max_iter, opt.n_init, 1e-6, kp.seed};
+          sse[grp] = FitAdditiveValueGroup(ConstMat(sub.data(), need, c), wg, ap, set, lk / 2,
+                                           static_cast<int>(grp));
+        } else {
+          const KMeansResult r = KMeans(ConstMat(sub.data(), need, c), wg, kp, nullptr);
+          std::copy(r.centroids.begin(), r.centroids.end(),
+                    set.centroids[lk].begin() + grp * k * c);
+          sse[grp] = r.objective;
+        }
         const int64_t d = ++done;
         if (progress && tid == 0) progress({"k-means", d, n_tasks});
       }

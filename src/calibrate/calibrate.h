@@ -19,7 +19,8 @@ struct CalibrationOptions {
   CqConfig config;
   KeyPosition keys = KeyPosition::kPostRope;
   bool fisher = false;
-  int n_seqs = 16;     // calibration windows
+  ValueKind values = ValueKind::kKMeans;  // additive: quant/additive_codebook.h
+  int n_seqs = 16;                        // calibration windows
   int seq_len = 256;   // tokens per window (the paper uses 16 x 2048 on 7B models)
   int max_iter = 100;  // Lloyd iterations per k-means
   int n_init = 1;      // k-means restarts (best objective kept)

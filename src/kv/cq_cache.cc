@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/attn_cq.h"
+#include "kernels/attn_cq_values.h"
 #include "kernels/attn_dense.h"
 #include "kernels/ops.h"
 #include "kernels/rope.h"
@@ -52,6 +53,10 @@ struct CqShared {
   // SIMD nearest-centroid search; decoding reads a centroid with stride 2^b.
   std::vector<std::vector<float>> tables;
   RopeTable rope;  // (max_tokens) positions; only for pre-RoPE codebooks
+  // Additive values (CodebookSet::value_basis): decode sums weights per code bit instead of
+  // per centroid (kernels/attn_cq_values.h); every other path reads the expanded tables.
+  ValueKind values = ValueKind::kKMeans;
+  std::vector<std::vector<float>> value_basis;  // [layer] (n_groups, b + 1, c)
 };
 
 std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& shape,
@@ -59,6 +64,17 @@ std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& sha
   auto sh = std::make_shared<CqShared>();
   sh->config = set.config;
   sh->keys = set.keys;
+  sh->values = set.values;
+  sh->value_basis = std::move(set.value_basis);
+  CQKV_CHECK(set.values == ValueKind::kKMeans ||
+                 sh->value_basis.size() == static_cast<size_t>(set.n_layers),
+             "KV format '{}': additive values with bases for {} of {} layers", spec,
+             sh->value_basis.size(), set.n_layers);
+  CQKV_CHECK(set.values == ValueKind::kKMeans ||
+                 (shape.head_dim / set.config.channels * set.config.bits) % 8 == 0,
+             "KV format '{}': additive values need each head's codes to fill whole bytes "
+             "({} groups x {} bits)",
+             spec, shape.head_dim / set.config.channels, set.config.bits);
   const int c = set.config.channels, k = set.config.n_centroids();
   // The set's own copy of each table is dropped once transposed, so one copy lives in memory.
   sh->tables.resize(set.centroids.size());
@@ -314,7 +330,13 @@ class CqKvCache final : public KvCache {
           }
         };
       }
-      CqAttend(hv, q_group, t0, code_end, s, score);
+      if (shared_->values == ValueKind::kAdditive) {
+        const float* basis = shared_->value_basis[layer].data() +
+                             int64_t{kv_head} * groups_per_head_ * (bits_ + 1) * c_;
+        CqAttendAdditive(hv, basis, q_group, t0, code_end, s, score);
+      } else {
+        CqAttend(hv, q_group, t0, code_end, s, score);
+      }
     }
     for (int64_t t = std::max(t0, window_start); t < t1;) {
       // A run of ring slots [t % window, ...) without wrapping.

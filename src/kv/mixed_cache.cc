@@ -205,15 +205,19 @@ std::unique_ptr<KvCache> MakeChild(const KvSpec& sub, const KvShape& shape,
   CheckCodebooksFit(all, shape, sub.path);
   std::vector<std::vector<float>> centroids = std::move(all.centroids);
   std::vector<double> objective = std::move(all.objective);
+  std::vector<std::vector<float>> value_basis = std::move(all.value_basis);
   CodebookSet set = std::move(all);
   set.n_layers = s.n_layers;
   set.centroids.clear();
   set.objective.clear();
+  set.value_basis.clear();
   for (int l : layers) {
     for (int kind = 0; kind < 2; ++kind) {
       set.centroids.push_back(std::move(centroids[static_cast<size_t>(l) * 2 + kind]));
       set.objective.push_back(objective[static_cast<size_t>(l) * 2 + kind]);
     }
+    // Additive values (quant/codebook.h): their bases are per layer too.
+    if (!value_basis.empty()) set.value_basis.push_back(std::move(value_basis[l]));
   }
   return MakeCqCache(std::move(set), s, std::max(0, sub.window), sub.text);
 }

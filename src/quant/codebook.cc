@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "quant/additive.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/escape.h"
@@ -18,9 +19,12 @@ namespace {
 // File layout (all integers little-endian):
 //   "CQCB" | uint32 version | uint64 header_len | JSON header (header_len bytes)
 //   | float32 centroids of (layer 0, K), (layer 0, V), (layer 1, K), ... each (n_groups, 2^b, c)
+//   | (version 2, additive values only) float32 value bases per layer, each (n_groups, b + 1, c)
 //   | uint64 FNV-1a of every byte before it
+// Version 2 added the header field "values" (the value kind); version 1 files have none and
+// hold k-means values.
 constexpr char kMagic[4] = {'C', 'Q', 'C', 'B'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr size_t kPrefixBytes = 4 + 4 + 8;
 static_assert(std::endian::native == std::endian::little, "codebook I/O assumes little-endian");
 
@@ -52,6 +56,11 @@ uint64_t TableFloats(const CodebookSet& s) {
   return static_cast<uint64_t>(s.n_groups()) * s.config.n_centroids() * s.config.channels;
 }
 
+// Floats in one layer's value bases (additive values).
+uint64_t BasisFloats(const CodebookSet& s) {
+  return static_cast<uint64_t>(s.n_groups()) * (s.config.bits + 1) * s.config.channels;
+}
+
 // Header-level consistency shared by Save and Load (`what` prefixes the message).
 void CheckShape(const CodebookSet& s, const std::string& what) {
   const CqConfig& c = s.config;
@@ -64,6 +73,8 @@ void CheckShape(const CodebookSet& s, const std::string& what) {
   CQKV_CHECK(s.head_dim % c.channels == 0,
              "{}: sizes inconsistent: group size c={} does not divide head dim {}", what,
              c.channels, s.head_dim);
+  CQKV_CHECK(s.values == ValueKind::kKMeans || c.bits <= 12,
+             "{}: additive values need b <= 12 bits, config has {}", what, c.bits);
   CQKV_CHECK(s.objective.empty() || s.objective.size() == static_cast<size_t>(2 * s.n_layers),
              "{}: sizes inconsistent: {} objective values for {} layers", what, s.objective.size(),
              s.n_layers);
@@ -82,7 +93,7 @@ std::string ParseHex64(const std::string& text, uint64_t* out) {
 // is refused, naming the field, or "". Integers must be JSON integers in range: 1.5, true or
 // 4294967300 (which a plain get<int> wraps to 4) are refused, as are duplicate keys, which a
 // JSON parser silently resolves to the last one.
-std::string ParseHeader(const std::string& text, CodebookSet& s) {
+std::string ParseHeader(const std::string& text, uint32_t version, CodebookSet& s) {
   std::vector<std::set<std::string>> keys_seen;
   std::string duplicate;
   const nlohmann::json::parser_callback_t on_event = [&](int, nlohmann::json::parse_event_t ev,
@@ -99,11 +110,12 @@ std::string ParseHeader(const std::string& text, CodebookSet& s) {
   const nlohmann::json h = nlohmann::json::parse(text, on_event);
   if (!duplicate.empty()) return fmt::format("field \"{}\" appears twice", Escaped(duplicate));
   if (!h.is_object()) return "not a JSON object";
-  static const std::set<std::string> kFields = {"config",     "c",           "b",
-                                                "keys",       "fisher",      "n_layers",
-                                                "n_kv_heads", "head_dim",    "model_fingerprint",
-                                                "model_name", "calibration", "objective",
-                                                "layout"};
+  std::set<std::string> kFields = {"config",     "c",           "b",
+                                   "keys",       "fisher",      "n_layers",
+                                   "n_kv_heads", "head_dim",    "model_fingerprint",
+                                   "model_name", "calibration", "objective",
+                                   "layout"};
+  if (version >= 2) kFields.insert("values");
   for (const auto& [k, v] : h.items()) {
     if (!kFields.contains(k)) return fmt::format("unknown field \"{}\"", Escaped(k));
   }
@@ -158,6 +170,15 @@ std::string ParseHeader(const std::string& text, CodebookSet& s) {
   if (!(err = string_field("model_name", s.model_name)).empty()) return err;
   if (!(err = string_field("calibration", s.calibration)).empty()) return err;
   if (!(err = string_field("layout", layout)).empty()) return err;
+  if (version >= 2) {
+    std::string values;
+    if (!(err = string_field("values", values)).empty()) return err;
+    if (values != "kmeans" && values != "additive") {
+      return fmt::format("field \"values\" is \"{}\", expected \"kmeans\" or \"additive\"",
+                         Escaped(values));
+    }
+    s.values = ParseValueKind(values);
+  }
   const auto& obj = h.at("objective");
   if (!obj.is_array()) return "field \"objective\" is not an array";
   for (const auto& x : obj) {
@@ -201,6 +222,14 @@ KeyPosition ParseKeyPosition(const std::string& text) {
   Fail("key position '{}' must be 'pre-rope' or 'post-rope'", text);
 }
 
+const char* ValueKindName(ValueKind v) { return v == ValueKind::kAdditive ? "additive" : "kmeans"; }
+
+ValueKind ParseValueKind(const std::string& text) {
+  if (text == "kmeans") return ValueKind::kKMeans;
+  if (text == "additive") return ValueKind::kAdditive;
+  Fail("value kind '{}' must be 'kmeans' or 'additive'", text);
+}
+
 void SaveCodebooks(const CodebookSet& set, const std::string& path) {
   const std::string what = "codebook file " + Escaped(path);
   CheckShape(set, what);
@@ -211,6 +240,14 @@ void SaveCodebooks(const CodebookSet& set, const std::string& path) {
   for (const auto& t : set.centroids) {
     CQKV_CHECK(t.size() == floats, "{}: a centroid table has {} floats, expected {}", what,
                t.size(), floats);
+  }
+  const bool additive = set.values == ValueKind::kAdditive;
+  CQKV_CHECK(set.value_basis.size() == (additive ? static_cast<size_t>(set.n_layers) : 0),
+             "{}: {} value bases for {} layers of {} values", what, set.value_basis.size(),
+             set.n_layers, ValueKindName(set.values));
+  for (const auto& b : set.value_basis) {
+    CQKV_CHECK(b.size() == BasisFloats(set), "{}: a value basis has {} floats, expected {}", what,
+               b.size(), BasisFloats(set));
   }
   nlohmann::json h;
   h["config"] = set.config.Name();
@@ -226,7 +263,11 @@ void SaveCodebooks(const CodebookSet& set, const std::string& path) {
   h["model_name"] = set.model_name;
   h["calibration"] = set.calibration;
   h["objective"] = set.objective;
-  h["layout"] = "float32 tables per (layer, K then V), each (n_groups, 2^b, c) row-major";
+  h["values"] = ValueKindName(set.values);
+  h["layout"] = additive
+                    ? "float32 tables per (layer, K then V), each (n_groups, 2^b, c) "
+                      "row-major, then value bases per layer, each (n_groups, b + 1, c)"
+                    : "float32 tables per (layer, K then V), each (n_groups, 2^b, c) row-major";
   const std::string header = h.dump(1);
 
   std::string out;
@@ -237,6 +278,9 @@ void SaveCodebooks(const CodebookSet& set, const std::string& path) {
   out += header;
   for (const auto& t : set.centroids) {
     out.append(reinterpret_cast<const char*>(t.data()), t.size() * sizeof(float));
+  }
+  for (const auto& b : set.value_basis) {
+    out.append(reinterpret_cast<const char*>(b.data()), b.size() * sizeof(float));
   }
   Put<uint64_t>(out, Fnv1a(reinterpret_cast<const uint8_t*>(out.data()), out.size()));
   WriteFileAtomic(path, out);
@@ -251,8 +295,9 @@ CodebookSet LoadCodebooks(const std::string& path) {
              "{}: not a cqkv codebook file (bad magic)", what);
   CQKV_CHECK(size >= kPrefixBytes, "{}: truncated ({} bytes)", what, size);
   const uint32_t version = Get<uint32_t>(p + 4);
-  CQKV_CHECK(version == kVersion, "{}: unsupported version {} (this build reads version {})", what,
-             version, kVersion);
+  CQKV_CHECK(version == 1 || version == kVersion,
+             "{}: unsupported version {} (this build reads versions 1 and {})", what, version,
+             kVersion);
   const uint64_t header_len = Get<uint64_t>(p + 8);
   CQKV_CHECK(header_len <= size && kPrefixBytes + header_len + 8 <= size,
              "{}: truncated (header of {} bytes, file of {})", what, header_len, size);
@@ -261,7 +306,7 @@ CodebookSet LoadCodebooks(const std::string& path) {
   CodebookSet s;
   std::string bad;  // why the header is refused, naming the field
   try {
-    bad = ParseHeader(bytes.substr(kPrefixBytes, header_len), s);
+    bad = ParseHeader(bytes.substr(kPrefixBytes, header_len), version, s);
   } catch (const std::exception& e) {  // malformed JSON
     bad = fmt::format("not valid JSON: {}", e.what());
   }
@@ -276,7 +321,10 @@ CodebookSet LoadCodebooks(const std::string& path) {
     throw;
   }
   const uint64_t floats = TableFloats(s);
-  const uint64_t expected = kPrefixBytes + header_len + 2 * s.n_layers * floats * 4 + 8;
+  const bool additive = s.values == ValueKind::kAdditive;
+  const uint64_t basis_floats = additive ? BasisFloats(s) : 0;
+  const uint64_t expected =
+      kPrefixBytes + header_len + (2 * floats + basis_floats) * s.n_layers * 4 + 8;
   CQKV_CHECK(size >= expected, "{}: truncated ({} bytes, the header implies {})", what, size,
              expected);
   CQKV_CHECK(size == expected,
@@ -290,6 +338,26 @@ CodebookSet LoadCodebooks(const std::string& path) {
     std::memcpy(t.data(), data, floats * sizeof(float));
     data += floats * sizeof(float);
     for (float v : t) CQKV_CHECK(std::isfinite(v), "{}: non-finite centroid value", what);
+  }
+  if (additive) {
+    const int k = s.config.n_centroids(), c = s.config.channels;
+    std::vector<float> expanded(static_cast<size_t>(k) * c);
+    s.value_basis.resize(static_cast<size_t>(s.n_layers));
+    for (int l = 0; l < s.n_layers; ++l) {
+      auto& b = s.value_basis[l];
+      b.resize(basis_floats);
+      std::memcpy(b.data(), data, basis_floats * sizeof(float));
+      data += basis_floats * sizeof(float);
+      for (float v : b) CQKV_CHECK(std::isfinite(v), "{}: non-finite value basis", what);
+      // The kernels sum bases, the other paths read centroids: both must be the same values.
+      for (int g = 0; g < s.n_groups(); ++g) {
+        ExpandAdditive(s.ValueBasis(l, g), s.config.bits, c, expanded.data());
+        CQKV_CHECK(std::memcmp(expanded.data(), s.Table(l, 1, g), expanded.size() * 4) == 0,
+                   "{}: layer {} group {}: value centroids are not the expansion of the value "
+                   "basis",
+                   what, l, g);
+      }
+    }
   }
   return s;
 }

@@ -25,6 +25,13 @@ enum class KeyPosition { kPreRope, kPostRope };
 const char* KeyPositionName(KeyPosition p);  // "pre-rope" / "post-rope"
 KeyPosition ParseKeyPosition(const std::string& text);
 
+// How the value groups are represented: free k-means centroids, or additive binary codes (each
+// centroid is b0 plus the basis vectors its code's set bits select; quant/additive.h), whose
+// weighted sums are dense masked adds (kernels/attn_cq_values.h). Keys are always k-means.
+enum class ValueKind { kKMeans, kAdditive };
+const char* ValueKindName(ValueKind v);  // "kmeans" / "additive"
+ValueKind ParseValueKind(const std::string& text);
+
 struct CodebookSet {
   CqConfig config;
   KeyPosition keys = KeyPosition::kPostRope;
@@ -38,6 +45,11 @@ struct CodebookSet {
   std::string calibration;  // informational ("c4 docs 0..99, 16x256 tokens")
   // centroids[layer * 2 + kind] (kind 0 = K, 1 = V): (n_groups, 2^b, c) row-major.
   std::vector<std::vector<float>> centroids;
+  ValueKind values = ValueKind::kKMeans;
+  // Only for additive values: [layer] (n_groups, b + 1, c), row 0 of a group its offset b0, row
+  // 1 + j its B_j. The V centroid tables are their expansions (ExpandAdditive), so every path
+  // that reads centroids works unchanged; the file stores both and checks they agree.
+  std::vector<std::vector<float>> value_basis;
   // k-means objective (weighted mean squared error per vector) per (layer * 2 + kind).
   std::vector<double> objective;
 
@@ -48,11 +60,16 @@ struct CodebookSet {
     return centroids[static_cast<size_t>(layer) * 2 + kind].data() +
            static_cast<size_t>(group) * config.n_centroids() * config.channels;
   }
+  const float* ValueBasis(int layer, int group) const {
+    return value_basis[static_cast<size_t>(layer)].data() +
+           static_cast<size_t>(group) * (config.bits + 1) * config.channels;
+  }
 };
 
 // Writes `set` to `path` atomically (temp file + rename).
 void SaveCodebooks(const CodebookSet& set, const std::string& path);
 // Reads and verifies magic, version, sizes and checksum; throws cqkv::Error naming the file.
+// Version 1 files (before value kinds) load as k-means values.
 CodebookSet LoadCodebooks(const std::string& path);
 
 }  // namespace cqkv

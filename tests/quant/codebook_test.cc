@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "quant/additive.h"
 #include "test_util.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
@@ -107,10 +108,10 @@ TEST(Codebook, DamagedFilesAreClearErrors) {
   testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad});
   write(bytes + "x");
   testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "inconsistent"});
-  std::string v2 = bytes;
-  v2[4] = 2;
-  write(v2);
-  testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "unsupported version 2"});
+  std::string v3 = bytes;
+  v3[4] = 3;
+  write(v3);
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "unsupported version 3"});
   write("# a text file, not a codebook\n");
   testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "not a cqkv codebook file"});
   testing::ExpectErrorMentioning([&] { LoadCodebooks(bad + ".missing"); }, {bad + ".missing"});
@@ -204,6 +205,109 @@ TEST(Codebook, SaveRejectsInconsistentSets) {
   s = RandomSet(CqConfig{4, 4}, 2, 2, 16, 3);
   s.head_dim = 18;  // c = 4 does not divide it
   EXPECT_THROW(SaveCodebooks(s, TempPath("x.cqcb")), Error);
+}
+
+// A set with additive values: random bases, V tables their expansions.
+CodebookSet AdditiveSet(CqConfig cfg, int n_layers, int n_kv_heads, int head_dim, uint64_t seed) {
+  CodebookSet s = RandomSet(cfg, n_layers, n_kv_heads, head_dim, seed);
+  s.values = ValueKind::kAdditive;
+  std::mt19937 rng(static_cast<uint32_t>(seed) + 1);
+  std::normal_distribution<float> nd;
+  const int per_basis = (cfg.bits + 1) * cfg.channels, per_table = cfg.n_centroids() * cfg.channels;
+  for (int l = 0; l < n_layers; ++l) {
+    s.value_basis.emplace_back(static_cast<size_t>(s.n_groups()) * per_basis);
+    for (auto& v : s.value_basis.back()) v = nd(rng);
+    for (int g = 0; g < s.n_groups(); ++g) {
+      ExpandAdditive(s.value_basis[l].data() + g * per_basis, cfg.bits, cfg.channels,
+                     s.centroids[2 * l + 1].data() + g * per_table);
+    }
+  }
+  return s;
+}
+
+std::string WithChecksum(std::string b) {
+  b.resize(b.size() - 8);
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : b) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  b.append(reinterpret_cast<const char*>(&h), 8);
+  return b;
+}
+
+TEST(Codebook, AdditiveValuesRoundTrip) {
+  const CodebookSet s = AdditiveSet(CqConfig{4, 3}, 2, 2, 8, 5);
+  const std::string path = TempPath("add.cqcb");
+  SaveCodebooks(s, path);
+  const CodebookSet r = LoadCodebooks(path);
+  EXPECT_EQ(r.values, ValueKind::kAdditive);
+  EXPECT_EQ(r.value_basis, s.value_basis);
+  EXPECT_EQ(r.centroids, s.centroids);
+  EXPECT_EQ(r.ValueBasis(1, 3)[4], s.value_basis[1][3 * 4 * 4 + 4]);
+  EXPECT_NE(ReadFile(path).find("\"values\": \"additive\""), std::string::npos);
+  // A k-means set records its kind too.
+  SaveCodebooks(RandomSet(CqConfig{4, 3}, 2, 2, 8, 5), path);
+  EXPECT_EQ(LoadCodebooks(path).values, ValueKind::kKMeans);
+  EXPECT_NE(ReadFile(path).find("\"values\": \"kmeans\""), std::string::npos);
+  std::filesystem::remove(path);
+}
+
+// Values whose centroid tables are not the expansion of their bases would make the masked-add
+// kernel and every other path disagree: refused at load.
+TEST(Codebook, AdditiveTablesMustMatchTheirBases) {
+  const CodebookSet s = AdditiveSet(CqConfig{2, 2}, 1, 1, 4, 6);
+  const std::string path = TempPath("add.cqcb");
+  SaveCodebooks(s, path);
+  std::string b = ReadFile(path);
+  // The last float before the checksum is the last basis value (layer 0, group 1, last basis
+  // vector, channel 1).
+  float v;
+  std::memcpy(&v, b.data() + b.size() - 12, 4);
+  v += 1.0f;
+  std::memcpy(b.data() + b.size() - 12, &v, 4);
+  std::ofstream(path, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(path); }, {path, "checksum"});
+  b = WithChecksum(b);
+  std::ofstream(path, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(path); },
+                                 {path, "layer 0 group 1", "not the expansion"});
+  std::filesystem::remove(path);
+}
+
+// A version 1 file (written before value kinds: no "values" field) still loads, as k-means
+// values; a version 2 file must name its kind.
+TEST(Codebook, Version1FilesLoadAsKMeansValues) {
+  const CodebookSet s = RandomSet(CqConfig{4, 4}, 2, 2, 16, 7);
+  const std::string path = TempPath("v1.cqcb");
+  SaveCodebooks(s, path);
+  const std::string v2 = ReadFile(path);
+  std::string v1 = WithHeader(v2, [](std::string h) {
+    // Keys are written sorted, so "values" is the last one.
+    return Replace(h, ",\n \"values\": \"kmeans\"", "");
+  });
+  v1[4] = 1;
+  v1 = WithChecksum(v1);
+  std::ofstream(path, std::ios::binary).write(v1.data(), static_cast<std::streamsize>(v1.size()));
+  const CodebookSet r = LoadCodebooks(path);
+  EXPECT_EQ(r.values, ValueKind::kKMeans);
+  EXPECT_TRUE(r.value_basis.empty());
+  EXPECT_EQ(r.centroids, s.centroids);
+  EXPECT_EQ(r.objective, s.objective);
+  // Version 2 without the field, and version 1 with it, are refused naming it.
+  std::string missing = v1;
+  missing[4] = 2;
+  missing = WithChecksum(missing);
+  std::ofstream(path, std::ios::binary)
+      .write(missing.data(), static_cast<std::streamsize>(missing.size()));
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(path); }, {path, "missing field \"values\""});
+  std::string extra = v2;
+  extra[4] = 1;
+  extra = WithChecksum(extra);
+  std::ofstream(path, std::ios::binary)
+      .write(extra.data(), static_cast<std::streamsize>(extra.size()));
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(path); }, {path, "unknown field \"values\""});
+  std::filesystem::remove(path);
 }
 
 }  // namespace
