@@ -51,12 +51,13 @@ AttnFormat ParseAttnFormat(const std::string& name) {
   AttnFormat f;
   f.name = name;
   if (name.starts_with("cq:")) {
-    static const std::regex kRandom(R"(cq:(\d+c\d+b)(?::r(\d+))?)");
+    static const std::regex kRandom(R"(cq:(\d+c\d+b)(:fs)?(?::r(\d+))?)");
     std::smatch m;
     if (std::regex_match(name, m, kRandom)) {
       f.random_cq = true;
       f.cq = CqConfig::Parse(m[1].str());
-      f.window = m[2].matched ? std::stoi(m[2].str()) : 0;
+      f.fast_scan = m[2].matched;
+      f.window = m[3].matched ? std::stoi(m[3].str()) : 0;
     }
     CQKV_CHECK(name.size() > 3, "--formats: '{}' names no CQ config or codebook file", name);
     return f;  // a codebook path is checked when the cache is made
@@ -87,7 +88,8 @@ std::vector<AttnFormat> ParseAttnFormats(const std::string& list) {
 std::unique_ptr<KvCache> MakeBenchCache(const AttnFormat& format, const KvShape& shape,
                                         uint64_t seed) {
   if (format.random_cq) {
-    return MakeCqCache(RandomCodebooks(shape, format.cq, seed), shape, format.window, format.name);
+    return MakeCqCache(RandomCodebooks(shape, format.cq, seed), shape, format.window, format.name,
+                       format.fast_scan);
   }
   return MakeKvCache(format.name, shape);
 }

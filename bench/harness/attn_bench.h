@@ -14,7 +14,7 @@
 
 namespace cqkv {
 
-// A KV format under benchmark. Every --kv spec is accepted; in addition "cq:<c>c<b>b[:rN]"
+// A KV format under benchmark. Every --kv spec is accepted; in addition "cq:<c>c<b>b[:fs][:rN]"
 // (e.g. "cq:4c8b") means CQ with random in-memory codebooks of that config, which times exactly
 // like learned ones (attention cost depends on the code layout, not on the centroid values).
 // Any other "cq:..." is a codebook file path as in --kv.
@@ -23,6 +23,7 @@ struct AttnFormat {
   bool random_cq = false;  // cq:<c>c<b>b: random codebooks of `cq`
   CqConfig cq;             // only when random_cq
   int window = 0;          // fp16 window of a random-codebook CQ cache (":rN")
+  bool fast_scan = false;  // fast-scan keys of a random-codebook CQ cache (":fs")
 };
 // Throws cqkv::Error naming `name` when it names no known format family.
 AttnFormat ParseAttnFormat(const std::string& name);
