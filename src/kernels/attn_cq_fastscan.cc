@@ -10,6 +10,8 @@
 //  - HWY_SCALAR: the scalar reference.
 // Sums stay below 65536: a token adds `groups` entries of at most 255 (CqFsUnsupported).
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 #ifndef HWY_DISABLED_TARGETS
 #define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SSE4)
@@ -120,6 +122,73 @@ void ScoreBlocks(const CqFsTables& t, const uint8_t* HWY_RESTRICT codes, int64_t
 }
 #endif
 
+// The tables of CqFsBuildTables (see attn_cq_fastscan.h), one (head, group) row of 2^b entries at
+// a time: q . centroid by multiply-adds over the c channels, running min / max vectors, then
+// qlut = (lut - lo) / scale + 1/2 truncated (entries are >= lo: round to nearest, error <= scale
+// / 2) and saturated to bytes.
+void CqFsBuildTablesImpl(const CqHeadView& hv, const float* HWY_RESTRICT q, int heads, int head_dim,
+                         CqFsTables* tables) {
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<int32_t, decltype(df)> di;
+  const hn::Rebind<uint8_t, decltype(df)> du8;
+  const int NF = static_cast<int>(hn::Lanes(df));
+  CqFsTables& t = *tables;
+  const int groups = hv.groups, c = hv.c, k = 1 << hv.bits;
+  std::vector<float> lo(groups);
+  for (int h = 0; h < heads; ++h) {
+    float range = 0, offset = 0, magnitude = 0;
+    for (int g = 0; g < groups; ++g) {
+      float* HWY_RESTRICT l = t.lut.data() + (int64_t{h} * groups + g) * k;
+      const float* qg = q + int64_t{h} * head_dim + g * c;
+      const float* HWY_RESTRICT tab = hv.k_table + int64_t{g} * c * k;  // (c, k)
+      auto mn = hn::Set(df, INFINITY), mx = hn::Set(df, -INFINITY);
+      for (int e = 0; e < k; e += NF) {
+        auto a = hn::Zero(df);
+        for (int j = 0; j < c; ++j)
+          a = hn::MulAdd(hn::Set(df, qg[j]), hn::LoadU(df, tab + j * k + e), a);
+        hn::StoreU(a, df, l + e);
+        mn = hn::Min(mn, a);
+        mx = hn::Max(mx, a);
+      }
+      lo[g] = hn::GetLane(hn::MinOfLanes(df, mn));
+      const float hi = hn::GetLane(hn::MaxOfLanes(df, mx));
+      range = std::max(range, hi - lo[g]);
+      offset += lo[g];
+      magnitude += std::max(std::fabs(lo[g]), std::fabs(hi));
+    }
+    const float scale = range / 255.0f, inv = scale > 0 ? 1.0f / scale : 0.0f;
+    const auto vinv = hn::Set(df, inv), half = hn::Set(df, 0.5f);
+    for (int g = 0; g < groups; ++g) {
+      const float* HWY_RESTRICT l = t.lut.data() + (int64_t{h} * groups + g) * k;
+      uint8_t* HWY_RESTRICT ql = t.qlut.data() + (int64_t{h} * groups + g) * k;
+      const auto vlo = hn::Set(df, lo[g]);
+      for (int e = 0; e < k; e += NF) {
+        const auto x = hn::MulAdd(hn::Sub(hn::LoadU(df, l + e), vlo), vinv, half);
+        hn::StoreU(hn::DemoteTo(du8, hn::ConvertTo(di, x)), du8, ql + e);
+      }
+    }
+    t.scale[h] = scale;
+    t.offset[h] = offset;
+    // groups * scale / 2 from rounding the entries; the slack covers fp32 rounding of the
+    // offset sum, of the exact score and of scale * sum + offset (a few ulps of the magnitude).
+    t.bound[h] = groups * scale * 0.5f + 4e-6f * (magnitude + 1.0f);
+  }
+}
+
+float CqFsMaxImpl(const float* HWY_RESTRICT x, int64_t n) {
+  const hn::ScalableTag<float> df;
+  const int64_t NF = static_cast<int64_t>(hn::Lanes(df));
+  auto m0 = hn::Set(df, -INFINITY), m1 = m0;
+  int64_t i = 0;
+  for (; i + 2 * NF <= n; i += 2 * NF) {
+    m0 = hn::Max(m0, hn::LoadU(df, x + i));
+    m1 = hn::Max(m1, hn::LoadU(df, x + i + NF));
+  }
+  float m = hn::GetLane(hn::MaxOfLanes(df, hn::Max(m0, m1)));
+  for (; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
 void CqFsApproxScoresImpl(const CqHeadView& hv, const CqFsTables& t, int64_t blk0, int64_t nb,
                           float* scores, int64_t stride) {
 #if HWY_TARGET == HWY_SCALAR
@@ -148,6 +217,24 @@ HWY_AFTER_NAMESPACE();
 namespace cqkv {
 
 HWY_EXPORT(CqFsApproxScoresImpl);
+HWY_EXPORT(CqFsBuildTablesImpl);
+HWY_EXPORT(CqFsMaxImpl);
+
+void CqFsBuildTables(const CqHeadView& hv, const float* q, int heads, int head_dim,
+                     CqFsTables* tables) {
+  CqFsTables& t = *tables;
+  t.heads = heads;
+  t.groups = hv.groups;
+  t.bits = hv.bits;
+  t.lut.resize(static_cast<size_t>(heads) * hv.groups << hv.bits);
+  t.qlut.resize(t.lut.size());
+  t.scale.resize(heads);
+  t.offset.resize(heads);
+  t.bound.resize(heads);
+  HWY_DYNAMIC_DISPATCH(CqFsBuildTablesImpl)(hv, q, heads, head_dim, tables);
+}
+
+float CqFsMax(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(CqFsMaxImpl)(x, n); }
 
 void CqFsApproxScores(const CqHeadView& hv, const CqFsTables& t, int64_t blk0, int64_t nb,
                       float* scores, int64_t stride) {

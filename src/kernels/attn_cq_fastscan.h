@@ -56,6 +56,8 @@ struct CqFsTables {
 };
 void CqFsBuildTables(const CqHeadView& hv, const float* q, int heads, int head_dim,
                      CqFsTables* tables);
+// max(x[0..n)), n >= 1, vectorised.
+float CqFsMax(const float* x, int64_t n);
 
 // Approximate scores (scale * sum + offset) of blocks [blk0, blk0 + nb) of the fast-scan key
 // stream of hv (paged or not): scores (heads, nb * 64) row-major with row stride `stride`.
@@ -67,14 +69,15 @@ void CqFsApproxScores(const CqHeadView& hv, const CqFsTables& t, int64_t blk0, i
 void CqFsApproxScoresRef(const CqHeadView& hv, const CqFsTables& t, int64_t blk0, int64_t nb,
                          float* scores, int64_t stride);
 
-// The scores the kernel uses for block `blk`, (heads, 64) row-major, for its tokens within
-// [lo, hi) (others are left unspecified): approximate, except that per head every token whose
-// approximate score is within 2 * bound of the block's approximate max is rescored exactly from
-// the fp32 tables. The token of the exact maximum is always among them (its approximate score is
-// >= exact max - bound >= approximate max - 2 bound), and no other token's score exceeds it, so
-// the max over any range of blocks is the exact max (up to fp32 summation order).
-void CqFsBlockScores(const CqHeadView& hv, const CqFsTables& t, int64_t blk, int64_t lo, int64_t hi,
-                     float* scores);
+// The scores the kernel uses for tokens [t0, t1): (heads, stride) row-major in *scores, token t
+// at column t - 64 * (t0 / 64), stride returned (whole blocks; columns outside the range are
+// unspecified). Approximate, except that per head every token whose approximate score is within
+// 2 * bound of the range's approximate max is rescored exactly from the fp32 tables. The token
+// of the exact maximum is always among them (its approximate score is >= exact max - bound >=
+// approximate max - 2 bound) and every other score stays below it, so the max over the range is
+// the exact max (up to fp32 summation order).
+int64_t CqFsScores(const CqHeadView& hv, const CqFsTables& t, int64_t t0, int64_t t1,
+                   std::vector<float>* scores);
 
 // CqAttend with fast-scan key scores (hv's keys in the layout above, values token-major as
 // usual): accumulates into s the attention of s.heads queries q over tokens [t0, t1). Throws

@@ -33,51 +33,6 @@ const char* CqFsUnsupported(const CqHeadView& hv) {
   return "";
 }
 
-void CqFsBuildTables(const CqHeadView& hv, const float* q, int heads, int head_dim,
-                     CqFsTables* tables) {
-  CqFsTables& t = *tables;
-  const int groups = hv.groups, c = hv.c, k = 1 << hv.bits;
-  t.heads = heads;
-  t.groups = groups;
-  t.bits = hv.bits;
-  t.lut.resize(static_cast<size_t>(heads) * groups * k);
-  t.qlut.resize(t.lut.size());
-  t.scale.resize(heads);
-  t.offset.resize(heads);
-  t.bound.resize(heads);
-  std::vector<float> lo(groups), hi(groups);
-  for (int h = 0; h < heads; ++h) {
-    float range = 0, offset = 0, magnitude = 0;
-    for (int g = 0; g < groups; ++g) {
-      float* l = t.lut.data() + (int64_t{h} * groups + g) * k;
-      const float* qg = q + int64_t{h} * head_dim + g * c;
-      const float* tab = hv.k_table + int64_t{g} * c * k;  // (c, k)
-      std::fill(l, l + k, 0.0f);
-      for (int j = 0; j < c; ++j) {
-        for (int e = 0; e < k; ++e) l[e] += qg[j] * tab[j * k + e];
-      }
-      lo[g] = *std::min_element(l, l + k);
-      hi[g] = *std::max_element(l, l + k);
-      range = std::max(range, hi[g] - lo[g]);
-      offset += lo[g];
-      magnitude += std::max(std::fabs(lo[g]), std::fabs(hi[g]));
-    }
-    const float scale = range / 255.0f, inv = scale > 0 ? 1.0f / scale : 0.0f;
-    for (int g = 0; g < groups; ++g) {
-      const float* l = t.lut.data() + (int64_t{h} * groups + g) * k;
-      uint8_t* ql = t.qlut.data() + (int64_t{h} * groups + g) * k;
-      for (int e = 0; e < k; ++e) {
-        ql[e] = static_cast<uint8_t>(std::min(255.0f, std::nearbyint((l[e] - lo[g]) * inv)));
-      }
-    }
-    t.scale[h] = scale;
-    t.offset[h] = offset;
-    // groups * scale / 2 from rounding the entries; the slack covers fp32 rounding of the
-    // offset sum, of the exact score and of scale * sum + offset (a few ulps of the magnitude).
-    t.bound[h] = groups * scale * 0.5f + 4e-6f * (magnitude + 1.0f);
-  }
-}
-
 void CqFsApproxScoresRef(const CqHeadView& hv, const CqFsTables& t, int64_t blk0, int64_t nb,
                          float* scores, int64_t stride) {
   const int groups = t.groups, k = 1 << t.bits;
@@ -96,27 +51,41 @@ void CqFsApproxScoresRef(const CqHeadView& hv, const CqFsTables& t, int64_t blk0
   }
 }
 
-void CqFsBlockScores(const CqHeadView& hv, const CqFsTables& t, int64_t blk, int64_t lo, int64_t hi,
-                     float* scores) {
-  CqFsApproxScores(hv, t, blk, 1, scores, kCqFsBlock);
-  const int64_t first = std::max<int64_t>(0, lo - blk * kCqFsBlock);
-  const int64_t last = std::min<int64_t>(kCqFsBlock, hi - blk * kCqFsBlock);
-  if (first >= last) return;
-  const uint8_t* codes = BlockCodes(hv, blk);
-  const int groups = t.groups, k = 1 << t.bits;
+// Exact fp32 score of token i of a block (codes at the block's start) for one head's tables l.
+float ExactScore(const uint8_t* codes, int i, const float* l, int groups, int bits) {
+  const int slot = CqFsSlot(i);
+  float s = 0;
+  if (bits == 8) {
+    for (int g = 0; g < groups; ++g) s += l[g * 256 + codes[g * kCqFsBlock + slot]];
+    return s;
+  }
+  for (int j = 0; j < groups / 2; ++j) {
+    const uint32_t byte = codes[j * kCqFsBlock + slot];
+    s += l[(2 * j) * 16 + (byte & 15u)];
+    s += l[(2 * j + 1) * 16 + (byte >> 4)];
+  }
+  return s;
+}
+
+int64_t CqFsScores(const CqHeadView& hv, const CqFsTables& t, int64_t t0, int64_t t1,
+                   std::vector<float>* scores) {
+  const int64_t blk0 = t0 / kCqFsBlock, nb = (t1 + kCqFsBlock - 1) / kCqFsBlock - blk0;
+  const int64_t stride = nb * kCqFsBlock, first = t0 - blk0 * kCqFsBlock,
+                last = t1 - blk0 * kCqFsBlock;
+  scores->resize(static_cast<size_t>(t.heads) * stride);
+  CqFsApproxScores(hv, t, blk0, nb, scores->data(), stride);
+  const int k = 1 << t.bits;
   for (int h = 0; h < t.heads; ++h) {
-    float* s = scores + h * kCqFsBlock;
-    const float top = *std::max_element(s + first, s + last);
-    const float cut = top - 2.0f * t.bound[h];
-    const float* l = t.lut.data() + int64_t{h} * groups * k;
+    float* s = scores->data() + h * stride;
+    const float cut = CqFsMax(s + first, last - first) - 2.0f * t.bound[h];
+    const float* l = t.lut.data() + int64_t{h} * t.groups * k;
     for (int64_t i = first; i < last; ++i) {
       if (s[i] < cut) continue;
-      float exact = 0;
-      for (int g = 0; g < groups; ++g)
-        exact += l[g * k + ReadCqCode(codes, CqFsKeyIndex(i, g, groups, t.bits), t.bits)];
-      s[i] = exact;
+      const int64_t blk = blk0 + i / kCqFsBlock;
+      s[i] = ExactScore(BlockCodes(hv, blk), static_cast<int>(i % kCqFsBlock), l, t.groups, t.bits);
     }
   }
+  return stride;
 }
 
 void CqAttendFastScan(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1,
@@ -126,24 +95,15 @@ void CqAttendFastScan(const CqHeadView& hv, const float* q, int64_t t0, int64_t 
   CQKV_CHECK(*why == '\0', "CQ attention: {} (bits {}, {} groups, page of {} tokens)", why, hv.bits,
              hv.groups, hv.page_tokens);
   thread_local CqFsTables tables;
-  thread_local std::vector<float> block;  // (heads, 64): scores of block `cached`
+  thread_local std::vector<float> scores;
   CqFsBuildTables(hv, q, s.heads, s.head_dim, &tables);
-  block.resize(static_cast<size_t>(s.heads) * kCqFsBlock);
-  int64_t cached = -1;
-  // CqAttend asks for runs of tokens that need not start on a block: a block's scores are made
-  // once (with their candidates rescored over the whole call range) and reused across runs.
+  // All of the range's scores first (the exact max needs the range's approximate max), then
+  // CqAttend's value path takes them a run at a time.
+  const int64_t stride = CqFsScores(hv, tables, t0, t1, &scores);
+  const int64_t base = t0 / kCqFsBlock * kCqFsBlock;
   const CqScoreFn score = [&](int64_t b0, int64_t n, float* out) {
-    for (int64_t i = 0; i < n;) {
-      const int64_t t = b0 + i, blk = t / kCqFsBlock;
-      if (blk != cached) {
-        CqFsBlockScores(hv, tables, blk, t0, t1, block.data());
-        cached = blk;
-      }
-      const int64_t at = t - blk * kCqFsBlock, m = std::min(n - i, kCqFsBlock - at);
-      for (int h = 0; h < s.heads; ++h) {
-        std::memcpy(out + h * n + i, block.data() + h * kCqFsBlock + at, sizeof(float) * m);
-      }
-      i += m;
+    for (int h = 0; h < s.heads; ++h) {
+      std::memcpy(out + h * n, scores.data() + h * stride + (b0 - base), sizeof(float) * n);
     }
   };
   CqAttend(hv, q, t0, t1, s, score);

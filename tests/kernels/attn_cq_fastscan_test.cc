@@ -168,7 +168,8 @@ TEST(CqFastScan, ApproximateScoresWithinBound) {
   }
 }
 
-// Over any range, the max of the scores the kernel uses is the exact max.
+// Over any range, the max of the scores the kernel uses is the exact max, and every score is
+// within the bound of the exact one.
 TEST(CqFastScan, MaxOverRangeIsExact) {
   for (const Case& cs : kCases) {
     const Head h(cs.c, cs.bits, cs.hd, 1000, cs.G + cs.hd, 256);
@@ -178,21 +179,20 @@ TEST(CqFastScan, MaxOverRangeIsExact) {
       CqFsTables t;
       CqFsBuildTables(view, q.data(), cs.G, cs.hd, &t);
       for (auto [t0, t1] : {std::pair<int64_t, int64_t>{0, 1}, {3, 70}, {63, 65}, {100, 999}}) {
-        std::vector<float> blk(static_cast<size_t>(cs.G) * 64);
-        std::vector<double> got(cs.G, -INFINITY), want(cs.G, -INFINITY);
-        for (int64_t b = t0 / 64; b * 64 < t1; ++b) {
-          CqFsBlockScores(view, t, b, t0, t1, blk.data());
-          for (int64_t i = std::max(t0, b * 64); i < std::min(t1, b * 64 + 64); ++i) {
-            for (int g = 0; g < cs.G; ++g) {
-              got[g] = std::max<double>(got[g], blk[g * 64 + i - b * 64]);
-              want[g] = std::max(want[g], h.Exact(q.data() + g * cs.hd, i));
-            }
+        std::vector<float> s;
+        const int64_t stride = CqFsScores(view, t, t0, t1, &s), base = t0 / 64 * 64;
+        for (int g = 0; g < cs.G; ++g) {
+          double got = -INFINITY, want = -INFINITY;
+          for (int64_t i = t0; i < t1; ++i) {
+            const double exact = h.Exact(q.data() + g * cs.hd, i), x = s[g * stride + i - base];
+            ASSERT_LE(std::fabs(x - exact), t.bound[g]) << "token " << i;
+            got = std::max(got, x);
+            want = std::max(want, exact);
           }
-        }
-        for (int g = 0; g < cs.G; ++g)
-          EXPECT_NEAR(got[g], want[g], 1e-5 * (1 + std::fabs(want[g])))
+          EXPECT_NEAR(got, want, 1e-5 * (1 + std::fabs(want)))
               << cs.c << "c" << cs.bits << "b spread " << spread << " [" << t0 << ", " << t1
               << ") head " << g;
+        }
       }
     }
   }
