@@ -34,91 +34,139 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 #if HWY_TARGET != HWY_SCALAR
-// Entry x[i] of a 256-byte table for each byte lane.
+// A vector of 8-bit codes with what every head's lookup of it shares.
 template <class D>
-HWY_INLINE hn::Vec<D> Lookup256(D d, const uint8_t* HWY_RESTRICT tab, hn::Vec<D> x) {
+struct Codes8 {
+#if HWY_TARGET == HWY_AVX3_DL
+  __m512i x;
+  __mmask64 top;  // entries 128..255
+  Codes8(D, hn::Vec<D> v) : x(v.raw), top(_mm512_movepi8_mask(v.raw)) {}
+#else
+  hn::Vec<D> low, high;  // nibbles: entry 16 * high + low
+  Codes8(D d, hn::Vec<D> v) : low(hn::And(v, hn::Set(d, 0x0F))), high(hn::ShiftRight<4>(v)) {}
+#endif
+};
+
+// Entry code[i] of a 256-byte table for each byte lane.
+template <class D>
+HWY_INLINE hn::Vec<D> Lookup256(D d, const uint8_t* HWY_RESTRICT tab, const Codes8<D>& c) {
 #if HWY_TARGET == HWY_AVX3_DL
   static_assert(hn::MaxLanes(D()) == 64, "one 512-bit register of codes");
+  (void)d;
   const __m512i t0 = _mm512_loadu_si512(tab), t1 = _mm512_loadu_si512(tab + 64);
   const __m512i t2 = _mm512_loadu_si512(tab + 128), t3 = _mm512_loadu_si512(tab + 192);
-  const __m512i lo = _mm512_permutex2var_epi8(t0, x.raw, t1);  // entries 0..127
-  const __m512i hi = _mm512_permutex2var_epi8(t2, x.raw, t3);  // entries 128..255
-  return hn::Vec<D>{_mm512_mask_blend_epi8(_mm512_movepi8_mask(x.raw), lo, hi)};
+  const __m512i lo = _mm512_permutex2var_epi8(t0, c.x, t1);  // entries 0..127 (index bits 0-6)
+  const __m512i hi = _mm512_permutex2var_epi8(t2, c.x, t3);  // entries 128..255
+  return hn::Vec<D>{_mm512_mask_blend_epi8(c.top, lo, hi)};
 #else
-  const auto low = hn::And(x, hn::Set(d, 0x0F));
-  const auto high = hn::ShiftRight<4>(x);
   auto r = hn::Zero(d);
   for (int j = 0; j < 16; ++j) {
-    const auto part = hn::TableLookupBytes(hn::LoadDup128(d, tab + 16 * j), low);
-    r = hn::IfThenElse(hn::Eq(high, hn::Set(d, static_cast<uint8_t>(j))), part, r);
+    const auto part = hn::TableLookupBytes(hn::LoadDup128(d, tab + 16 * j), c.low);
+    r = hn::IfThenElse(hn::Eq(c.high, hn::Set(d, static_cast<uint8_t>(j))), part, r);
   }
   return r;
 #endif
 }
 
-// acc[2v] += low bytes of r (as 16-bit lanes), acc[2v + 1] += high bytes.
+// Byte lookups r added into 16-bit lanes (FAISS's trick, one op fewer than masking): all += r as
+// 16-bit words, high += r >> 8; the low bytes' sum is all - (high << 8) modulo 2^16, exact as it
+// is below 2^16.
 template <class D16, class V8>
-HWY_INLINE void AddBytes(D16 d16, V8 r, hn::Vec<D16>& even, hn::Vec<D16>& odd) {
+HWY_INLINE void AddBytes(D16 d16, V8 r, hn::Vec<D16>& all, hn::Vec<D16>& high) {
   const auto w = hn::BitCast(d16, r);
-  even = hn::Add(even, hn::And(w, hn::Set(d16, 0x00FF)));
-  odd = hn::Add(odd, hn::ShiftRight<8>(w));
+  all = hn::Add(all, w);
+  high = hn::Add(high, hn::ShiftRight<8>(w));
 }
 
-// Blocks of one contiguous run of codes (`codes` at the first block's start).
-void ScoreBlocks(const CqFsTables& t, const uint8_t* HWY_RESTRICT codes, int64_t nb,
-                 float* HWY_RESTRICT scores, int64_t stride) {
-  const hn::CappedTag<uint8_t, 64> d8;
-  const hn::Repartition<uint16_t, decltype(d8)> d16;
+// kH heads [h0, h0 + kH) of kB consecutive blocks (codes `cb`): the code vectors are loaded (and
+// their shared lookup state made) once per group for all kH heads, each table once per kB
+// blocks; all sums stay in registers.
+template <int kH, int kB>
+HWY_INLINE void ScoreHeads(const CqFsTables& t, const uint8_t* HWY_RESTRICT cb, int h0,
+                           float* HWY_RESTRICT out, int64_t stride) {
+  using D8 = hn::CappedTag<uint8_t, 64>;
+  const D8 d8;
+  const hn::Repartition<uint16_t, D8> d16;
   const hn::Half<decltype(d16)> d16h;
   const hn::Rebind<int32_t, decltype(d16h)> d32;
   const hn::Rebind<float, decltype(d16h)> df;
   constexpr int N = static_cast<int>(hn::MaxLanes(d8));
-  constexpr int V = 64 / N;  // byte vectors per 64-token row
+  constexpr int V = 64 / N * kB;  // byte vectors per row of 64 tokens, over kB blocks
   constexpr int H = static_cast<int>(hn::MaxLanes(d16h));
   const int groups = t.groups, k = 1 << t.bits;
-  const int rows = t.bits == 8 ? groups : groups / 2;
-  const int64_t block_bytes = int64_t{rows} * 64;
-  hn::Vec<decltype(d16)> even[V], odd[V];
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* HWY_RESTRICT cb = codes + b * block_bytes;
-    for (int h = 0; h < t.heads; ++h) {
-      const uint8_t* HWY_RESTRICT tab = t.qlut.data() + int64_t{h} * groups * k;
-      for (int v = 0; v < V; ++v) even[v] = odd[v] = hn::Zero(d16);
-      if (t.bits == 8) {
-        for (int g = 0; g < groups; ++g) {
-          for (int v = 0; v < V; ++v) {
-            const auto x = hn::LoadU(d8, cb + g * 64 + v * N);
-            AddBytes(d16, Lookup256(d8, tab + g * 256, x), even[v], odd[v]);
-          }
-        }
-      } else {
-        const auto nibble = hn::Set(d8, 0x0F);
-        for (int j = 0; j < rows; ++j) {
-          const auto t_lo = hn::LoadDup128(d8, tab + (2 * j) * 16);
-          const auto t_hi = hn::LoadDup128(d8, tab + (2 * j + 1) * 16);
-          for (int v = 0; v < V; ++v) {
-            const auto x = hn::LoadU(d8, cb + j * 64 + v * N);
-            const auto lo = hn::And(x, nibble), hi = hn::And(hn::ShiftRight<4>(x), nibble);
-            AddBytes(d16, hn::TableLookupBytes(t_lo, lo), even[v], odd[v]);
-            AddBytes(d16, hn::TableLookupBytes(t_hi, hi), even[v], odd[v]);
-          }
-        }
-      }
-      // Lane j of even[v] is token v * N / 2 + j, of odd[v] token 32 + v * N / 2 + j.
-      const auto scale = hn::Set(df, t.scale[h]), offset = hn::Set(df, t.offset[h]);
-      float* HWY_RESTRICT out = scores + h * stride + b * 64;
-      auto emit = [&](hn::Vec<decltype(d16)> a, float* o) {
-        const auto lo = hn::ConvertTo(df, hn::PromoteTo(d32, hn::LowerHalf(d16h, a)));
-        const auto hi = hn::ConvertTo(df, hn::PromoteTo(d32, hn::UpperHalf(d16h, a)));
-        hn::StoreU(hn::MulAdd(scale, lo, offset), df, o);
-        hn::StoreU(hn::MulAdd(scale, hi, offset), df, o + H);
-      };
+  const uint8_t* HWY_RESTRICT tab = t.qlut.data() + int64_t{h0} * groups * k;
+  const int64_t tab_stride = int64_t{groups} * k;  // per head
+  const int64_t block_bytes = CqFsBlockBytes(groups, t.bits);
+  // Vector v: block v / (64 / N), bytes (v % (64 / N)) * N of its row.
+  auto at = [&](int row, int v) {
+    return cb + v / (64 / N) * block_bytes + row * 64 + v % (64 / N) * N;
+  };
+  hn::Vec<decltype(d16)> all[kH][V], high[kH][V];
+  for (int h = 0; h < kH; ++h) {
+    for (int v = 0; v < V; ++v) all[h][v] = high[h][v] = hn::Zero(d16);
+  }
+  if (t.bits == 8) {
+    for (int g = 0; g < groups; ++g) {
       for (int v = 0; v < V; ++v) {
-        emit(even[v], out + v * N / 2);
-        emit(odd[v], out + 32 + v * N / 2);
+        const Codes8<D8> c(d8, hn::LoadU(d8, at(g, v)));
+        for (int h = 0; h < kH; ++h)
+          AddBytes(d16, Lookup256(d8, tab + h * tab_stride + g * 256, c), all[h][v], high[h][v]);
+      }
+    }
+  } else {
+    const auto nibble = hn::Set(d8, 0x0F);
+    for (int j = 0; j < groups / 2; ++j) {
+      for (int v = 0; v < V; ++v) {
+        const auto x = hn::LoadU(d8, at(j, v));
+        const auto lo = hn::And(x, nibble), hi = hn::And(hn::ShiftRight<4>(x), nibble);
+        for (int h = 0; h < kH; ++h) {
+          const uint8_t* th = tab + h * tab_stride + (2 * j) * 16;
+          AddBytes(d16, hn::TableLookupBytes(hn::LoadDup128(d8, th), lo), all[h][v], high[h][v]);
+          AddBytes(d16, hn::TableLookupBytes(hn::LoadDup128(d8, th + 16), hi), all[h][v],
+                   high[h][v]);
+        }
       }
     }
   }
+  // Lane j of the low-byte sums of vector v of a block is token v * N / 2 + j, of the high-byte
+  // sums token 32 + v * N / 2 + j (CqFsSlot).
+  for (int h = 0; h < kH; ++h) {
+    const auto scale = hn::Set(df, t.scale[h0 + h]), offset = hn::Set(df, t.offset[h0 + h]);
+    float* HWY_RESTRICT o = out + (h0 + h) * stride;
+    auto emit = [&](hn::Vec<decltype(d16)> a, float* dst) {
+      const auto lo = hn::ConvertTo(df, hn::PromoteTo(d32, hn::LowerHalf(d16h, a)));
+      const auto hi = hn::ConvertTo(df, hn::PromoteTo(d32, hn::UpperHalf(d16h, a)));
+      hn::StoreU(hn::MulAdd(scale, lo, offset), df, dst);
+      hn::StoreU(hn::MulAdd(scale, hi, offset), df, dst + H);
+    };
+    for (int v = 0; v < V; ++v) {
+      float* ob = o + v / (64 / N) * 64 + v % (64 / N) * N / 2;
+      emit(hn::Sub(all[h][v], hn::ShiftLeft<8>(high[h][v])), ob);
+      emit(high[h][v], ob + 32);
+    }
+  }
+}
+
+// kB blocks of all heads, four at a time (with two blocks, four heads' sums, a table and the codes
+// fill most of the 32 AVX-512 registers).
+template <int kB>
+HWY_INLINE void ScoreBlockGroup(const CqFsTables& t, const uint8_t* cb, float* out,
+                                int64_t stride) {
+  int h = 0;
+  for (; h + 4 <= t.heads; h += 4) ScoreHeads<4, kB>(t, cb, h, out, stride);
+  for (; h + 2 <= t.heads; h += 2) ScoreHeads<2, kB>(t, cb, h, out, stride);
+  for (; h < t.heads; ++h) ScoreHeads<1, kB>(t, cb, h, out, stride);
+}
+
+// Blocks of one contiguous run of codes (`codes` at the first block's start), two at a time:
+// each table load then serves two blocks.
+void ScoreBlocks(const CqFsTables& t, const uint8_t* HWY_RESTRICT codes, int64_t nb,
+                 float* HWY_RESTRICT scores, int64_t stride) {
+  const int64_t block_bytes = CqFsBlockBytes(t.groups, t.bits);
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2)
+    ScoreBlockGroup<2>(t, codes + b * block_bytes, scores + b * 64, stride);
+  if (b < nb) ScoreBlockGroup<1>(t, codes + b * block_bytes, scores + b * 64, stride);
 }
 #endif
 
