@@ -97,13 +97,14 @@ void CqAttendFastScan(const CqHeadView& hv, const float* q, int64_t t0, int64_t 
   thread_local CqFsTables tables;
   thread_local std::vector<float> scores;
   CqFsBuildTables(hv, q, s.heads, s.head_dim, &tables);
-  // All of the range's scores first (the exact max needs the range's approximate max), then
-  // CqAttend's value path takes them a run at a time.
-  const int64_t stride = CqFsScores(hv, tables, t0, t1, &scores);
-  const int64_t base = t0 / kCqFsBlock * kCqFsBlock;
+  // CqAttend asks for the scores a run of <= 512 tokens at a time: each run's are made (and its
+  // candidates rescored) on demand, so they stay in L1 and every run's max is exact, hence the
+  // range's. Runs start on blocks whenever t0 does (decode ranges are multiples of 256 tokens).
   const CqScoreFn score = [&](int64_t b0, int64_t n, float* out) {
+    const int64_t stride = CqFsScores(hv, tables, b0, b0 + n, &scores);
+    const int64_t at = b0 - b0 / kCqFsBlock * kCqFsBlock;
     for (int h = 0; h < s.heads; ++h) {
-      std::memcpy(out + h * n, scores.data() + h * stride + (b0 - base), sizeof(float) * n);
+      std::memcpy(out + h * n, scores.data() + h * stride + at, sizeof(float) * n);
     }
   };
   CqAttend(hv, q, t0, t1, s, score);
