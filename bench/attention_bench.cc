@@ -139,7 +139,8 @@ int main(int argc, char** argv) {
 
   // fp16 first in every shape, so the other formats' ratios reuse its time.
   const std::vector<AttnFormat> formats = ParseAttnFormats(
-      "fp16,fp32,int4-token,int2-token,int4-channel,cq:2c8b,cq:4c8b,cq:8c8b,cq:4c4b,cq:8c4b");
+      "fp16,fp32,int4-token,int2-token,int4-channel,cq:2c8b,cq:4c8b,cq:8c8b,cq:4c4b,cq:8c4b,"
+      "cq:4c8b:fs,cq:8c8b:fs,cq:4c4b:fs,cq:8c4b:fs");
   struct Shape {
     int kv_heads, ctx, batch;
   };

@@ -4,6 +4,10 @@
 // store alone, from tables of 16 KiB (L1-resident, the lookup path's chunk) and 64 KiB (a whole
 // 8c8b head, L2). Counter time_per_access is what bounds kernels/attn_cq.cc: CQ-<c>c<b>b with head
 // dim 128 costs 128/c lookups + 128/c updates per token and KV head (see reports/attention).
+// BM_FastScanKeys times the fast-scan replacement of the lookups (kernels/attn_cq_fastscan.h:
+// approximate scores of every token plus the exact rescoring of the range's top candidates) for
+// the same 4 query heads per KV head, head dim 128, per (token, group): comparable with
+// BM_Lookup's time_per_access; BM_FastScanTables the per-call table build it needs (per call).
 //   lookup_primitives_bench [google-benchmark flags]
 #include <benchmark/benchmark.h>
 
@@ -13,6 +17,8 @@
 #include <vector>
 
 #include <hwy/highway.h>
+
+#include "kernels/attn_cq_fastscan.h"
 
 namespace {
 
@@ -86,7 +92,56 @@ void BM_RowWrite(benchmark::State& state) {
 void BM_Update(benchmark::State& state) { BM_RowWrite<true>(state); }
 void BM_StoreOnly(benchmark::State& state) { BM_RowWrite<false>(state); }
 
+// One KV head of CQ-<c>c<b>b codes in the fast-scan layout, 4 query heads, head dim 128.
+struct FastScanData {
+  int c, bits, groups;
+  std::vector<uint8_t> codes;
+  std::vector<float> table, q;
+  cqkv::CqHeadView view;
+  FastScanData(int c_, int bits_) : c(c_), bits(bits_), groups(128 / c_) {
+    std::mt19937 rng(2);
+    std::normal_distribution<float> nd;
+    codes.resize(static_cast<size_t>(kTokens) * groups * bits / 8);
+    for (uint8_t& x : codes) x = static_cast<uint8_t>(rng());
+    table.resize(static_cast<size_t>(groups) * c << bits);
+    for (float& x : table) x = nd(rng);
+    q.resize(kRow * 128);
+    for (float& x : q) x = nd(rng) * 0.25f;
+    view.k_codes = codes.data();
+    view.n_groups = view.groups = groups;
+    view.c = c;
+    view.bits = bits;
+    view.k_table = table.data();
+  }
+};
+
+// Args: c, b.
+void BM_FastScanKeys(benchmark::State& state) {
+  FastScanData d(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
+  cqkv::CqFsTables t;
+  cqkv::CqFsBuildTables(d.view, d.q.data(), kRow, 128, &t);
+  std::vector<float> scores;
+  for (auto _ : state) {
+    cqkv::CqFsScores(d.view, t, 0, kTokens, &scores);
+    benchmark::DoNotOptimize(scores.data());
+  }
+  const double accesses = static_cast<double>(state.iterations()) * kTokens * d.groups;
+  state.counters["time_per_access"] =
+      benchmark::Counter(accesses, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+void BM_FastScanTables(benchmark::State& state) {
+  FastScanData d(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
+  cqkv::CqFsTables t;
+  for (auto _ : state) {
+    cqkv::CqFsBuildTables(d.view, d.q.data(), kRow, 128, &t);
+    benchmark::DoNotOptimize(t.qlut.data());
+  }
+}
+
 BENCHMARK(BM_Lookup)->Arg(16)->Arg(64);
+BENCHMARK(BM_FastScanKeys)->Args({4, 8})->Args({8, 8})->Args({4, 4})->Args({8, 4});
+BENCHMARK(BM_FastScanTables)->Args({4, 8})->Args({8, 8})->Args({4, 4})->Args({8, 4});
 BENCHMARK(BM_Update)->Arg(16)->Arg(64);
 BENCHMARK(BM_StoreOnly)->Arg(16)->Arg(64);
 

@@ -52,13 +52,14 @@ AttnFormat ParseAttnFormat(const std::string& name) {
   AttnFormat f;
   f.name = name;
   if (name.starts_with("cq:")) {
-    static const std::regex kRandom(R"(cq:(\d+c\d+b)(\+add)?(?::r(\d+))?)");
+    static const std::regex kRandom(R"(cq:(\d+c\d+b)(\+add)?(:fs)?(?::r(\d+))?)");
     std::smatch m;
     if (std::regex_match(name, m, kRandom)) {
       f.random_cq = true;
       f.cq = CqConfig::Parse(m[1].str());
       f.additive_values = m[2].matched;
-      f.window = m[3].matched ? std::stoi(m[3].str()) : 0;
+      f.fast_scan = m[3].matched;
+      f.window = m[4].matched ? std::stoi(m[4].str()) : 0;
     }
     CQKV_CHECK(name.size() > 3, "--formats: '{}' names no CQ config or codebook file", name);
     return f;  // a codebook path is checked when the cache is made
@@ -91,7 +92,7 @@ std::unique_ptr<KvCache> MakeBenchCache(const AttnFormat& format, const KvShape&
   if (format.random_cq) {
     CodebookSet set = RandomCodebooks(shape, format.cq, seed);
     if (format.additive_values) RandomAdditiveValues(set, seed + 1);
-    return MakeCqCache(std::move(set), shape, format.window, format.name);
+    return MakeCqCache(std::move(set), shape, format.window, format.name, format.fast_scan);
   }
   return MakeKvCache(format.name, shape);
 }

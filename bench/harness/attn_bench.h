@@ -14,9 +14,10 @@
 
 namespace cqkv {
 
-// A KV format under benchmark. Every --kv spec is accepted; in addition "cq:<c>c<b>b[+add][:rN]"
-// (e.g. "cq:4c8b") means CQ with random in-memory codebooks of that config, which times exactly
-// like learned ones (attention cost depends on the code layout, not on the centroid values);
+// A KV format under benchmark. Every --kv spec is accepted; in addition
+// "cq:<c>c<b>b[+add][:fs][:rN]" (e.g. "cq:4c8b") means CQ with random in-memory codebooks of that
+// config, which times exactly like learned ones (attention cost depends on the code layout, not on
+// the centroid values);
 // "+add" makes the values additive (random bases, quant/additive_codebook.h).
 // Any other "cq:..." is a codebook file path as in --kv.
 struct AttnFormat {
@@ -25,6 +26,7 @@ struct AttnFormat {
   CqConfig cq;                   // only when random_cq
   int window = 0;                // fp16 window of a random-codebook CQ cache (":rN")
   bool additive_values = false;  // "+add"
+  bool fast_scan = false;        // fast-scan keys of a random-codebook CQ cache (":fs")
 };
 // Throws cqkv::Error naming `name` when it names no known format family.
 AttnFormat ParseAttnFormat(const std::string& name);

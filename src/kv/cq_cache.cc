@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/attn_cq.h"
+#include "kernels/attn_cq_fastscan.h"
 #include "kernels/attn_cq_values.h"
 #include "kernels/attn_dense.h"
 #include "kernels/ops.h"
@@ -105,11 +106,14 @@ std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& sha
 // reads one KV head at a time, so its codes are contiguous, where token-major codes of every head
 // would pull whole lines of which a head uses 1/n_kv_heads. A region is its code bytes, plus 4
 // spare bytes for the word loads of widths other than 4 and 8 bits, rounded up to 64 bytes.
+// With `fs` the key regions hold the same bytes in the fast-scan layout (CqFsKeyIndex: transposed
+// blocks of 64 tokens; pages are multiples of 256 tokens, so blocks never straddle pages).
 class CqKvCache final : public KvCache {
  public:
   CqKvCache(std::shared_ptr<const CqShared> shared, const KvShape& shape, int window,
-            std::string spec, std::shared_ptr<PagePool> pool = nullptr)
+            std::string spec, bool fast_scan, std::shared_ptr<PagePool> pool = nullptr)
       : KvCache(shape, std::move(pool)),
+        fast_scan_(fast_scan),
         shared_(std::move(shared)),
         spec_(std::move(spec)),
         config_(shared_->config),
@@ -130,6 +134,21 @@ class CqKvCache final : public KvCache {
     CQKV_CHECK(!this->pool() || this->pool()->page_bytes() == PageBytes(),
                "KV format '{}': pool pages of {} bytes, this format needs {}", spec_,
                this->pool()->page_bytes(), PageBytes());
+    if (fast_scan_) {
+      CQKV_CHECK(keys_ == KeyPosition::kPostRope,
+                 "KV format '{}': fast-scan keys (:fs) need post-RoPE codebooks", spec_);
+      // The additive value kernel scores keys itself from the plain code layout.
+      CQKV_CHECK(shared_->values == ValueKind::kKMeans,
+                 "KV format '{}': fast-scan keys (:fs) need k-means values, this codebook has "
+                 "additive ones",
+                 spec_);
+      CqHeadView probe;
+      probe.bits = bits_;
+      probe.groups = probe.n_groups = groups_per_head_;
+      const char* why = CqFsUnsupported(probe);
+      CQKV_CHECK(*why == '\0', "KV format '{}': {} (codebooks of {} bits, {} groups per head)",
+                 spec_, why, bits_, groups_per_head_);
+    }
     if (window_ > 0) {
       const size_t win = static_cast<size_t>(window_) * shape.kv_dim();
       win_k_.assign(shape.n_layers, std::vector<uint16_t>(win));
@@ -138,7 +157,8 @@ class CqKvCache final : public KvCache {
   }
 
   std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool> pool = nullptr) const override {
-    return std::make_unique<CqKvCache>(shared_, shape_, window_, spec_, std::move(pool));
+    return std::make_unique<CqKvCache>(shared_, shape_, window_, spec_, fast_scan_,
+                                       std::move(pool));
   }
 
   int64_t PageBytes() const override {
@@ -188,7 +208,7 @@ class CqKvCache final : public KvCache {
           AssignNearestT(src.ColRange(g * c_, c_), centroids_t, idx.data());
           for (int64_t i = 0; i < n; ++i) {
             const int64_t t = n0 + i;
-            PutCqCode(Region(layer, kind, h, t), (t % P) * gph + gi, idx[i], bits_);
+            PutCqCode(Region(layer, kind, h, t), CodeIndex(kind, t % P, gi), idx[i], bits_);
           }
         }
       }
@@ -222,16 +242,14 @@ class CqKvCache final : public KvCache {
 
       // Centroid channel j of the code of (token t, group gi of head kvh) is
       // table[((kvh * groups_per_head + gi) * c + j) * 2^b + code]; `codes` is the token's
-      // region (Region), base its first code's index there (page lookups once per token).
-      const float* Centroid(const float* table, const uint8_t* codes, int64_t base, int kvh,
+      // region (Region), `index` the code's index there (CodeIndex).
+      const float* Centroid(const float* table, const uint8_t* codes, int64_t index, int kvh,
                             int gi) const {
         const CqKvCache& s = *self;
-        const uint32_t code = ReadCqCode(codes, base + gi, s.bits_);
+        const uint32_t code = ReadCqCode(codes, index, s.bits_);
         return table + (int64_t{kvh} * s.groups_per_head_ + gi) * s.c_ * s.k_ + code;
       }
-      int64_t Base(int64_t t) const {
-        return t % self->shape_.page_tokens * self->groups_per_head_;
-      }
+      int64_t Local(int64_t t) const { return t % self->shape_.page_tokens; }
       int64_t WinOffset(int64_t t, int kvh) const {
         const CqKvCache& s = *self;
         return t % s.window_ * s.shape_.kv_dim() + int64_t{kvh} * s.shape_.head_dim;
@@ -243,9 +261,8 @@ class CqKvCache final : public KvCache {
         if (s.keys_ == KeyPosition::kPostRope) {
           float sum = 0;
           const uint8_t* codes = s.Region(layer, 0, kvh, t);
-          const int64_t base = Base(t);
           for (int gi = 0; gi < s.groups_per_head_; ++gi) {
-            const float* cent = Centroid(k_table, codes, base, kvh, gi);
+            const float* cent = Centroid(k_table, codes, s.CodeIndex(0, Local(t), gi), kvh, gi);
             const float* qg = qh + gi * c;
             for (int j = 0; j < c; ++j) sum += qg[j] * cent[j * k];
           }
@@ -260,9 +277,9 @@ class CqKvCache final : public KvCache {
         const int c = s.c_, k = s.k_;
         if (t >= window_start) return AxpyF16(p, v_win + WinOffset(t, kvh), o, s.shape_.head_dim);
         const uint8_t* codes = s.Region(layer, 1, kvh, t);
-        const int64_t base = Base(t);
+        const int64_t base = Local(t) * s.groups_per_head_;
         for (int gi = 0; gi < s.groups_per_head_; ++gi) {
-          const float* cent = Centroid(v_table, codes, base, kvh, gi);
+          const float* cent = Centroid(v_table, codes, base + gi, kvh, gi);
           float* og = o + gi * c;
           for (int j = 0; j < c; ++j) og[j] += p * cent[j * k];
         }
@@ -330,7 +347,9 @@ class CqKvCache final : public KvCache {
           }
         };
       }
-      if (shared_->values == ValueKind::kAdditive) {
+      if (fast_scan_) {
+        CqAttendFastScan(hv, q_group, t0, code_end, s);
+      } else if (shared_->values == ValueKind::kAdditive) {
         const float* basis = shared_->value_basis[layer].data() +
                              int64_t{kv_head} * groups_per_head_ * (bits_ + 1) * c_;
         CqAttendAdditive(hv, basis, q_group, t0, code_end, s, score);
@@ -408,6 +427,12 @@ class CqKvCache final : public KvCache {
     rope_.Rotate(key, t);
   }
 
+  // Index of code (page-local token lt, group gi) in its region's stream (class comment).
+  int64_t CodeIndex(int kind, int64_t lt, int gi) const {
+    if (kind == 0 && fast_scan_) return CqFsKeyIndex(lt, gi, groups_per_head_, bits_);
+    return lt * groups_per_head_ + gi;
+  }
+
   // Bytes of one region (see the class comment).
   static int64_t RegionBytes(const CqConfig& config, const KvShape& shape) {
     const int64_t codes =
@@ -424,6 +449,7 @@ class CqKvCache final : public KvCache {
     return PageData(t / shape_.page_tokens) + RegionOffset(layer, kind, kv_head);
   }
 
+  bool fast_scan_;  // keys in the fast-scan layout (CodeIndex), scored by CqAttendFastScan
   std::shared_ptr<const CqShared> shared_;
   std::string spec_;
   CqConfig config_;
@@ -441,21 +467,30 @@ class CqKvCache final : public KvCache {
 }  // namespace
 
 CqSpec ParseCqSpec(const std::string& spec) {
-  CQKV_CHECK(spec.rfind("cq:", 0) == 0, "KV format '{}': a CQ spec is cq:PATH[:rN]", spec);
+  CQKV_CHECK(spec.rfind("cq:", 0) == 0, "KV format '{}': a CQ spec is cq:PATH[:fs][:rN]", spec);
   CqSpec out;
   out.path = spec.substr(3);
-  // A trailing ":r<digits>" is the window; anything else after a colon belongs to the path.
-  const size_t colon = out.path.rfind(':');
-  if (colon != std::string::npos && colon + 1 < out.path.size() && out.path[colon + 1] == 'r') {
-    const std::string digits = out.path.substr(colon + 2);
-    int r = 0;
-    const auto res = std::from_chars(digits.data(), digits.data() + digits.size(), r);
-    if (!digits.empty() && res.ec == std::errc() && res.ptr == digits.data() + digits.size()) {
+  // Trailing ":r<digits>" (the window) and ":fs" options, each at most once, in either order;
+  // anything else after a colon belongs to the path.
+  bool window = false;
+  for (;;) {
+    const size_t colon = out.path.rfind(':');
+    if (colon == std::string::npos) break;
+    const std::string opt = out.path.substr(colon + 1);
+    if (opt == "fs" && !out.fast_scan) {
+      out.fast_scan = true;
+    } else if (opt.size() > 1 && opt[0] == 'r' && !window) {
+      int r = 0;
+      const auto res = std::from_chars(opt.data() + 1, opt.data() + opt.size(), r);
+      if (res.ec != std::errc() || res.ptr != opt.data() + opt.size()) break;
       out.window = r;
-      out.path.resize(colon);
+      window = true;
+    } else {
+      break;
     }
+    out.path.resize(colon);
   }
-  CQKV_CHECK(!out.path.empty(), "KV format '{}': missing codebook path (cq:PATH[:rN])", spec);
+  CQKV_CHECK(!out.path.empty(), "KV format '{}': missing codebook path (cq:PATH[:fs][:rN])", spec);
   return out;
 }
 
@@ -510,18 +545,21 @@ CqBytes CqBytesPerToken(const CqConfig& config, const KvShape& shape, int window
 }
 
 std::unique_ptr<KvCache> MakeCqCache(CodebookSet codebooks, const KvShape& shape, int window,
-                                     const std::string& spec) {
+                                     const std::string& spec, bool fast_scan) {
   CheckCodebooksFit(codebooks, shape, spec);
   return std::make_unique<CqKvCache>(MakeCqShared(std::move(codebooks), shape, spec), shape, window,
-                                     spec);
+                                     spec, fast_scan);
 }
 
 std::unique_ptr<KvCache> MakeCqCache(const KvSpec& spec, const KvShape& shape) {
   CQKV_CHECK(spec.family == KvFamily::kCq, "KV format '{}' is not a cq format", spec.text);
   CodebookSet set = LoadCodebooks(spec.path);
   CheckCodebooksFit(set, shape, spec.path);
+  // The fast-scan flag is not a KvSpec field: it is re-read from the text (ParseKvSpec accepted
+  // it).
   return std::make_unique<CqKvCache>(MakeCqShared(std::move(set), shape, spec.text), shape,
-                                     std::max(0, spec.window), spec.text);
+                                     std::max(0, spec.window), spec.text,
+                                     ParseCqSpec(spec.text).fast_scan);
 }
 
 }  // namespace cqkv

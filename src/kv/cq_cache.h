@@ -1,6 +1,7 @@
-// The coupled-quantization KV cache, `--kv cq:PATH[:rN]`: each token's K and V are stored as one
-// b-bit centroid index per group of c channels, against the per-(layer, K/V, group) codebooks in
-// PATH (quant/codebook.h); `rN` also keeps the N most recent tokens in fp16.
+// The coupled-quantization KV cache, `--kv cq:PATH[:fs][:rN]`: each token's K and V are stored as
+// one b-bit centroid index per group of c channels, against the per-(layer, K/V, group) codebooks
+// in PATH (quant/codebook.h); `rN` also keeps the N most recent tokens in fp16; `fs` stores keys
+// in the fast-scan layout and scores them approximately (kernels/attn_cq_fastscan.h).
 // Codes live in pages of shape.page_tokens tokens from a PagePool (kv/page_pool.h): per page one
 // 64-byte-aligned region per (layer, K/V, KV head) holding that head's packed codes of the
 // page's tokens (PageBytes). Codebooks are shared by siblings; the fp16 window is per sequence
@@ -16,10 +17,12 @@
 
 namespace cqkv {
 
-// "cq:PATH" or "cq:PATH:rN". Throws cqkv::Error naming the spec when malformed.
+// "cq:PATH" with optional trailing ":fs" and ":rN" (either order). Throws cqkv::Error naming the
+// spec when malformed.
 struct CqSpec {
   std::string path;
-  int window = 0;  // N most recent tokens kept in fp16 besides their codes
+  int window = 0;          // N most recent tokens kept in fp16 besides their codes
+  bool fast_scan = false;  // fast-scan key layout and scoring (post-RoPE 4- or 8-bit codes)
 };
 CqSpec ParseCqSpec(const std::string& spec);
 
@@ -50,8 +53,9 @@ CodebookSet RandomCodebooks(const KvShape& shape, const CqConfig& config, uint64
 // Loads the codebooks of a cq spec (ParseKvSpec of "cq:PATH[:rN]") and checks they fit `shape`;
 // throws cqkv::Error naming the file otherwise.
 std::unique_ptr<KvCache> MakeCqCache(const KvSpec& spec, const KvShape& shape);
-// From codebooks already in memory (tests, calibration); format() reports `spec`.
+// From codebooks already in memory (tests, calibration); format() reports `spec`. `fast_scan`:
+// keys in the fast-scan layout (post-RoPE codebooks of 4 or 8 bits; throws naming `spec`).
 std::unique_ptr<KvCache> MakeCqCache(CodebookSet codebooks, const KvShape& shape, int window,
-                                     const std::string& spec);
+                                     const std::string& spec, bool fast_scan = false);
 
 }  // namespace cqkv

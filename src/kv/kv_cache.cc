@@ -126,6 +126,8 @@ std::string KvFormatsHelp() {
          "fp16  IEEE half (speed baseline)\n"
          "cq:PATH[:r<R>]         coupled quantization with the codebooks in PATH (cqkv "
          "calibrate): b/c bits per channel; last R tokens also kept fp16 (default 0)\n"
+         "cq:PATH:fs[:r<R>]      the same with fast-scan keys (post-RoPE 4/8-bit codebooks): "
+         "approximate key scores from 8-bit tables, exact softmax max\n"
          "int<B>-token[:g<G>]    B=1,2,4,8 bits per channel; per token, groups of G channels "
          "(default head_dim), fp16 scale+min: B+32/G bits\n"
          "int<B>-channel[:g<G>]  per channel, groups of G tokens (default 128), fp16 scale+min: "

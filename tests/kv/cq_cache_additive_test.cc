@@ -134,5 +134,14 @@ TEST(CqCacheAdditive, RefusesHeadsWhoseCodesSplitBytes) {
   EXPECT_THROW(MakeCqCache(cb, s, 0, "cq:<odd>"), Error);
 }
 
+// Fast-scan keys change the key code layout the additive kernel reads: refused, not misread.
+TEST(CqCacheAdditive, RefusesFastScanKeys) {
+  const KvShape s = testing::TestShape(8, 2, 32, 256);
+  CodebookSet cb = RandomCodebooks(s, CqConfig{4, 8}, 1);
+  RandomAdditiveValues(cb, 2);
+  EXPECT_THROW(MakeCqCache(cb, s, 0, "cq:<additive>:fs", /*fast_scan=*/true), Error);
+  EXPECT_NO_THROW(MakeCqCache(cb, s, 0, "cq:<additive>"));
+}
+
 }  // namespace
 }  // namespace cqkv
