@@ -7,15 +7,17 @@
 
 namespace cqkv {
 
-enum class KvFamily { kFp32, kFp16, kCq, kIntToken, kIntChannel, kNf, kKivi };
+enum class KvFamily { kFp32, kFp16, kCq, kIntToken, kIntChannel, kNf, kKivi, kTq };
 
 struct KvSpec {
   std::string text;  // as written: the cache's format() and every message quote it
   KvFamily family = KvFamily::kFp16;
-  int bits = 0;      // int/nf/kivi code bits
-  int group = 0;     // g<G>: channels (token layouts) or tokens (channel layouts); 0 = default
-  int window = -1;   // r<R>: fp16 recent tokens of cq and kivi; -1 = the format's default
-  std::string path;  // cq: the codebook file
+  int bits = 0;           // int/nf/kivi code bits
+  int group = 0;          // g<G>: channels (token layouts) or tokens (channel layouts); 0 = default
+  int window = -1;        // r<R>: fp16 recent tokens of cq and kivi; -1 = the format's default
+  std::string path;       // cq: the codebook file
+  bool hadamard = false;  // int: `:hadamard`, rows rotated per head before quantisation
+  bool qjl = false;       // tq: `:qjl`, keys spend one of their bits on a QJL residual sketch
 };
 
 // Throws cqkv::Error quoting `text` for an unknown family, option, bit width or a malformed
