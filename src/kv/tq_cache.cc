@@ -73,6 +73,23 @@ uint16_t LoadU16(const uint8_t* p) {
 }
 void StoreU16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
 
+// out[c] = scale * levels[code c] for the first d / 8 * 8 codes of a B-bit packed row (code c at
+// bits [c*B, c*B + B), group_quant.h); returns how many it wrote. A fixed B keeps the word load
+// and the shifts constant. Each group's B bytes are read as one 4-byte word: at least 4 - B bytes
+// of the same row follow its codes (a value row's fp16 norm with B >= 2; 1-bit codes are only
+// :qjl keys, followed by their signs and norms), so the load stays inside the row.
+template <int B>
+int UnpackBy8(const uint8_t* codes, const float* levels, float scale, int d, float* out) {
+  constexpr uint32_t kMask = (1u << B) - 1u;
+  int c = 0;
+  for (; c + 8 <= d; c += 8) {
+    uint32_t w;
+    std::memcpy(&w, codes + c / 8 * B, 4);
+    for (int k = 0; k < 8; ++k) out[c + k] = scale * levels[(w >> (k * B)) & kMask];
+  }
+  return c;
+}
+
 class TqCacheImpl final : public TqCache {
  public:
   TqCacheImpl(const KvSpec& spec, const KvShape& shape, std::shared_ptr<const TqTables> tables,
@@ -268,7 +285,26 @@ class TqCacheImpl final : public TqCache {
     const std::vector<float>& levels = key ? t_->levels_k : t_->levels_v;
     const int bits = key ? t_->bits_k : t_->bits_v;
     const float scale = F16ToF32(LoadU16(src + rl.norm_offset)) / std::sqrt(float(d));
-    for (int c = 0; c < d; ++c) out[c] = scale * levels[GetCode(src, c, bits)];
+    // Eight codes at a time from one little-endian word of `bits` bytes (the hot decode loop);
+    // head_dim is a power of two, so only head_dim < 8 takes the per-code path.
+    int c = 0;
+    switch (bits) {
+      case 1:
+        c = UnpackBy8<1>(src, levels.data(), scale, d, out);
+        break;
+      case 2:
+        c = UnpackBy8<2>(src, levels.data(), scale, d, out);
+        break;
+      case 3:
+        c = UnpackBy8<3>(src, levels.data(), scale, d, out);
+        break;
+      case 4:
+        c = UnpackBy8<4>(src, levels.data(), scale, d, out);
+        break;
+      default:
+        break;
+    }
+    for (; c < d; ++c) out[c] = scale * levels[GetCode(src, c, bits)];
     if (z != nullptr) {
       const float rnorm = F16ToF32(LoadU16(src + rl.rnorm_offset));
       t_->sketch->SignsToFloats(src + rl.code_bytes,
