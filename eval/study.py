@@ -11,6 +11,7 @@ a Markdown table, JSON and a PNG plot (quality vs bits per channel, one line per
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,6 +46,21 @@ def baselines(kivi_group):
                 ("kivi r32", f"kivi{b}:r32" + (f":g{kivi_group}" if kivi_group != 32 else ""))]
     out += [("nf-token", "nf4"), ("nf-token", "nf3"), ("nf-token", "nf2")]
     return out
+
+
+def mixed(cq_1bit):
+    """(family, spec) of mixed-precision formats (kv/mixed_spec.h): fp16 first/last layers and
+    different K and V formats; cq_1bit is the 1-bit codebook used for all but the first layer."""
+    return [("mixed fp16 ends", "int2-token;fp16@first1,last1"),
+            ("mixed fp16 ends", "int2-token;fp16@first1"),
+            ("mixed K/V", "K=int4-token,V=int2-token"),
+            ("mixed K/V", "K=int2-token,V=int4-token"),
+            ("mixed CQ fp16 first", f"cq:{cq_1bit}:r32;fp16@first1")]
+
+
+def short_spec(spec):
+    """The spec with every cq codebook path cut to its file name (tables, plots)."""
+    return re.sub(r"cq:([^;@,]*)", lambda m: "cq:" + os.path.basename(m.group(1)), spec)
 
 
 def run(cmd, log):
@@ -107,12 +123,15 @@ def main():
                 if rc != 0:
                     print(out, file=sys.stderr)
                     sys.exit(f"calibration failed: {name}")
+        formats += mixed(os.path.join(runs_dir, f"{model_name}_8c8b_fisher_post-rope.cqcb"))
         for data_name in args.data.split(","):
             data = os.path.join(args.shared, DATA[data_name])
             for family, spec in [("fp32", "fp32")] + formats:
                 if args.only and spec != "fp32" and not any(s in spec for s in args.only.split(",")):
                     continue
                 tag = os.path.basename(spec.replace("cq:", "cq_")).replace(".cqcb", "").replace(":", "_")
+                if ";" in spec or "@" in spec or "=" in spec:  # mixed: paths cut, separators gone
+                    tag = re.sub(r"[^A-Za-z0-9_.+-]", "_", short_spec(spec).replace(".cqcb", ""))
                 out_json = os.path.join(runs_dir, f"{model_name}_{data_name}_{tag}.json")
                 if not os.path.exists(out_json):
                     cmd = [args.cqkv, "perplexity", "-q", "-m", model, "--tokenizer", tok, "-t",
@@ -127,8 +146,7 @@ def main():
                         continue
                 r = json.load(open(out_json))
                 r.update({"model_name": model_name, "data_name": data_name, "family": family,
-                          "format": spec if not spec.startswith("cq:") else
-                          "cq:" + os.path.basename(spec)})
+                          "format": short_spec(spec)})
                 results.append(r)
                 tmp = results_path + ".tmp"
                 json.dump(results, open(tmp, "w"), indent=1)

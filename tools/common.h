@@ -58,5 +58,6 @@ void RegisterBenchAttn(CLI::App& app);
 void RegisterBenchServe(CLI::App& app);
 void RegisterServe(CLI::App& app);
 void RegisterDumpTensor(CLI::App& app);
+void RegisterEvalTasks(CLI::App& app);
 
 }  // namespace cqkv::tools

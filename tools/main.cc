@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   cqkv::tools::RegisterBenchServe(app);
   cqkv::tools::RegisterServe(app);
   cqkv::tools::RegisterDumpTensor(app);
+  cqkv::tools::RegisterEvalTasks(app);
   try {
     std::vector<std::string> args = cqkv::tools::AttachNegativeNumbers(argc, argv);
     std::vector<const char*> cargs;

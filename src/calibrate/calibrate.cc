@@ -4,25 +4,14 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 
+#include "calibrate/activation_spill.h"
 #include "model/backward.h"
 #include "model/fingerprint.h"
 #include "quant/kmeans.h"
 #include "util/error.h"
 
 namespace cqkv {
-namespace {
-
-// Per (layer, kind): every calibration token's activations and, for Fisher, the squared
-// gradients summed over each channel group. Layout (n_tokens, kv_dim) and (n_tokens, n_groups).
-struct Collected {
-  std::vector<float> x;
-  std::vector<float> w;
-};
-
-}  // namespace
-
 void ParseTokensSpec(const std::string& text, int* n_seqs, int* seq_len) {
   const auto x = text.find('x');
   try {
@@ -38,7 +27,7 @@ void ParseTokensSpec(const std::string& text, int* n_seqs, int* seq_len) {
 
 CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
                       const CalibrationOptions& opt, ThreadPool& pool,
-                      const CalibrationProgress& progress) {
+                      const CalibrationProgress& progress, CalibrationStats* stats) {
   const ModelConfig& mc = model.config;
   const int c = opt.config.channels;
   CQKV_CHECK(mc.head_dim() % c == 0, "--config {}: {} channels per group do not divide head dim {}",
@@ -51,50 +40,41 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
              "calibration data has {} tokens, fewer than --tokens {}x{} = {}", tokens.size(),
              opt.n_seqs, opt.seq_len, need);
 
+  // Problem lk = 2 layer + kind (0 keys, 1 values): rows (need, kv_dim) of activations and,
+  // for Fisher, (need, n_groups) squared gradients summed over each channel group.
   const int L = mc.n_layers, kv_dim = mc.kv_dim(), n_groups = kv_dim / c;
-  std::vector<Collected> col(static_cast<size_t>(L) * 2);
-  for (auto& cl : col) {
-    cl.x.reserve(static_cast<size_t>(need * kv_dim));
-    if (opt.fisher) cl.w.reserve(static_cast<size_t>(need * n_groups));
-  }
+  ActivationSpill spill(2 * L, opt.spill_dir);
   const bool pre = opt.keys == KeyPosition::kPreRope;
-  for (int s = 0; s < opt.n_seqs; ++s) {
-    std::span<const int32_t> win(tokens.data() + int64_t{s} * opt.seq_len,
-                                 static_cast<size_t>(opt.seq_len));
-    KvActivations acts;
-    KvGradients grads;
-    ForwardBackwardKv(model, win, pool, &acts, opt.fisher ? &grads : nullptr);
-    for (int l = 0; l < L; ++l) {
-      const std::vector<float>* xs[2] = {pre ? &acts.k_pre[l] : &acts.k[l], &acts.v[l]};
-      // Gradients exist only for Fisher weighting (indexing the empty vectors is UB otherwise).
-      const std::vector<float>* gs[2] = {nullptr, nullptr};
+  std::vector<float> w_rows;
+  const auto consume = [&](const KvLayerSlice& s) {
+    const ConstMat xs[2] = {pre ? s.k_pre : s.k, s.v};
+    const ConstMat gs[2] = {pre ? s.dk_pre : s.dk, s.dv};
+    for (int kind = 0; kind < 2; ++kind) {
+      const ConstMat x = xs[kind], g = gs[kind];
+      w_rows.clear();
       if (opt.fisher) {
-        gs[0] = pre ? &grads.dk_pre[l] : &grads.dk[l];
-        gs[1] = &grads.dv[l];
-      }
-      for (int kind = 0; kind < 2; ++kind) {
-        Collected& cl = col[static_cast<size_t>(l) * 2 + kind];
-        cl.x.insert(cl.x.end(), xs[kind]->begin(), xs[kind]->end());
-        if (!opt.fisher) continue;
-        const std::vector<float>& g = *gs[kind];
-        for (int64_t t = 0; t < opt.seq_len; ++t) {
+        for (int64_t t = 0; t < g.rows; ++t) {
           for (int grp = 0; grp < n_groups; ++grp) {
             double ss = 0;
             for (int j = 0; j < c; ++j) {
-              const double v = g[static_cast<size_t>(t * kv_dim + grp * c + j)];
+              const double v = g(t, grp * c + j);
               ss += v * v;
             }
-            cl.w.push_back(static_cast<float>(ss));
+            w_rows.push_back(static_cast<float>(ss));
           }
         }
       }
+      spill.Append(2 * s.layer + kind,
+                   std::span<const float>(x.data, static_cast<size_t>(x.rows * x.cols)), w_rows);
     }
-    if (progress) {
-      progress(fmt::format("activations{}: window {}/{}", opt.fisher ? " + gradients" : "", s + 1,
-                           opt.n_seqs),
-               0.3 * (s + 1) / opt.n_seqs);
-    }
+  };
+  for (int s = 0; s < opt.n_seqs; ++s) {
+    std::span<const int32_t> win(tokens.data() + int64_t{s} * opt.seq_len,
+                                 static_cast<size_t>(opt.seq_len));
+    ForwardBackwardKvStream(model, win, pool, opt.fisher, consume);
+    if (progress) progress({"windows", s + 1, opt.n_seqs});
   }
+  if (stats) stats->spill_bytes = spill.bytes_written();
 
   CodebookSet set;
   set.config = opt.config;
@@ -109,45 +89,47 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
   const int k = opt.config.n_centroids();
   set.centroids.assign(static_cast<size_t>(L) * 2,
                        std::vector<float>(static_cast<size_t>(n_groups) * k * c));
-  std::vector<double> sse(static_cast<size_t>(L) * 2 * n_groups, 0.0);
+  set.objective.resize(static_cast<size_t>(L) * 2);
 
-  // One k-means per (layer, kind, group); threads take whole problems.
+  // One problem in memory at a time; threads take whole groups of it. Seeds are numbered over
+  // all (layer, kind, group) fits, as when every problem was in memory at once.
   const int64_t n_tasks = int64_t{L} * 2 * n_groups;
   std::atomic<int64_t> done{0};
-  pool.ParallelFor(n_tasks, 1, [&](int64_t t0, int64_t t1, int tid) {
-    std::vector<float> sub(static_cast<size_t>(need * c)), w;
-    for (int64_t task = t0; task < t1; ++task) {
-      const int lk = static_cast<int>(task / n_groups), grp = static_cast<int>(task % n_groups);
-      const Collected& cl = col[lk];
-      for (int64_t t = 0; t < need; ++t) {
-        std::copy_n(cl.x.data() + t * kv_dim + grp * c, c, sub.data() + t * c);
+  std::vector<float> x, w;
+  std::vector<double> sse(static_cast<size_t>(n_groups));
+  for (int lk = 0; lk < 2 * L; ++lk) {
+    spill.Take(lk, &x, &w);
+    CQKV_CHECK(static_cast<int64_t>(x.size()) == need * kv_dim &&
+                   static_cast<int64_t>(w.size()) == (opt.fisher ? need * n_groups : 0),
+               "calibration spill {}: layer {} {} has {} values, expected {}", spill.path(), lk / 2,
+               lk % 2 ? "V" : "K", x.size(), need * kv_dim);
+    pool.ParallelFor(n_groups, 1, [&](int64_t g0, int64_t g1, int tid) {
+      std::vector<float> sub(static_cast<size_t>(need * c)), wg;
+      for (int64_t grp = g0; grp < g1; ++grp) {
+        for (int64_t t = 0; t < need; ++t) {
+          std::copy_n(x.data() + t * kv_dim + grp * c, c, sub.data() + t * c);
+        }
+        if (opt.fisher) {
+          wg.resize(static_cast<size_t>(need));
+          for (int64_t t = 0; t < need; ++t) wg[t] = w[t * n_groups + grp];
+        }
+        KMeansParams kp;
+        kp.k = k;
+        kp.max_iter = opt.max_iter;
+        kp.n_init = opt.n_init;
+        kp.seed = opt.seed + static_cast<uint64_t>(int64_t{lk} * n_groups + grp);
+        const KMeansResult r = KMeans(ConstMat(sub.data(), need, c), wg, kp, nullptr);
+        std::copy(r.centroids.begin(), r.centroids.end(), set.centroids[lk].begin() + grp * k * c);
+        sse[grp] = r.objective;
+        const int64_t d = ++done;
+        if (progress && tid == 0) progress({"k-means", d, n_tasks});
       }
-      if (opt.fisher) {
-        w.resize(static_cast<size_t>(need));
-        for (int64_t t = 0; t < need; ++t) w[t] = cl.w[t * n_groups + grp];
-      }
-      KMeansParams kp;
-      kp.k = k;
-      kp.max_iter = opt.max_iter;
-      kp.n_init = opt.n_init;
-      kp.seed = opt.seed + static_cast<uint64_t>(task);
-      const KMeansResult r = KMeans(ConstMat(sub.data(), need, c), w, kp, nullptr);
-      std::copy(r.centroids.begin(), r.centroids.end(),
-                set.centroids[lk].begin() + static_cast<int64_t>(grp) * k * c);
-      sse[task] = r.objective;
-      const int64_t d = ++done;
-      if (progress && tid == 0) {
-        progress(fmt::format("k-means: {}/{} groups", d, n_tasks), 0.3 + 0.7 * d / n_tasks);
-      }
-    }
-  });
-  set.objective.resize(static_cast<size_t>(L) * 2);
-  for (int lk = 0; lk < L * 2; ++lk) {
+    });
     double s = 0;
-    for (int g = 0; g < n_groups; ++g) s += sse[static_cast<size_t>(lk) * n_groups + g];
+    for (double e : sse) s += e;
     set.objective[lk] = s / n_groups;  // mean over groups of the per-vector objective
   }
-  if (progress) progress("done", 1.0);
+  if (progress) progress({"k-means", n_tasks, n_tasks});
   return set;
 }
 

@@ -1,6 +1,7 @@
 // Learning CQ codebooks from calibration text: run the model over calibration windows, collect
 // every layer's keys (pre- or post-RoPE) and values, optionally their loss gradients (diagonal
-// Fisher weights), and run one (weighted) k-means per (layer, K/V, channel group).
+// Fisher weights), and run one (weighted) k-means per (layer, K/V, channel group). Each window's
+// layers are streamed to a spill as produced and fitted one (layer, K/V) at a time.
 #pragma once
 
 #include <cstdint>
@@ -24,17 +25,37 @@ struct CalibrationOptions {
   int n_init = 1;      // k-means restarts (best objective kept)
   uint64_t seed = 1234;
   std::string description;  // recorded in the codebook file
+  // Directory for the per-layer spill files (a private subdirectory, removed afterwards); empty
+  // keeps every layer's rows in memory. See Calibrate for what each costs.
+  std::string spill_dir;
 };
 
-// `message` is a human-readable progress line; `fraction` in [0, 1].
-using CalibrationProgress = std::function<void(const std::string& message, double fraction)>;
+// Progress of the two stages: "windows" (forward, and backward with Fisher; `done` of `total`
+// windows) then "k-means" (`done` of `total` (layer, K/V, group) fits).
+struct CalibrationStatus {
+  const char* stage = "";
+  int64_t done = 0;
+  int64_t total = 0;
+};
+using CalibrationProgress = std::function<void(const CalibrationStatus&)>;
 
-// Uses the first n_seqs * seq_len tokens of `tokens` as consecutive windows. Throws
-// cqkv::Error when there are too few tokens, seq_len exceeds the model context, or c does not
-// divide the head dimension.
+// What a calibration run spent beyond its result.
+struct CalibrationStats {
+  int64_t spill_bytes = 0;  // written to spill_dir (0 in memory)
+};
+
+// Uses the first n_seqs * seq_len tokens of `tokens` as consecutive windows. Memory for T =
+// n_seqs * seq_len tokens, fp32, beside the model and one window's pass (model/backward.h):
+//   in memory    4 T L 2 kv_dim (+ 4 T L 2 kv_dim / c with Fisher) bytes, all layers at once;
+//   spill_dir    4 T kv_dim (+ 4 T kv_dim / c) bytes, one (layer, K/V) problem at a time; the
+//                files hold what memory would (written once, read once, deleted as fitted).
+// The codebooks are the same either way: same rows in the same order, same seeds.
+// Throws cqkv::Error when there are too few tokens, seq_len exceeds the model context, c does not
+// divide the head dimension, or the spill cannot be written.
 CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
                       const CalibrationOptions& opt, ThreadPool& pool,
-                      const CalibrationProgress& progress = nullptr);
+                      const CalibrationProgress& progress = nullptr,
+                      CalibrationStats* stats = nullptr);
 
 // Parses "16x256" into (n_seqs, seq_len). Throws naming the flag text.
 void ParseTokensSpec(const std::string& text, int* n_seqs, int* seq_len);

@@ -50,6 +50,20 @@ TextSource ParseTextSource(const std::string& spec) {
   return src;
 }
 
+std::vector<TextSource> ParseTextSourceList(const std::string& list, const std::string& flag) {
+  std::vector<TextSource> out;
+  size_t begin = 0;
+  while (true) {
+    const size_t comma = list.find(',', begin);
+    const std::string item =
+        list.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin);
+    CQKV_CHECK(!item.empty(), "{} {}: empty item in the comma-separated list", flag, Escaped(list));
+    out.push_back(ParseTextSource(item));
+    if (comma == std::string::npos) return out;
+    begin = comma + 1;
+  }
+}
+
 std::string LoadText(const TextSource& src) {
   std::string raw = ReadInputFile(src.path, kMaxTextInputBytes, "--data");
   if (!EndsWith(src.path, ".jsonl")) {

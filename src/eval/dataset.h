@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace cqkv {
 
@@ -16,6 +17,9 @@ struct TextSource {
 
 // Parses "FILE" or "FILE:BEGIN:END" (document range, jsonl only). Throws naming the flag value.
 TextSource ParseTextSource(const std::string& spec);
+// Parses a comma-separated list of such specs ("a.txt,c4.jsonl:0:200"); `flag` names the option
+// in errors. Throws on an empty list or an empty item.
+std::vector<TextSource> ParseTextSourceList(const std::string& list, const std::string& flag);
 // Throws cqkv::Error naming the file when it is missing, empty, or a .jsonl line lacks "text".
 std::string LoadText(const TextSource& src);
 

@@ -15,6 +15,7 @@
 #include "kv/decode_attention.h"
 #include "quant/kmeans.h"
 #include "util/error.h"
+#include "util/fp16.h"
 
 namespace cqkv {
 namespace {
@@ -326,6 +327,35 @@ class CqKvCache final : public KvCache {
     }
   }
   bool HasAttendPartial() const override { return true; }
+
+  // The rows Attend uses: fp16 window rows for the last `window` tokens, else centroids (keys
+  // rotated to their position when pre-RoPE).
+  void ReadRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh, float* out) const override {
+    const int hd = shape_.head_dim, kind = part == KvPart::kKey ? 0 : 1;
+    const int64_t window_start =
+        window_ > 0 ? std::max<int64_t>(0, n_[layer] - window_) : n_[layer];
+    const float* table =
+        tables_[layer * 2 + kind].data() + int64_t{kvh} * groups_per_head_ * c_ * k_;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t t = t0 + i;
+      float* row = out + i * hd;
+      if (t >= window_start) {
+        const uint16_t* w = (kind == 0 ? win_k_ : win_v_)[layer].data() +
+                            t % window_ * shape_.kv_dim() + int64_t{kvh} * hd;
+        for (int j = 0; j < hd; ++j) row[j] = F16ToF32(w[j]);
+      } else if (kind == 0 && keys_ == KeyPosition::kPreRope) {
+        RotatedKey(layer, kvh, t, row);
+      } else {
+        const uint8_t* codes = Region(layer, kind, kvh, t);
+        const int64_t base = t % shape_.page_tokens * groups_per_head_;
+        for (int gi = 0; gi < groups_per_head_; ++gi) {
+          const float* cent = table + int64_t{gi} * c_ * k_ + ReadCqCode(codes, base + gi, bits_);
+          for (int j = 0; j < c_; ++j) row[gi * c_ + j] = cent[j * k_];
+        }
+      }
+    }
+  }
+  bool HasReadRows() const override { return true; }
 
   int64_t tokens(int layer) const override { return n_[layer]; }
 

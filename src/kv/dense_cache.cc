@@ -10,6 +10,7 @@
 #include "kv/decode_attention.h"
 #include "kv/page_layout.h"
 #include "util/error.h"
+#include "util/fp16.h"
 
 namespace cqkv {
 namespace {
@@ -21,6 +22,7 @@ template <>
 struct Elem<float> {
   static constexpr const char* kName = "fp32";
   static void Store(const float* x, float* out, int64_t n) { std::copy(x, x + n, out); }
+  static void Load(const float* x, float* out, int64_t n) { std::copy(x, x + n, out); }
   static float Dot(const float* k, const float* q, int64_t n) { return cqkv::Dot(k, q, n); }
   static void Axpy(float p, const float* v, float* out, int64_t n) { cqkv::Axpy(p, v, out, n); }
   static void Attend(const float* q, const float* k, const float* v, int64_t stride, int64_t n,
@@ -32,6 +34,9 @@ template <>
 struct Elem<uint16_t> {
   static constexpr const char* kName = "fp16";
   static void Store(const float* x, uint16_t* out, int64_t n) { F32ToF16Row(x, out, n); }
+  static void Load(const uint16_t* x, float* out, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) out[i] = F16ToF32(x[i]);
+  }
   static float Dot(const uint16_t* k, const float* q, int64_t n) { return DotF16(k, q, n); }
   static void Axpy(float p, const uint16_t* v, float* out, int64_t n) { AxpyF16(p, v, out, n); }
   static void Attend(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride,
@@ -115,6 +120,12 @@ class DenseKvCache final : public KvCache {
     });
   }
   bool HasAttendPartial() const override { return true; }
+
+  void ReadRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh, float* out) const override {
+    const int hd = shape_.head_dim, p = part == KvPart::kKey ? 0 : 1;
+    for (int64_t i = 0; i < n; ++i) Elem<T>::Load(Row(layer, p, kvh, t0 + i), out + i * hd, hd);
+  }
+  bool HasReadRows() const override { return true; }
 
   int64_t tokens(int layer) const override { return n_[layer]; }
 

@@ -4,6 +4,7 @@
 #include "kv/dense_cache.h"
 #include "kv/int_cache.h"
 #include "kv/kivi_cache.h"
+#include "kv/mixed_cache.h"
 #include "kv/nf_cache.h"
 #include "kv/tq_cache.h"
 #include "util/error.h"
@@ -13,6 +14,10 @@ namespace cqkv {
 void KvCache::AttendPartial(int, int, const float*, int, int64_t, int64_t, float*, float*,
                             float*) const {
   Fail("kv cache {}: no partial (decode) attention for this format", format());
+}
+
+void KvCache::ReadRows(int, KvPart, int64_t, int64_t, int, float*) const {
+  Fail("kv cache {}: no row access for this format", format());
 }
 
 KvCache::KvCache(const KvShape& shape, std::shared_ptr<PagePool> pool)
@@ -30,6 +35,8 @@ KvCache::~KvCache() {
 bool KvCache::TryReserve(int64_t n_tokens) {
   const int64_t need = PagesFor(n_tokens);
   if (need <= pages_held()) return true;
+  CQKV_CHECK(!borrowed_, "kv cache {}: a sub-cache needs page {} before its composite lent it",
+             format(), need - 1);
   if (!pool_) pool_ = PagePool::Unbounded(PageBytes());
   CQKV_CHECK(pool_->page_bytes() == PageBytes(),
              "kv cache {}: pool pages of {} bytes, format needs {}", format(), pool_->page_bytes(),
@@ -72,8 +79,20 @@ uint8_t* KvCache::EnsurePage(int64_t t) {
   return PageData(page);
 }
 
+void KvCache::LendPages(KvCache& child, int64_t offset) const {
+  CQKV_CHECK(child.borrowed_ || child.pages_held() == 0,
+             "kv cache {}: cannot lend pages to a sub-cache holding its own", format());
+  child.borrowed_ = true;
+  for (size_t i = child.pages_.size(); i < pages_.size(); ++i) {
+    child.pages_.push_back(-1);
+    child.page_data_.push_back(page_data_[i] + offset);
+  }
+}
+
 void KvCache::ReleasePages() {
-  for (int32_t id : pages_) pool_->Free(id);
+  if (!borrowed_) {
+    for (int32_t id : pages_) pool_->Free(id);
+  }
   pages_.clear();
   page_data_.clear();
 }
@@ -95,6 +114,8 @@ std::unique_ptr<KvCache> MakeKvCache(const KvSpec& spec, const KvShape& shape) {
       return MakeKiviCache(spec, shape);
     case KvFamily::kTq:
       return MakeTqCache(spec, shape);
+    case KvFamily::kMixed:
+      return MakeMixedCache(spec, shape);
   }
   Fail("KV format '{}': no cache for this family", spec.text);
 }
@@ -120,7 +141,10 @@ std::string KvFormatsHelp() {
          "over G channels (default 32), last R tokens fp16 (default 128)\n"
          "tq<B>[:qjl]            B=2,3,4; TurboQuant-style: randomized-Hadamard rotation, B-bit "
          "Lloyd-Max codes + fp16 norm per head row: B+16/head_dim bits; :qjl keys use B-1 bits "
-         "+ a 1-bit QJL residual sketch + fp16 residual norm";
+         "+ a 1-bit QJL residual sketch + fp16 residual norm\n"
+         "FMT;FMT@LAYERS;...      mixed: per-layer formats, LAYERS = N, N-M, firstN, lastN "
+         "(comma list, 0-based), the part without @ for the other layers; any FMT may be "
+         "K=FMT,V=FMT (e.g. 'int2-token;fp16@first1,last1', 'K=int4-token,V=int2-token')";
 }
 
 }  // namespace cqkv

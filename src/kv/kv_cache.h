@@ -44,6 +44,9 @@ struct KvShape {
   int q_dim() const { return n_heads * head_dim; }
 };
 
+// Which half of a layer's cache: keys or values.
+enum class KvPart { kKey, kValue };
+
 // The keys and values of a block of consecutive new tokens of one layer.
 struct KvBlock {
   int64_t pos0 = 0;  // absolute position of the block's first token
@@ -74,6 +77,12 @@ class KvCache {
   virtual void AttendPartial(int layer, int kv_head, const float* q_group, int group, int64_t t0,
                              int64_t t1, float* m, float* l, float* acc) const;
   virtual bool HasAttendPartial() const { return false; }
+  // Writes tokens [t0, t0 + n) (< tokens(layer)) of kv head kvh of `part` as attention sees them,
+  // (n, head_dim) row-major, in the model's space (keys after RoPE): what lets a composite
+  // (kv/mixed_cache.h) score with one format's keys and sum another format's values. The
+  // default throws: formats opt in (HasReadRows).
+  virtual void ReadRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh, float* out) const;
+  virtual bool HasReadRows() const { return false; }
   // Tokens cached in `layer`.
   virtual int64_t tokens(int layer) const = 0;
   // Drops every cached token (capacity is kept).
@@ -130,6 +139,11 @@ class KvCache {
   uint8_t* EnsurePage(int64_t t);
   // Returns every page to the pool (Clear).
   void ReleasePages();
+  // For composites (kv/mixed_cache.h) whose page holds their sub-caches' pages side by side:
+  // gives `child` every page this cache holds and the child lacks, at byte `offset` of each.
+  // The child reads and writes them but never allocates or frees pages (it is lent them); the
+  // composite lends after each EnsurePage, before the child appends.
+  void LendPages(KvCache& child, int64_t offset) const;
 
   KvShape shape_;
 
@@ -138,6 +152,7 @@ class KvCache {
   std::vector<int32_t> pages_;       // page ids, in token order
   std::vector<uint8_t*> page_data_;  // their memory
   int64_t fixed_charged_ = 0;        // FixedBytes() charged to pool_ by TryAdmit
+  bool borrowed_ = false;            // pages lent by a composite (LendPages): never freed here
 };
 
 // Calls fn(page, begin, end) for each page-aligned piece [begin, end) of tokens [t0, t1); page is

@@ -1,6 +1,7 @@
 #include "kv/kv_spec.h"
 
 #include "kv/cq_cache.h"
+#include "kv/mixed_spec.h"
 #include "kv/quant_cache.h"
 #include "util/error.h"
 
@@ -32,6 +33,11 @@ bool TakeWordOption(std::string& text, std::string_view name, const std::string&
 KvSpec ParseKvSpec(const std::string& text) {
   KvSpec s;
   s.text = text;
+  if (IsMixedKvSpec(text)) {
+    s.family = KvFamily::kMixed;
+    s.mixed = std::make_shared<const MixedSpec>(ParseMixedSpec(text));
+    return s;
+  }
   if (text == "fp32" || text == "fp16") {
     s.family = text == "fp32" ? KvFamily::kFp32 : KvFamily::kFp16;
     return s;

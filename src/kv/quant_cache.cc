@@ -112,6 +112,15 @@ void QuantKvCache::AttendPartial(int layer, int kv_head, const float* q_group, i
   if (rotation_) rotation_->Inverse(layer, acc, group);
 }
 
+void QuantKvCache::ReadRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
+                            float* out) const {
+  ForEachPageRange(t0, t0 + n, shape_.page_tokens, [&](int64_t, int64_t b, int64_t e) {
+    DequantRows(layer, part, b, e - b, kvh, out + (b - t0) * shape_.head_dim);
+  });
+  // Stored rotated: back to the model's space, as ReadRows promises.
+  if (rotation_) rotation_->Inverse(layer, out, n);
+}
+
 bool QuantKvCache::InPlaceRows(int, KvPart, int, int64_t, IntRowsView*) const { return false; }
 
 void QuantKvCache::DequantRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,

@@ -18,8 +18,6 @@
 
 namespace cqkv {
 
-enum class KvPart { kKey, kValue };
-
 // BytesPerToken of every subclass is the most bytes one sequence's cache ever holds (over
 // 1..max_tokens tokens: codes, fp16 side parameters, and transient full-precision buffers such as
 // int<B>-channel's fp32 staging of a partial group or KIVI's fp16 window) divided by max_tokens.
@@ -49,6 +47,10 @@ class QuantKvCache : public KvCache {
   // The per-head rotation rows are stored under (`int<B>-*:hadamard`), or null. Attend and
   // AttendPartial rotate the queries with it and rotate outputs back, so callers never see it.
   const HeadRotation* rotation() const { return rotation_.get(); }
+  // DequantRows page by page: the rows DequantHead gives, rotated back to the model's space
+  // when the format stores them rotated.
+  void ReadRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh, float* out) const override;
+  bool HasReadRows() const override { return true; }
   // Bits of the quantised representation per cached channel, K and V averaged: codes plus side
   // parameters amortised over their group. Excludes transient buffers (staging, fp16 window),
   // which BytesPerToken counts; this is the number papers quote, e.g. 4.25 for int4-token:g128.

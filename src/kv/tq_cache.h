@@ -29,6 +29,13 @@ class TqCache : public KvCache {
   // (unrotated) domain: R^T of the dequantised rotated row; for :qjl keys R^T (k_mse + |r|
   // sqrt(pi/2)/d S^T z), the key whose dot with any query is the QJL estimate.
   virtual void DequantHead(int layer, bool key, int64_t t, int kvh, float* out) const = 0;
+  // DequantHead row by row (model space), for composites (kv/mixed_cache.h).
+  void ReadRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh, float* out) const final {
+    for (int64_t i = 0; i < n; ++i) {
+      DequantHead(layer, part == KvPart::kKey, t0 + i, kvh, out + i * shape_.head_dim);
+    }
+  }
+  bool HasReadRows() const final { return true; }
   // The key rows' code bits per channel (B, or B-1 with :qjl) and whether QJL is on.
   virtual int key_bits() const = 0;
   virtual bool qjl() const = 0;

@@ -99,48 +99,36 @@ double OutputLossBackward(const Model& model, ConstMat x, std::span<const int32_
 
 }  // namespace
 
-void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, ThreadPool& pool,
-                       KvActivations* acts, KvGradients* grads) {
+double ForwardBackwardKvStream(const Model& model, std::span<const int32_t> tokens,
+                               ThreadPool& pool, bool with_gradients, const KvLayerSink& sink) {
   const ModelConfig& c = model.config;
   const ModelWeights& w = model.weights;
   const int64_t n = static_cast<int64_t>(tokens.size());
   CQKV_CHECK(n >= 2, "K/V gradients need a window of at least 2 tokens, got {}", n);
   CQKV_CHECK(n <= c.max_seq_len, "window of {} tokens exceeds the context of model {} ({})", n,
              model.path, c.max_seq_len);
-  KvActivations local_acts;
-  if (acts == nullptr) acts = &local_acts;
   const int L = c.n_layers, hd = c.head_dim();
   const int64_t dim = c.dim, kv_dim = c.kv_dim(), q_dim = c.q_dim();
   const int64_t hidden = c.hidden_dim;
   const auto rows = [n](int64_t width) {
     return std::vector<float>(static_cast<size_t>(n * width));
   };
-
-  acts->n_tokens = n;
-  acts->n_layers = L;
-  acts->kv_dim = static_cast<int>(kv_dim);
-  acts->k_pre.assign(L, {});
-  acts->k.assign(L, {});
-  acts->v.assign(L, {});
-  for (int l = 0; l < L; ++l) {
-    acts->k_pre[l] = rows(kv_dim);
-    acts->k[l] = rows(kv_dim);
-    acts->v[l] = rows(kv_dim);
-  }
   const KvShape shape = KvShapeFor(c, static_cast<int>(n));
   const RopeTable rope(hd, n, c.rope);
 
   // Scratch, each (n, width) row-major. att holds the attention output in the forward pass and
-  // d loss / d attention output in the backward one.
+  // d loss / d attention output in the backward one. k_pre, k, v hold the current layer only.
   std::vector<float> x_buf = rows(dim), xn_buf = rows(dim), proj_buf = rows(dim);
   std::vector<float> q_buf = rows(q_dim), att_buf = rows(q_dim);
   std::vector<float> gate_buf = rows(hidden), up_buf = rows(hidden);
+  std::vector<float> k_pre_buf = rows(kv_dim), k_buf = rows(kv_dim), v_buf = rows(kv_dim);
   Mat x(x_buf.data(), n, dim), xn(xn_buf.data(), n, dim), proj(proj_buf.data(), n, dim);
   Mat q(q_buf.data(), n, q_dim), att(att_buf.data(), n, q_dim);
   Mat gate(gate_buf.data(), n, hidden), up(up_buf.data(), n, hidden);
+  Mat k_pre(k_pre_buf.data(), n, kv_dim), k(k_buf.data(), n, kv_dim), v(v_buf.data(), n, kv_dim);
   // Layer checkpoints for the backward sweep: the residual stream entering each layer and
   // entering its MLP block, (n, dim) each.
-  std::vector<std::vector<float>> x_in(grads ? L : 0), x_mid(grads ? L : 0);
+  std::vector<std::vector<float>> x_in(with_gradients ? L : 0), x_mid(with_gradients ? L : 0);
 
   for (int64_t i = 0; i < n; ++i) {
     CQKV_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab_size,
@@ -152,20 +140,19 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
   // Forward, step for step as LlamaForward with an fp32 cache (same kernels, same order).
   for (int l = 0; l < L; ++l) {
     const LayerWeights& lw = w.layers[l];
-    Mat k_pre(acts->k_pre[l].data(), n, kv_dim), k(acts->k[l].data(), n, kv_dim);
-    Mat v(acts->v[l].data(), n, kv_dim);
-    if (grads) x_in[l] = x_buf;
+    if (with_gradients) x_in[l] = x_buf;
     RmsNormRows(x, lw.attn_norm, c.rms_eps, xn);
     ProjectHeads(xn, lw.wq, lw.bq, lw.q_norm, hd, c.rms_eps, q, Mat(), pool);
     ProjectHeads(xn, lw.wk, lw.bk, lw.k_norm, hd, c.rms_eps, k_pre, Mat(), pool);
     ProjectHeads(xn, lw.wv, lw.bv, nullptr, hd, c.rms_eps, v, Mat(), pool);
-    std::copy(acts->k_pre[l].begin(), acts->k_pre[l].end(), acts->k[l].begin());
+    std::copy(k_pre_buf.begin(), k_pre_buf.end(), k_buf.begin());
     RotateRows(rope, q, c.n_heads, hd, false);
     RotateRows(rope, k, c.n_kv_heads, hd, false);
+    if (!with_gradients) sink(KvLayerSlice{l, k_pre, k, v, {}, {}, {}});
     CausalAttention(shape, DenseRows{k.data, v.data, kv_dim, hd}, q, 0, att, pool);
     MatMul(att, lw.wo, proj, pool);
     AddInPlace(x, proj);
-    if (grads) x_mid[l] = x_buf;
+    if (with_gradients) x_mid[l] = x_buf;
     RmsNormRows(x, lw.ffn_norm, c.rms_eps, xn);
     MatMul(xn, lw.w_gate, gate, pool);
     MatMul(xn, lw.w_up, up, pool);
@@ -176,15 +163,14 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
     MatMul(gate, lw.w_down, proj, pool);
     AddInPlace(x, proj);
   }
-  if (grads == nullptr) return;
+  if (!with_gradients) return 0;
 
-  grads->dk_pre.assign(L, {});
-  grads->dk.assign(L, {});
-  grads->dv.assign(L, {});
-  grads->n_predicted = n - 1;
   // dx: d loss / d residual stream at the current point of the backward sweep.
   std::vector<float> dx_buf = rows(dim), dq_buf = rows(q_dim), dh_buf = rows(hidden);
+  std::vector<float> dk_buf = rows(kv_dim), dv_buf = rows(kv_dim), dk_pre_buf = rows(kv_dim);
   Mat dx(dx_buf.data(), n, dim), dq(dq_buf.data(), n, q_dim), dh(dh_buf.data(), n, hidden);
+  Mat dk(dk_buf.data(), n, kv_dim), dv(dv_buf.data(), n, kv_dim);
+  Mat dk_pre(dk_pre_buf.data(), n, kv_dim);
   Mat& db = xn;  // d loss / d normed input of the current block (recomputed xn is dead)
   // Q/K before their per-head norm and d loss / d K there, (n, q_dim) / (n, kv_dim): only
   // models with Q/K norms need them (the norm's backward reads its input).
@@ -194,7 +180,7 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
   Mat k_raw(k_raw_buf.data(), c.qk_norm ? n : 0, kv_dim);
   Mat dk_raw(dk_raw_buf.data(), c.qk_norm ? n : 0, kv_dim);
   Mat& dout = att;  // d loss / d attention output
-  grads->loss = OutputLossBackward(model, x, tokens, pool, dx);
+  const double loss = OutputLossBackward(model, x, tokens, pool, dx);
 
   for (int l = L - 1; l >= 0; --l) {
     const LayerWeights& lw = w.layers[l];
@@ -215,29 +201,26 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
 
     // Attention: x_mid = x_in + W_o attn(R q_pre, R k_pre, v), q_pre = N_q(W_q a + b_q),
     // k_pre = N_k(W_k a + b_k), v = W_v a + b_v, a = RmsNormRows(x_in), N a per-head norm or
-    // nothing. K/V come from the forward; Q is recomputed.
+    // nothing. Q, K and V are recomputed from the checkpoint, exactly as the forward made them.
     MatMulTransposed(dx, lw.wo, dout, pool);
     RmsNormRows(xi, lw.attn_norm, c.rms_eps, xn);
     ProjectHeads(xn, lw.wq, lw.bq, lw.q_norm, hd, c.rms_eps, q, q_raw, pool);
-    if (c.qk_norm && l > 0) {  // K before its norm, while xn still holds a (db overwrites it)
-      ProjectHeads(xn, lw.wk, lw.bk, lw.k_norm, hd, c.rms_eps, dk_raw, k_raw, pool);
-    }
+    ProjectHeads(xn, lw.wk, lw.bk, lw.k_norm, hd, c.rms_eps, k_pre, k_raw, pool);
+    ProjectHeads(xn, lw.wv, lw.bv, nullptr, hd, c.rms_eps, v, Mat(), pool);
+    std::copy(k_pre_buf.begin(), k_pre_buf.end(), k_buf.begin());
     RotateRows(rope, q, c.n_heads, hd, false);
-    grads->dk[l] = rows(kv_dim);
-    grads->dv[l] = rows(kv_dim);
-    Mat dk(grads->dk[l].data(), n, kv_dim), dv(grads->dv[l].data(), n, kv_dim);
-    AttentionBackward(shape, q, ConstMat(acts->k[l].data(), n, kv_dim),
-                      ConstMat(acts->v[l].data(), n, kv_dim), dout, dq, dk, dv, pool);
+    RotateRows(rope, k, c.n_kv_heads, hd, false);
+    AttentionBackward(shape, q, k, v, dout, dq, dk, dv, pool);
     // The inverse rotation is the transpose: d k_pre = R^T d k.
-    grads->dk_pre[l] = grads->dk[l];
-    Mat dk_pre(grads->dk_pre[l].data(), n, kv_dim);
+    std::copy(dk_buf.begin(), dk_buf.end(), dk_pre_buf.begin());
     RotateRows(rope, dk_pre, c.n_kv_heads, hd, true);
+    sink(KvLayerSlice{l, k_pre, k, v, dk_pre, dk, dv});
     if (l > 0) {  // below layer 0 only the embeddings remain, which get no gradient
       RotateRows(rope, dq, c.n_heads, hd, true);
       ProjectHeadsBackward(lw.wq, lw.q_norm, hd, c.rms_eps, q_raw, dq, db, false, pool);
       if (c.qk_norm) {
         // d k_pre is copied since the norm's backward overwrites its gradient argument.
-        std::copy(grads->dk_pre[l].begin(), grads->dk_pre[l].end(), dk_raw_buf.begin());
+        std::copy(dk_pre_buf.begin(), dk_pre_buf.end(), dk_raw_buf.begin());
         ProjectHeadsBackward(lw.wk, lw.k_norm, hd, c.rms_eps, k_raw, dk_raw, db, true, pool);
       } else {
         ProjectHeadsBackward(lw.wk, nullptr, hd, c.rms_eps, k_raw, dk_pre, db, true, pool);
@@ -249,6 +232,42 @@ void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, Thre
     std::vector<float>().swap(x_in[l]);
     std::vector<float>().swap(x_mid[l]);
   }
+  return loss;
+}
+
+void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, ThreadPool& pool,
+                       KvActivations* acts, KvGradients* grads) {
+  const int L = model.config.n_layers;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const auto copy = [](ConstMat m) { return std::vector<float>(m.data, m.data + m.rows * m.cols); };
+  if (acts) {
+    acts->n_tokens = n;
+    acts->n_layers = L;
+    acts->kv_dim = model.config.kv_dim();
+    acts->k_pre.assign(L, {});
+    acts->k.assign(L, {});
+    acts->v.assign(L, {});
+  }
+  if (grads) {
+    grads->dk_pre.assign(L, {});
+    grads->dk.assign(L, {});
+    grads->dv.assign(L, {});
+    grads->n_predicted = n - 1;
+  }
+  const double loss =
+      ForwardBackwardKvStream(model, tokens, pool, grads != nullptr, [&](const KvLayerSlice& s) {
+        if (acts) {
+          acts->k_pre[s.layer] = copy(s.k_pre);
+          acts->k[s.layer] = copy(s.k);
+          acts->v[s.layer] = copy(s.v);
+        }
+        if (grads) {
+          grads->dk_pre[s.layer] = copy(s.dk_pre);
+          grads->dk[s.layer] = copy(s.dk);
+          grads->dv[s.layer] = copy(s.dv);
+        }
+      });
+  if (grads) grads->loss = loss;
 }
 
 }  // namespace cqkv

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
 #include "model/model.h"
+#include "util/tensor.h"
 #include "util/thread_pool.h"
 
 namespace cqkv {
@@ -32,28 +34,49 @@ struct KvGradients {
   int64_t n_predicted = 0;  // n_tokens - 1
 };
 
+// One layer's K/V of a window and, in a gradient pass, d loss / d each, handed to a
+// KvLayerSink as soon as they exist. The views are valid only during the sink call.
+struct KvLayerSlice {
+  int layer = 0;
+  ConstMat k_pre, k, v;     // (n_tokens, kv_dim)
+  ConstMat dk_pre, dk, dv;  // (n_tokens, kv_dim); 0 rows in an activations-only pass
+};
+using KvLayerSink = std::function<void(const KvLayerSlice&)>;
+
 // Runs an fp32 forward pass over `tokens` at positions 0..n-1 (a fresh context, as one
-// perplexity window), loss = sum_{i < n-1} -log softmax(logits_i)[tokens[i+1]], and
-// backpropagates it through the whole network (every path through later layers' residual
-// stream included) to each layer's K/V. `grads` may be null: activations only, no loss.
-// `acts` may be null when only gradients are wanted.
+// perplexity window) and, when `with_gradients`, loss = sum_{i < n-1} -log
+// softmax(logits_i)[tokens[i+1]] backpropagated through the whole network (every path through
+// later layers' residual stream included) to each layer's K/V. Returns the loss (0 without
+// gradients).
+//
+// `sink` receives each layer once: in forward order during the forward pass without gradients,
+// in backward order (L-1 down to 0) with them. Nothing of a layer outlives its sink call, so a
+// caller that consumes slices (calibration spills them per layer) holds O(n kv_dim) of them
+// instead of O(n L kv_dim). The gradient pass recomputes a layer's K/V from its checkpoint
+// with the same kernels, so the slices equal the forward's bit for bit.
 //
 // The last token's K/V feed only its own (unscored) prediction, so their gradient rows are 0.
 //
 // Memory (fp32, n tokens, L layers), in bytes:
-//   activations (the output)            4 n L 3 kv_dim
-//   gradients (the output)              4 n L 3 kv_dim
-//   layer checkpoints                   4 n L 2 dim   (residual stream entering each layer and
+//   one layer's K/V (and gradients)     4 n 3 kv_dim  (+ 4 n 3 kv_dim with gradients)
+//   layer checkpoints (gradients only)  4 n L 2 dim   (residual stream entering each layer and
 //                                                      its MLP; freed layer by layer going back)
 //   one layer's scratch                 4 n (4 dim + 3 q_dim + 3 hidden + 2 n_heads)
 //                                       + 4 n (q_dim + 2 kv_dim) with Q/K norms (qwen3)
 //   logits, in row chunks               <= 64 MiB (16 Mi floats) + 8 chunk_rows dim
-// Everything else is recomputed per layer (Q, the MLP's gate/up, attention probabilities row by
-// row from Q and K, never an n x n matrix). E.g. LLaMA-2-7B (L 32, dim = q_dim = kv_dim 4096,
-// hidden 11008) over 2048 tokens: 3 + 3 + 2 + 0.5 GiB, plus the weights.
+// Everything else is recomputed per layer (Q, K, V, the MLP's gate/up, attention
+// probabilities row by row from Q and K, never an n x n matrix). E.g. LLaMA-2-7B (L 32,
+// dim = q_dim = kv_dim 4096, hidden 11008) over 2048 tokens: 2 GiB of checkpoints + 0.6 GiB,
+// plus the weights.
 //
 // Throws cqkv::Error for fewer than 2 tokens, more than the model's context or ids outside the
 // vocabulary.
+double ForwardBackwardKvStream(const Model& model, std::span<const int32_t> tokens,
+                               ThreadPool& pool, bool with_gradients, const KvLayerSink& sink);
+
+// ForwardBackwardKvStream with every layer's slices kept: O(n L kv_dim) more memory (4 n L 3
+// kv_dim bytes each for activations and gradients). `grads` may be null: activations only, no
+// loss. `acts` may be null when only gradients are wanted.
 void ForwardBackwardKv(const Model& model, std::span<const int32_t> tokens, ThreadPool& pool,
                        KvActivations* acts, KvGradients* grads);
 

@@ -3,8 +3,12 @@
 #include <fmt/format.h>
 #include <httplib.h>
 
+#include <sys/socket.h>
+
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <ctime>
 #include <mutex>
 #include <random>
@@ -89,6 +93,7 @@ struct StreamState {
 
 constexpr auto kStreamPoll = 500ms;
 constexpr int kHeartbeatPolls = 10;  // an SSE comment after 5 s without tokens finds dead clients
+constexpr int kListenBacklog = 512;  // the kernel caps it at net.core.somaxconn
 
 }  // namespace
 
@@ -97,6 +102,8 @@ struct HttpServer::Impl {
   HttpServerOptions opt;
   httplib::Server svr;
   std::atomic<bool> stopping{false};
+  // The listening socket, seen in the socket-options callback: Bind() widens its backlog.
+  std::atomic<int> listen_fd{-1};
   std::atomic<bool> serve_entered{false}, serve_returned{false};
   std::mutex rng_mu;
   std::mt19937_64 rng{std::random_device{}()};
@@ -122,9 +129,10 @@ void HttpServer::Impl::Routes() {
   svr.set_payload_max_length(opt.body_limit);
   // httplib's default adds SO_REUSEPORT, which would let a second server share our port and take
   // half of its connections; a busy port must be an error instead.
-  svr.set_socket_options([](socket_t sock) {
+  svr.set_socket_options([this](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd = sock;
   });
 
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -334,6 +342,13 @@ int HttpServer::Bind() {
         fmt::format("--host {} --port {}: cannot listen there (address in use, not local, "
                     "or not permitted)",
                     o.host, o.port));
+  // Debian's cpp-httplib is a compiled library whose listen() backlog is 5, whatever
+  // CPPHTTPLIB_LISTEN_BACKLOG says here: a burst of clients (the load test opens 32 at once)
+  // overflows the accept queue and some connections are reset instead of waiting their turn.
+  // listen() again on the bound socket only changes its backlog (Linux, POSIX).
+  if (const int fd = impl_->listen_fd; fd >= 0 && ::listen(fd, kListenBacklog) != 0)
+    throw Error(fmt::format("--host {} --port {}: cannot set the listen backlog: {}", o.host, port,
+                            std::strerror(errno)));
   return port;
 }
 

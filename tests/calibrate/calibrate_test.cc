@@ -3,10 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "eval/perplexity.h"
+#include "loader/loader.h"
+#include "model/backward.h"
 #include "model/fingerprint.h"
+#include "quant/kmeans.h"
 #include "random_model.h"
+#include "test_util.h"
 #include "util/error.h"
 
 namespace cqkv {
@@ -82,6 +87,154 @@ TEST(Calibrate, BadOptionsAreClearErrors) {
   opt.n_seqs = 1;
   opt.seq_len = 1000;  // beyond the model context of 128
   EXPECT_THROW(Calibrate(*m, Tokens(2000, 50), opt, pool), Error);
+}
+
+// Calibration as it was before layers were streamed, written out independently: every window's
+// full-network activations (ForwardBackwardKv), every layer's rows in memory, one k-means per
+// (layer, kind, group) seeded seed + its index. The streamed calibration must equal it exactly.
+CodebookSet AllLayersInMemory(const Model& model, const std::vector<int32_t>& tokens,
+                              const CalibrationOptions& opt) {
+  ThreadPool pool(1);
+  const int L = model.config.n_layers, kv_dim = model.config.kv_dim(), c = opt.config.channels;
+  const int n_groups = kv_dim / c, k = opt.config.n_centroids();
+  const int64_t need = int64_t{opt.n_seqs} * opt.seq_len;
+  const bool pre = opt.keys == KeyPosition::kPreRope;
+  std::vector<std::vector<float>> x(2 * L), g(2 * L);  // per (layer, kind): (need, kv_dim)
+  for (int s = 0; s < opt.n_seqs; ++s) {
+    KvActivations acts;
+    KvGradients grads;
+    ForwardBackwardKv(model,
+                      std::span<const int32_t>(tokens.data() + int64_t{s} * opt.seq_len,
+                                               static_cast<size_t>(opt.seq_len)),
+                      pool, &acts, opt.fisher ? &grads : nullptr);
+    for (int l = 0; l < L; ++l) {
+      x[2 * l].insert(x[2 * l].end(), (pre ? acts.k_pre : acts.k)[l].begin(),
+                      (pre ? acts.k_pre : acts.k)[l].end());
+      x[2 * l + 1].insert(x[2 * l + 1].end(), acts.v[l].begin(), acts.v[l].end());
+      if (!opt.fisher) continue;
+      g[2 * l].insert(g[2 * l].end(), (pre ? grads.dk_pre : grads.dk)[l].begin(),
+                      (pre ? grads.dk_pre : grads.dk)[l].end());
+      g[2 * l + 1].insert(g[2 * l + 1].end(), grads.dv[l].begin(), grads.dv[l].end());
+    }
+  }
+  CodebookSet set;
+  set.objective.assign(2 * L, 0.0);
+  set.centroids.assign(2 * L, std::vector<float>(static_cast<size_t>(n_groups) * k * c));
+  for (int lk = 0; lk < 2 * L; ++lk) {
+    for (int grp = 0; grp < n_groups; ++grp) {
+      std::vector<float> sub, w;
+      for (int64_t t = 0; t < need; ++t) {
+        double ss = 0;
+        for (int j = 0; j < c; ++j) {
+          sub.push_back(x[lk][t * kv_dim + grp * c + j]);
+          if (opt.fisher)
+            ss += double(g[lk][t * kv_dim + grp * c + j]) * g[lk][t * kv_dim + grp * c + j];
+        }
+        if (opt.fisher) w.push_back(static_cast<float>(ss));
+      }
+      KMeansParams kp;
+      kp.k = k;
+      kp.max_iter = opt.max_iter;
+      kp.n_init = opt.n_init;
+      kp.seed = opt.seed + static_cast<uint64_t>(int64_t{lk} * n_groups + grp);
+      const KMeansResult r = KMeans(ConstMat(sub.data(), need, c), w, kp, nullptr);
+      std::copy(r.centroids.begin(), r.centroids.end(), set.centroids[lk].begin() + grp * k * c);
+      set.objective[lk] += r.objective;
+    }
+    set.objective[lk] /= n_groups;
+  }
+  return set;
+}
+
+// stories260K (5 layers, 4 KV heads of 8 channels): spilled to disk, kept in memory and the
+// reference above give the same codebooks bit for bit, for both weightings and key positions
+// (the spill keeps every row's float and order, the seeds follow the same numbering).
+TEST(Calibrate, StreamedSpillEqualsAllLayersInMemory) {
+  constexpr const char* kStories = "models/stories260K/model.bin";
+  CQKV_REQUIRE_SHARED(kStories);
+  const auto model = LoadModel(testing::SharedPath(kStories));
+  const auto tokens = Tokens(4 * 64, model->config.vocab_size);
+  ThreadPool pool(2);
+  for (bool fisher : {false, true}) {
+    for (KeyPosition keys : {KeyPosition::kPostRope, KeyPosition::kPreRope}) {
+      CalibrationOptions opt;
+      opt.config = CqConfig::Parse("2c6b");
+      opt.fisher = fisher;
+      opt.keys = keys;
+      opt.n_seqs = 4;
+      opt.seq_len = 64;
+      opt.max_iter = 20;
+      const CodebookSet want = AllLayersInMemory(*model, tokens, opt);
+      const CodebookSet in_memory = Calibrate(*model, tokens, opt, pool);
+      opt.spill_dir = ::testing::TempDir();
+      CalibrationStats stats;
+      const CodebookSet spilled = Calibrate(*model, tokens, opt, pool, nullptr, &stats);
+      const int64_t rows = 4 * 64 * 2 * model->config.n_layers;
+      EXPECT_EQ(stats.spill_bytes,
+                rows * 4 * (model->config.kv_dim() + (fisher ? model->config.kv_dim() / 2 : 0)));
+      for (const CodebookSet* got : {&in_memory, &spilled}) {
+        ASSERT_EQ(got->centroids.size(), want.centroids.size());
+        for (size_t lk = 0; lk < want.centroids.size(); ++lk) {
+          EXPECT_EQ(got->centroids[lk], want.centroids[lk]) << "fisher " << fisher << " " << lk;
+          EXPECT_EQ(got->objective[lk], want.objective[lk]) << "fisher " << fisher << " " << lk;
+        }
+      }
+    }
+  }
+}
+
+int SpillDirectoriesIn(const std::string& dir) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    n += e.path().filename().string().rfind("cqkv-calibrate-", 0) == 0;
+  }
+  return n;
+}
+
+TEST(Calibrate, SpillIsRemovedAfterSuccessAndFailure) {
+  auto m = testing::MakeRandomModel(testing::SmallConfig(), 34, 0.3f);
+  ThreadPool pool(2);
+  const std::string dir = ::testing::TempDir() + "/calib_spill_cleanup";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  CalibrationOptions opt;
+  opt.config = CqConfig::Parse("4c4b");
+  opt.fisher = true;
+  opt.n_seqs = 2;
+  opt.seq_len = 32;
+  opt.spill_dir = dir;
+  std::vector<int32_t> tokens = Tokens(64, m->config.vocab_size);
+  Calibrate(*m, tokens, opt, pool);
+  EXPECT_EQ(SpillDirectoriesIn(dir), 0);
+  tokens[40] = m->config.vocab_size;  // the second window fails after the first was spilled
+  testing::ExpectErrorMentioning([&] { Calibrate(*m, tokens, opt, pool); },
+                                 {"outside the vocabulary"});
+  EXPECT_EQ(SpillDirectoriesIn(dir), 0);
+  opt.spill_dir = dir + "/missing";
+  testing::ExpectErrorMentioning([&] { Calibrate(*m, tokens, opt, pool); }, {dir + "/missing"});
+}
+
+TEST(Calibrate, ProgressCountsWindowsThenFits) {
+  auto m = testing::MakeRandomModel(testing::SmallConfig(), 35, 0.3f);
+  ThreadPool pool(1);
+  CalibrationOptions opt;
+  opt.config = CqConfig::Parse("4c4b");
+  opt.n_seqs = 3;
+  opt.seq_len = 16;
+  std::vector<std::string> stages;
+  int64_t last_done = 0;
+  Calibrate(*m, Tokens(48, m->config.vocab_size), opt, pool, [&](const CalibrationStatus& s) {
+    if (stages.empty() || stages.back() != s.stage) {
+      stages.push_back(s.stage);
+      last_done = 0;
+    }
+    EXPECT_GE(s.done, last_done);
+    EXPECT_LE(s.done, s.total);
+    last_done = s.done;
+    EXPECT_EQ(s.total, stages.back() == "windows" ? 3 : 2 * 2 * (m->config.kv_dim() / 4));
+  });
+  EXPECT_EQ(stages, (std::vector<std::string>{"windows", "k-means"}));
+  EXPECT_EQ(last_done, 2 * 2 * (m->config.kv_dim() / 4));
 }
 
 TEST(Calibrate, ParsesTokensSpec) {

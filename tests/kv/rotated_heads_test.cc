@@ -161,3 +161,52 @@ TEST(HadamardIntCache, SameBitsAndSiblingsShareTheRotation) {
 
 }  // namespace
 }  // namespace cqkv
+
+namespace cqkv {
+namespace {
+
+// ReadRows (what composites such as K=...,V=... read) gives the model-space rows: the stored
+// rows rotated back, and for a mixed spec pairing rotated keys with tq values the attention
+// equals naive attention over those rows (same tolerance as above).
+TEST(HadamardIntCache, ReadRowsAreInTheModelSpace) {
+  const KvShape s = TestShape(8, 2, 64, 300);
+  auto cache = MakeIntCache(ParseKvSpec("int4-channel:g32:hadamard"), s);
+  RandomKv gen(s, 2);
+  std::vector<float> k, v, q;
+  gen.Next(280, k, v, q);
+  const ConstMat km(k.data(), 280, s.kv_dim()), vm(v.data(), 280, s.kv_dim());
+  for (int l = 0; l < s.n_layers; ++l) cache->Append(l, KvBlock{0, km, km, vm});
+  auto kd = DequantAll(*cache, 1, KvPart::kKey);
+  std::vector<float> rows(size_t(270) * 64);
+  cache->ReadRows(1, KvPart::kKey, 5, 270, 1, rows.data());
+  for (int64_t t = 0; t < 270; ++t) {
+    std::vector<float> want(kd.begin() + (t + 5) * s.kv_dim() + 64,
+                            kd.begin() + (t + 5) * s.kv_dim() + 128);
+    cache->rotation()->Inverse(1, want.data(), 1);
+    for (int c = 0; c < 64; ++c) ASSERT_NEAR(rows[t * 64 + c], want[c], 1e-5) << t;
+  }
+
+  auto mixed = MakeKvCache("K=int4-token:hadamard,V=tq3", s);
+  ThreadPool pool(2);
+  for (int l = 0; l < s.n_layers; ++l) mixed->Append(l, KvBlock{0, km, km, vm});
+  std::vector<float> out(size_t(s.q_dim()));
+  const ConstMat last(q.data() + 279 * s.q_dim(), 1, s.q_dim());
+  mixed->Attend(1, last, 279, Mat(out.data(), 1, s.q_dim()), pool);
+  std::vector<float> mk(size_t(280) * s.kv_dim()), mv(mk.size()), row(64 * 280);
+  for (int h = 0; h < s.n_kv_heads; ++h) {
+    for (KvPart p : {KvPart::kKey, KvPart::kValue}) {
+      mixed->ReadRows(1, p, 0, 280, h, row.data());
+      auto& dst = p == KvPart::kKey ? mk : mv;
+      for (int64_t t = 0; t < 280; ++t) {
+        std::copy_n(row.data() + t * 64, 64, dst.data() + t * s.kv_dim() + h * 64);
+      }
+    }
+  }
+  const std::vector<float> ql(last.Row(0), last.Row(0) + s.q_dim());
+  const auto ref = testing::NaiveAttention(s, ql, 1, 279, mk, mv);
+  for (size_t i = 0; i < out.size(); ++i)
+    ASSERT_NEAR(out[i], ref[i], 2e-5 * (1 + std::fabs(ref[i])));
+}
+
+}  // namespace
+}  // namespace cqkv

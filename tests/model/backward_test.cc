@@ -281,6 +281,48 @@ TEST(ForwardBackwardKv, ActivationsOnlyAndBadInputs) {
   EXPECT_THROW(ForwardBackwardKv(*m, too_long, pool, &acts, nullptr), Error);
 }
 
+// The streamed pass hands each layer out once, in forward order without gradients and backward
+// order with them; the gradient pass recomputes K/V from its checkpoints, which must give the
+// forward's floats exactly (calibration mixes both passes' slices in no way, but Fisher and
+// uniform codebooks are fitted to the same activations only if this holds).
+TEST(ForwardBackwardKvStream, LayerOrderAndRecomputedKvEqualTheForward) {
+  for (const ModelConfig& c : {TinyGqaConfig(), TinyArchConfig()}) {
+    auto m = MakeSyntheticModel(c, 25, kWeightScale);
+    ThreadPool pool(2);
+    const auto ids = Tokens(17, c.vocab_size, 8);
+    const auto copy = [](ConstMat x) {
+      return std::vector<float>(x.data, x.data + x.rows * x.cols);
+    };
+    std::vector<int> order;
+    std::vector<std::vector<float>> fwd(3 * c.n_layers);
+    EXPECT_EQ(ForwardBackwardKvStream(*m, ids, pool, false,
+                                      [&](const KvLayerSlice& s) {
+                                        order.push_back(s.layer);
+                                        EXPECT_EQ(s.dk.rows, 0);
+                                        fwd[3 * s.layer] = copy(s.k_pre);
+                                        fwd[3 * s.layer + 1] = copy(s.k);
+                                        fwd[3 * s.layer + 2] = copy(s.v);
+                                      }),
+              0.0);
+    EXPECT_EQ(order, (std::vector<int>{0, 1}));
+    order.clear();
+    KvGradients g;
+    ForwardBackwardKv(*m, ids, pool, nullptr, &g);
+    const double loss = ForwardBackwardKvStream(*m, ids, pool, true, [&](const KvLayerSlice& s) {
+      order.push_back(s.layer);
+      const int l = s.layer;
+      EXPECT_EQ(copy(s.k_pre), fwd[3 * l]) << "layer " << l;
+      EXPECT_EQ(copy(s.k), fwd[3 * l + 1]) << "layer " << l;
+      EXPECT_EQ(copy(s.v), fwd[3 * l + 2]) << "layer " << l;
+      EXPECT_EQ(copy(s.dk), g.dk[l]);
+      EXPECT_EQ(copy(s.dk_pre), g.dk_pre[l]);
+      EXPECT_EQ(copy(s.dv), g.dv[l]);
+    });
+    EXPECT_EQ(order, (std::vector<int>{1, 0}));
+    EXPECT_EQ(loss, g.loss);
+  }
+}
+
 // x W through every stored type, both overwrite and accumulate, with row counts that are not a
 // multiple of the 256-row widening block and columns spread over several column tasks. fp32
 // reordering over <= 300 terms keeps the error far below 1e-5 of the largest output.

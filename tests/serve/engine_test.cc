@@ -99,7 +99,9 @@ const std::vector<std::string> kPrompts = {"Once upon a time",
 
 TEST(Engine, GreedyBatchEqualsDirectDecoding) {
   CQKV_REQUIRE_SHARED(kStories);
-  for (const std::string kv : {"fp32", "fp16"}) {
+  // The mixed spec: a composite cache (kv/mixed_cache.h) with a K/V split layer, paged by the
+  // engine.
+  for (const std::string kv : {"fp32", "fp16", "K=int4-token,V=fp16;fp16@last1"}) {
     auto engine = Engine::Create(StoriesConfig(kv));
     Collector col;
     std::vector<int64_t> ids;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "test_util.h"
@@ -328,6 +329,50 @@ TEST(CliHardening, OutOfMemoryIsAClearError) {
   EXPECT_EQ(out.find("internal error"), std::string::npos) << out;
 }
 #endif
+
+}  // namespace
+}  // namespace cqkv
+
+// Issue 11.4: `calibrate` takes a --data list (each item checked against the evaluation text),
+// spills per layer by default with the same codebooks as --in-memory, and reports peak RSS.
+namespace cqkv {
+namespace {
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+TEST(Cli, CalibrateDataListSpillEqualsInMemoryAndReportsPeakRss) {
+  CQKV_REQUIRE_SHARED(kStories);
+  const std::string model = testing::SharedPath(kStories);
+  std::string a, b;
+  for (int i = 0; i < 30; ++i) a += "Once upon a time, there was a little girl named Lily. ";
+  for (int i = 0; i < 30; ++i) b += "The dog ran to the park and played with a red ball. ";
+  const std::string list = WriteTemp("calib_a.txt", a) + "," + WriteTemp("calib_b.txt", b);
+  const std::string dir = ::testing::TempDir();
+  const std::string common = "calibrate -q -m " + model + " --data " + list +
+                             " --config 2c4b --tokens 3x64 --fisher --spill-dir " + dir;
+  const auto spilled =
+      RunCqkv(common + " -o " + dir + "/list_spill.cqcb --json " + dir + "/list_spill.json");
+  ASSERT_EQ(spilled.exit_code, 0) << spilled.output;
+  EXPECT_NE(spilled.output.find("peak RSS"), std::string::npos) << spilled.output;
+  const auto kept = RunCqkv(common + " --in-memory -o " + dir + "/list_mem.cqcb");
+  ASSERT_EQ(kept.exit_code, 0) << kept.output;
+  EXPECT_EQ(ReadAll(dir + "/list_spill.cqcb"), ReadAll(dir + "/list_mem.cqcb"));
+  const std::string json = ReadAll(dir + "/list_spill.json");
+  EXPECT_NE(json.find("\"peak_rss_bytes\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"spill_bytes\""), std::string::npos) << json;
+  // Every listed file is checked, and the synthetic model excludes -m.
+  ExpectCleanError(RunCqkv("calibrate -m " + model + " --data " + list + "," +
+                           testing::SharedPath("data/wikitext-2/wiki.test.raw") + " -o /dev/null"),
+                   "wiki.test.raw");
+  ExpectCleanError(
+      RunCqkv("calibrate -m " + model + " --synthetic 7b --data " + list + " -o /dev/null"),
+      "--synthetic");
+  ExpectCleanError(RunCqkv("calibrate -m " + model + " --data " + list + ", -o /dev/null"),
+                   "empty item");
+}
 
 }  // namespace
 }  // namespace cqkv
