@@ -65,10 +65,10 @@ AttnFormat ParseAttnFormat(const std::string& name) {
     return f;  // a codebook path is checked when the cache is made
   }
   const bool known = name == "fp32" || name == "fp16" || name.starts_with("int") ||
-                     name.starts_with("nf") || name.starts_with("kivi");
+                     name.starts_with("nf") || name.starts_with("kivi") || name.starts_with("tq");
   CQKV_CHECK(known,
              "--formats: unknown KV format '{}' (known: fp32, fp16, int<B>-token, "
-             "int<B>-channel, nf<B>, kivi<B>, cq:<c>c<b>b (random codebooks), cq:PATH)",
+             "int<B>-channel, nf<B>, kivi<B>, tq<B>, cq:<c>c<b>b (random codebooks), cq:PATH)",
              name);
   MakeKvCache(name, ProbeShape());  // throws naming the spec when its options are malformed
   return f;

@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/hadamard.h"
 #include "kv/page_layout.h"
 #include "util/error.h"
 
@@ -22,8 +23,8 @@ template <typename Codec>
 class PagedRowsCache : public QuantKvCache {
  public:
   PagedRowsCache(const std::string& spec, const KvShape& shape, const Codec& codec,
-                 std::shared_ptr<PagePool> pool)
-      : QuantKvCache(spec, shape, std::move(pool)),
+                 std::shared_ptr<PagePool> pool, std::shared_ptr<const HeadRotation> rotation)
+      : QuantKvCache(spec, shape, std::move(pool), std::move(rotation)),
         codec_(codec),
         layout_(codec.Layout(shape.page_tokens)),
         regions_(PageRegions::For(shape, layout_.bytes)),
@@ -70,26 +71,30 @@ class PagedRowsCache : public QuantKvCache {
 class TokenGroupCache final : public PagedRowsCache<TokenGroupCodec> {
  public:
   TokenGroupCache(const std::string& spec, const KvShape& shape, GroupCodec codec, int bits,
-                  int group, std::shared_ptr<PagePool> pool)
+                  int group, std::shared_ptr<PagePool> pool,
+                  std::shared_ptr<const HeadRotation> rotation)
       : PagedRowsCache(spec, shape, TokenGroupCodec(codec, bits, shape.head_dim, group),
-                       std::move(pool)),
+                       std::move(pool), std::move(rotation)),
         codec_kind_(codec),
         bits_(bits),
         group_(group) {}
 
   std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool> pool) const override {
     return std::make_unique<TokenGroupCache>(spec_, shape_, codec_kind_, bits_, group_,
-                                             std::move(pool));
+                                             std::move(pool), rotation_);
   }
 
   void Append(int layer, const KvBlock& block) override {
     CheckAppend(layer, block);
     const int hd = shape_.head_dim;
+    std::vector<float> k(static_cast<size_t>(shape_.kv_dim())), v(k.size());
     for (int64_t i = 0; i < block.k.rows; ++i) {
       const int64_t t = n_[layer] + i, row = t % shape_.page_tokens;
+      RotateRows(layer, block.k.Row(i), k.data());
+      RotateRows(layer, block.v.Row(i), v.data());
       for (int h = 0; h < shape_.n_kv_heads; ++h) {
-        codec_.Encode(block.k.Row(i) + int64_t{h} * hd, Region(layer, KvPart::kKey, h, t), row);
-        codec_.Encode(block.v.Row(i) + int64_t{h} * hd, Region(layer, KvPart::kValue, h, t), row);
+        codec_.Encode(k.data() + int64_t{h} * hd, Region(layer, KvPart::kKey, h, t), row);
+        codec_.Encode(v.data() + int64_t{h} * hd, Region(layer, KvPart::kValue, h, t), row);
       }
     }
     n_[layer] += block.k.rows;
@@ -116,15 +121,16 @@ class TokenGroupCache final : public PagedRowsCache<TokenGroupCodec> {
 class ChannelGroupCache final : public PagedRowsCache<ChannelGroupCodec> {
  public:
   ChannelGroupCache(const std::string& spec, const KvShape& shape, int bits, int group,
-                    std::shared_ptr<PagePool> pool)
-      : PagedRowsCache(spec, shape, ChannelGroupCodec(bits, shape.head_dim, group),
-                       std::move(pool)),
+                    std::shared_ptr<PagePool> pool, std::shared_ptr<const HeadRotation> rotation)
+      : PagedRowsCache(spec, shape, ChannelGroupCodec(bits, shape.head_dim, group), std::move(pool),
+                       std::move(rotation)),
         bits_(bits),
         group_(group),
         staged_rows_(std::min(group, std::max(shape.max_tokens, 1))) {}
 
   std::unique_ptr<KvCache> NewSibling(std::shared_ptr<PagePool> pool) const override {
-    return std::make_unique<ChannelGroupCache>(spec_, shape_, bits_, group_, std::move(pool));
+    return std::make_unique<ChannelGroupCache>(spec_, shape_, bits_, group_, std::move(pool),
+                                               rotation_);
   }
 
   // fp32 staging of one group's rows per (layer, K/V, KV head), allocated at the first Append.
@@ -143,7 +149,9 @@ class ChannelGroupCache final : public PagedRowsCache<ChannelGroupCodec> {
         float* stage =
             staging_.data() + regions_.Index(layer, static_cast<int>(part), h) * staged_rows_ * hd;
         for (int64_t t = n0; t < n1; ++t) {
-          std::copy_n(rows.Row(t - n0), hd, stage + (t % group_) * hd);
+          float* staged = stage + (t % group_) * hd;
+          std::copy_n(rows.Row(t - n0), hd, staged);
+          if (rotation_) rotation_->Forward(layer, staged, 1);
           if ((t + 1) % group_ == 0) Encode(layer, part, h, stage, group_, t + 1 - group_);
         }
         // Requantise once per call rather than per row: the rows of one block join together.
@@ -176,21 +184,35 @@ class ChannelGroupCache final : public PagedRowsCache<ChannelGroupCodec> {
   std::vector<float> staging_;  // per (layer, part, KV head), PageRegions order: (G, head_dim)
 };
 
-}  // namespace
-
-std::unique_ptr<QuantKvCache> MakeTokenGroupCache(const std::string& spec, const KvShape& shape,
-                                                  GroupCodec codec, int bits, int group) {
+// The per-token cache, rotated or not; group must divide head_dim (checked, naming spec).
+std::unique_ptr<QuantKvCache> MakeTokenGroups(const std::string& spec, const KvShape& shape,
+                                              GroupCodec codec, int bits, int group,
+                                              std::shared_ptr<const HeadRotation> rotation) {
   CQKV_CHECK(group > 0 && shape.head_dim % group == 0,
              "KV format '{}': group size g{} must be positive and divide head_dim {} (groups of "
              "channels stay within a head)",
              spec, group, shape.head_dim);
-  return std::make_unique<TokenGroupCache>(spec, shape, codec, bits, group, nullptr);
+  return std::make_unique<TokenGroupCache>(spec, shape, codec, bits, group, nullptr,
+                                           std::move(rotation));
+}
+
+}  // namespace
+
+std::unique_ptr<QuantKvCache> MakeTokenGroupCache(const std::string& spec, const KvShape& shape,
+                                                  GroupCodec codec, int bits, int group) {
+  return MakeTokenGroups(spec, shape, codec, bits, group, nullptr);
 }
 
 std::unique_ptr<QuantKvCache> MakeIntCache(const KvSpec& spec, const KvShape& shape) {
+  // `:hadamard`: llama.cpp's plain normalised Walsh-Hadamard per head, no random signs.
+  std::shared_ptr<const HeadRotation> rotation;
+  if (spec.hadamard) {
+    CheckHadamardSize(shape.head_dim, fmt::format("KV format '{}'", spec.text));
+    rotation = std::make_shared<HeadRotation>(shape.n_layers, shape.head_dim, /*seed=*/0);
+  }
   if (spec.family == KvFamily::kIntToken) {
-    return MakeTokenGroupCache(spec.text, shape, GroupCodec::kUniform, spec.bits,
-                               spec.group > 0 ? spec.group : shape.head_dim);
+    return MakeTokenGroups(spec.text, shape, GroupCodec::kUniform, spec.bits,
+                           spec.group > 0 ? spec.group : shape.head_dim, std::move(rotation));
   }
   CQKV_CHECK(spec.family == KvFamily::kIntChannel, "KV format '{}' is not an int format",
              spec.text);
@@ -199,7 +221,8 @@ std::unique_ptr<QuantKvCache> MakeIntCache(const KvSpec& spec, const KvShape& sh
              "KV format '{}': token group g{} must divide the KV page of {} tokens (a group's "
              "parameters live in the page of its tokens)",
              spec.text, group, shape.page_tokens);
-  return std::make_unique<ChannelGroupCache>(spec.text, shape, spec.bits, group, nullptr);
+  return std::make_unique<ChannelGroupCache>(spec.text, shape, spec.bits, group, nullptr,
+                                             std::move(rotation));
 }
 
 }  // namespace cqkv

@@ -6,6 +6,7 @@
 #include "kv/kivi_cache.h"
 #include "kv/mixed_cache.h"
 #include "kv/nf_cache.h"
+#include "kv/tq_cache.h"
 #include "util/error.h"
 
 namespace cqkv {
@@ -111,6 +112,8 @@ std::unique_ptr<KvCache> MakeKvCache(const KvSpec& spec, const KvShape& shape) {
       return MakeNfCache(spec, shape);
     case KvFamily::kKivi:
       return MakeKiviCache(spec, shape);
+    case KvFamily::kTq:
+      return MakeTqCache(spec, shape);
     case KvFamily::kMixed:
       return MakeMixedCache(spec, shape);
   }
@@ -132,10 +135,15 @@ std::string KvFormatsHelp() {
          "(default head_dim), fp16 scale+min: B+32/G bits\n"
          "int<B>-channel[:g<G>]  per channel, groups of G tokens (default 128), fp16 scale+min: "
          "B+32/G bits\n"
+         "int<B>-*:hadamard      either int layout on rows rotated per head by the normalised "
+         "Walsh-Hadamard matrix (as llama.cpp; head_dim a power of two), same bits\n"
          "nf<B>[:g<G>]           B=2,3,4; NormalFloat levels, per token, groups of G channels "
          "(default head_dim), fp16 absmax: B+16/G bits\n"
          "kivi<B>[:g<G>][:r<R>]  B=1,2,4; KIVI: keys per channel over G tokens, values per token "
          "over G channels (default 32), last R tokens fp16 (default 128)\n"
+         "tq<B>[:qjl]            B=2,3,4; TurboQuant-style: randomized-Hadamard rotation, B-bit "
+         "Lloyd-Max codes + fp16 norm per head row: B+16/head_dim bits; :qjl keys use B-1 bits "
+         "+ a 1-bit QJL residual sketch + fp16 residual norm\n"
          "FMT;FMT@LAYERS;...      mixed: per-layer formats, LAYERS = N, N-M, firstN, lastN "
          "(comma list, 0-based), the part without @ for the other layers; any FMT may be "
          "K=FMT,V=FMT (e.g. 'int2-token;fp16@first1,last1', 'K=int4-token,V=int2-token')";

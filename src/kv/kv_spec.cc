@@ -6,6 +6,29 @@
 #include "util/error.h"
 
 namespace cqkv {
+namespace {
+
+// Removes the word option ":<name>" from `text` (options are otherwise <letter><integer>) and
+// tells whether it was there; twice is an error naming the spec.
+bool TakeWordOption(std::string& text, std::string_view name, const std::string& spec) {
+  bool found = false;
+  size_t start = text.find(':');
+  while (start != std::string::npos) {
+    size_t end = text.find(':', start + 1);
+    if (end == std::string::npos) end = text.size();
+    if (std::string_view(text).substr(start + 1, end - start - 1) == name) {
+      CQKV_CHECK(!found, "KV format '{}': option '{}' given twice", spec, name);
+      found = true;
+      text.erase(start, end - start);
+      start = text.find(':', start);
+    } else {
+      start = end == text.size() ? std::string::npos : end;
+    }
+  }
+  return found;
+}
+
+}  // namespace
 
 KvSpec ParseKvSpec(const std::string& text) {
   KvSpec s;
@@ -33,10 +56,15 @@ KvSpec ParseKvSpec(const std::string& text) {
     return static_cast<int>(g);
   };
   if (text.starts_with("int")) {
-    const QuantSpec q = ParseQuantSpec(text, "g");
+    std::string rest = text;
+    s.hadamard = TakeWordOption(rest, "hadamard", text);
+    QuantSpec q = ParseQuantSpec(rest, "g");
+    q.text = text;
     const size_t dash = q.head.find('-');
     CQKV_CHECK(dash != std::string::npos,
-               "KV format '{}': expected int<B>-token[:g<G>] or int<B>-channel[:g<G>]", text);
+               "KV format '{}': expected int<B>-token[:g<G>][:hadamard] or "
+               "int<B>-channel[:g<G>][:hadamard]",
+               text);
     s.bits = ParseBits(q, std::string_view(q.head).substr(3, dash - 3), {1, 2, 4, 8});
     const std::string layout = q.head.substr(dash + 1);
     CQKV_CHECK(layout == "token" || layout == "channel",
@@ -63,9 +91,18 @@ KvSpec ParseKvSpec(const std::string& text) {
     s.window = static_cast<int>(r);
     return s;
   }
+  if (text.starts_with("tq")) {
+    std::string rest = text;
+    s.qjl = TakeWordOption(rest, "qjl", text);
+    QuantSpec q = ParseQuantSpec(rest, "");
+    q.text = text;
+    s.family = KvFamily::kTq;
+    s.bits = ParseBits(q, std::string_view(q.head).substr(2), {2, 3, 4});
+    return s;
+  }
   Fail(
       "unknown KV cache format '{}' (known: fp32, fp16, cq:PATH, int<B>-token, int<B>-channel, "
-      "nf<B>, kivi<B>)",
+      "nf<B>, kivi<B>, tq<B>)",
       text);
 }
 

@@ -8,7 +8,7 @@
 
 namespace cqkv {
 
-enum class KvFamily { kFp32, kFp16, kCq, kIntToken, kIntChannel, kNf, kKivi, kMixed };
+enum class KvFamily { kFp32, kFp16, kCq, kIntToken, kIntChannel, kNf, kKivi, kMixed, kTq };
 
 struct MixedSpec;  // kv/mixed_spec.h
 
@@ -20,6 +20,8 @@ struct KvSpec {
   int window = -1;   // r<R>: fp16 recent tokens of cq and kivi; -1 = the format's default
   std::string path;  // cq: the codebook file
   std::shared_ptr<const MixedSpec> mixed;  // kMixed: per-layer / per-K,V formats
+  bool hadamard = false;  // int: `:hadamard`, rows rotated per head before quantisation
+  bool qjl = false;       // tq: `:qjl`, keys spend one of their bits on a QJL residual sketch
 };
 
 // Throws cqkv::Error quoting `text` for an unknown family, option, bit width or a malformed

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <span>
+#include <vector>
 
 #include "kernels/attn_dense.h"
 #include "kernels/ops.h"
@@ -14,8 +15,9 @@
 namespace cqkv {
 
 QuantKvCache::QuantKvCache(const std::string& spec, const KvShape& shape,
-                           std::shared_ptr<PagePool> pool)
-    : KvCache(shape, std::move(pool)), spec_(spec) {
+                           std::shared_ptr<PagePool> pool,
+                           std::shared_ptr<const HeadRotation> rotation)
+    : KvCache(shape, std::move(pool)), spec_(spec), rotation_(std::move(rotation)) {
   CQKV_CHECK(shape.head_dim > 0 && shape.head_dim <= kMaxHeadDim,
              "KV format '{}': head_dim {} is outside the supported 1..{}", spec, shape.head_dim,
              kMaxHeadDim);
@@ -38,6 +40,16 @@ void QuantKvCache::Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPo
     DecodeAttention(std::span(&seq, 1), layer, q, out, pool);
     return;
   }
+  // Rotated rows: score with R q (q.k = Rq.Rk), then rotate the output back (R^T sum p Rv).
+  std::vector<float> q_rot;
+  if (rotation_) {
+    q_rot.resize(static_cast<size_t>(q.rows * shape_.q_dim()));
+    for (int64_t i = 0; i < q.rows; ++i) {
+      std::copy_n(q.Row(i), shape_.q_dim(), q_rot.data() + i * shape_.q_dim());
+      rotation_->Forward(layer, q_rot.data() + i * shape_.q_dim(), shape_.n_heads);
+    }
+    q = ConstMat(q_rot.data(), q.rows, shape_.q_dim());
+  }
   // Dequantises each (token, head) row into stack scratch and reuses the dense dot/axpy; a
   // kernel working on the codes directly is a later optimisation.
   struct Ops {
@@ -56,6 +68,14 @@ void QuantKvCache::Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPo
     }
   };
   CausalAttention(shape_, Ops{this, layer, shape_.head_dim}, q, pos0, out, pool);
+  if (rotation_) {
+    for (int64_t i = 0; i < q.rows; ++i) rotation_->Inverse(layer, out.Row(i), shape_.n_heads);
+  }
+}
+
+void QuantKvCache::RotateRows(int layer, const float* row, float* out) const {
+  std::copy_n(row, shape_.kv_dim(), out);
+  if (rotation_) rotation_->Forward(layer, out, shape_.n_kv_heads);
 }
 
 void QuantKvCache::AttendPartial(int layer, int kv_head, const float* q_group, int group,
@@ -63,6 +83,14 @@ void QuantKvCache::AttendPartial(int layer, int kv_head, const float* q_group, i
   const int hd = shape_.head_dim;
   const AttnState s{m, l, acc, group, hd};
   ResetAttnState(s);
+  // Rotated rows: the group's queries are rotated once per call, the accumulator rotated back at
+  // the end (acc is linear in the values; m and l do not change under the rotation).
+  std::vector<float> q_rot;
+  if (rotation_) {
+    q_rot.assign(q_group, q_group + int64_t{group} * hd);
+    rotation_->Forward(layer, q_rot.data(), group);
+    q_group = q_rot.data();
+  }
   ForEachPageRange(t0, t1, shape_.page_tokens, [&](int64_t, int64_t b, int64_t e) {
     IntRowsView kr, vr;
     if (InPlaceRows(layer, KvPart::kKey, kv_head, b, &kr) &&
@@ -81,6 +109,7 @@ void QuantKvCache::AttendPartial(int layer, int kv_head, const float* q_group, i
       DenseAttendF32(q_group, k, v, hd, n, s);
     }
   });
+  if (rotation_) rotation_->Inverse(layer, acc, group);
 }
 
 void QuantKvCache::ReadRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh,
@@ -88,6 +117,8 @@ void QuantKvCache::ReadRows(int layer, KvPart part, int64_t t0, int64_t n, int k
   ForEachPageRange(t0, t0 + n, shape_.page_tokens, [&](int64_t, int64_t b, int64_t e) {
     DequantRows(layer, part, b, e - b, kvh, out + (b - t0) * shape_.head_dim);
   });
+  // Stored rotated: back to the model's space, as ReadRows promises.
+  if (rotation_) rotation_->Inverse(layer, out, n);
 }
 
 bool QuantKvCache::InPlaceRows(int, KvPart, int, int64_t, IntRowsView*) const { return false; }

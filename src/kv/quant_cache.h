@@ -14,6 +14,7 @@
 
 #include "kernels/attn_dense.h"
 #include "kv/kv_cache.h"
+#include "kv/rotated_heads.h"
 
 namespace cqkv {
 
@@ -28,7 +29,8 @@ class QuantKvCache : public KvCache {
 
   std::string format() const override { return spec_; }
   // Writes the head_dim values of kv head `kvh` of token t (t < tokens(layer)) as attention
-  // sees them: dequantised keys (post-RoPE) or values.
+  // sees them: dequantised keys (post-RoPE) or values; for a rotated format (rotation() set)
+  // they are in the rotated domain, R k or R v.
   virtual void DequantHead(int layer, KvPart part, int64_t t, int kvh, float* out) const = 0;
   // One query row (decode) goes through DecodeAttention and AttendPartial, more through
   // CausalAttention; both see the values DequantHead gives, so they differ only in fp32 rounding.
@@ -42,7 +44,11 @@ class QuantKvCache : public KvCache {
   void AttendPartial(int layer, int kv_head, const float* q_group, int group, int64_t t0,
                      int64_t t1, float* m, float* l, float* acc) const final;
   bool HasAttendPartial() const final { return true; }
-  // DequantRows page by page: the rows DequantHead gives.
+  // The per-head rotation rows are stored under (`int<B>-*:hadamard`), or null. Attend and
+  // AttendPartial rotate the queries with it and rotate outputs back, so callers never see it.
+  const HeadRotation* rotation() const { return rotation_.get(); }
+  // DequantRows page by page: the rows DequantHead gives, rotated back to the model's space
+  // when the format stores them rotated.
   void ReadRows(int layer, KvPart part, int64_t t0, int64_t n, int kvh, float* out) const override;
   bool HasReadRows() const override { return true; }
   // Bits of the quantised representation per cached channel, K and V averaged: codes plus side
@@ -51,8 +57,10 @@ class QuantKvCache : public KvCache {
   double BitsPerChannel() const override = 0;
 
  protected:
-  // pool: where pages come from (null: a private unbounded pool, kv/kv_cache.h).
-  QuantKvCache(const std::string& spec, const KvShape& shape, std::shared_ptr<PagePool> pool);
+  // pool: where pages come from (null: a private unbounded pool, kv/kv_cache.h). rotation: set
+  // when the subclass stores rotated rows (its Append applies RotateRows), shared by siblings.
+  QuantKvCache(const std::string& spec, const KvShape& shape, std::shared_ptr<PagePool> pool,
+               std::shared_ptr<const HeadRotation> rotation = nullptr);
   // Floats of one K or V decode scratch block (32 KiB): its rows stay cache-resident between
   // decoding and the dense kernel.
   static constexpr int64_t kDecodeScratchFloats = 8192;
@@ -73,7 +81,12 @@ class QuantKvCache : public KvCache {
   // failed Append changes nothing.
   void CheckAppend(int layer, const KvBlock& block);
 
+  // One token's kv_dim K or V values into `out` as they are stored: rotated per head when
+  // rotation_ is set, else copied.
+  void RotateRows(int layer, const float* row, float* out) const;
+
   std::string spec_;
+  std::shared_ptr<const HeadRotation> rotation_;
 };
 
 // Bits per cached channel that BytesPerToken implies (everything counted, unlike
