@@ -11,6 +11,7 @@
 #include "fuzz/mem_file.h"
 #include "gguf/gguf.h"
 #include "kv/kv_spec.h"
+#include "kv/mixed_spec.h"
 #include "loader/loader.h"
 #include "quant/codebook.h"
 #include "serve/chat_template.h"
@@ -166,7 +167,18 @@ void Codebook(std::string_view bytes) {
   LoadCodebooks(f.path());
 }
 
-void KvSpecText(std::string_view bytes) { ParseKvSpec(std::string(bytes)); }
+// A mixed spec's layer lists are resolved against models of 1, 32 and 80 layers, as caches do.
+void KvSpecText(std::string_view bytes) {
+  const KvSpec spec = ParseKvSpec(std::string(bytes));
+  if (spec.family != KvFamily::kMixed) return;
+  for (const int n_layers : {1, 32, 80}) {
+    try {
+      ResolveMixedLayers(*spec.mixed, n_layers);
+    } catch (const Error&) {
+      // A layer past the model or left without a part: a clean error is the expected outcome.
+    }
+  }
+}
 
 // "SPEC\nCONTENT": the --data flag's value, then the file it names (a .jsonl file when the spec's
 // path ends so, read with the spec's document range).

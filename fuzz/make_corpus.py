@@ -253,7 +253,10 @@ def main():
 
     for i, spec in enumerate(["fp32", "fp16", "cq:book.cqcb", "cq:a:b.cqcb:r32", "int4-token:g64",
                               "int2-channel:g128", "nf4", "nf3-token:g32", "kivi2:r128",
-                              "kivi4:g32:r0", "int8"]):
+                              "kivi4:g32:r0", "int8", "int4-token:hadamard:g64",
+                              "int2-channel:hadamard", "tq3", "tq4:qjl", "cq:b.cqcb:fs:r32",
+                              "int2-token;fp16@first1,last1", "K=int4-token,V=tq2",
+                              "cq:a.cqcb:r32;fp16@0-1,31", "nf4;K=fp16,V=int2-token@last2"]):
         put("kv_spec", f"{i:02d}", spec)
 
     wiki = first_lines(sh("data/wikitext-2/wiki.test.raw"), 6)
@@ -287,6 +290,15 @@ def main():
                             "-m", sh("models/stories260K/model.bin"),
                             "--data", sh("data/c4/c4_validation_1900.jsonl") + ":0:4",
                             "--config", "2c2b", "--tokens", "2x32", "--iters", "5", "-o", book],
+                           check=True, stdout=subprocess.DEVNULL)
+            shutil.copy(book, os.path.join(a.out, "codebook"))
+            # A version-2 file with additive value bases (quant/additive_codebook.h).
+            book = os.path.join(tmp, "stories260K-2c2b-additive.cqcb")
+            subprocess.run([a.cqkv, "calibrate", "-q", "-t", "1",
+                            "-m", sh("models/stories260K/model.bin"),
+                            "--data", sh("data/c4/c4_validation_1900.jsonl") + ":0:4",
+                            "--config", "2c2b", "--tokens", "2x32", "--iters", "5",
+                            "--values", "additive", "-o", book],
                            check=True, stdout=subprocess.DEVNULL)
             shutil.copy(book, os.path.join(a.out, "codebook"))
 
