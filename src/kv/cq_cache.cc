@@ -222,6 +222,12 @@ class CqKvCache final : public KvCache {
     n_[layer] += n;
   }
 
+  // The ring holds only the last `window` tokens: a second token appended with the first
+  // before it attends would already have pushed one of the first's exact tokens out.
+  int64_t ExactPrefillRows(int layer) const override {
+    return window_ > 0 ? 1 : KvCache::ExactPrefillRows(layer);
+  }
+
   void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const override {
     CQKV_CHECK(pos0 + q.rows <= n_[layer], "kv cache: attending past the cached tokens");
     if (q.rows == 1) {  // decode: attention on the codes, split over token blocks
