@@ -48,8 +48,7 @@ constexpr int64_t kSub = 64;  // tokens per sub-block: scores and offsets stay i
 constexpr int64_t kSub8 = 512;
 constexpr float kSlack = 8.0f;  // lazy max: weights <= e^8 before the reference is raised
 
-// Lanes of the head dimension of the tables: 4 for up to 4 heads, else a multiple of 8.
-inline int PaddedHeads(int heads) { return heads <= 4 ? 4 : (heads + 7) / 8 * 8; }
+inline int PaddedHeads(int heads) { return CqLanes(heads); }
 
 // off[i * groups + gi] = (gi * 2^b + code(t0 + i, g0 + gi)) * hp for i < n.
 inline void UnpackOffsets(const uint8_t* codes, const CqHeadView& h, int64_t t0, int64_t n, int hp,
@@ -275,7 +274,7 @@ HWY_INLINE void ScatterGrouped8(D d, int groups, float* hist, const BytePieces& 
 
 template <size_t kCap>
 void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int64_t t1,
-              const AttnState& st, const CqScoreFn& score) {
+              const AttnState& st, const CqScoreFn& score, const CqLaneScoreFn& lane_score) {
   const hn::CappedTag<float, kCap> d;
   const int N = static_cast<int>(hn::Lanes(d));
   const int G = st.heads, hd = st.head_dim, c = hv.c, groups = hv.groups;
@@ -287,7 +286,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
   thread_local std::vector<uint8_t> cbuf_v;
   lut_v.resize(table);
   hist_v.assign(table, 0.0f);
-  sbuf_v.resize(kSub8 * std::max(hp, G));
+  sbuf_v.resize((kSub8 + 128) * std::max(hp, G));  // + scratch rows of lane_score
   tmp_v.resize(std::max<int64_t>(k, hp));
   koff_v.resize(kSub * groups);
   voff_v.resize(kSub * groups);
@@ -303,7 +302,8 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
   // loads/stores instead of scalar strided copies (as costly as the sums themselves).
   const bool lanes4 = hp == 4 && k % NF == 0;
   // Key tables: for each (head, group) a row over centroids, then interleaved heads-innermost.
-  if (!score && lanes4) {
+  const bool scored = score || lane_score;
+  if (!scored && lanes4) {
     for (int gi = 0; gi < groups; ++gi) {
       const float* tab = hv.k_table + int64_t{gi} * c * k;  // (c, k)
       for (int64_t e = 0; e < k; e += NF) {
@@ -318,7 +318,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
         hn::StoreInterleaved4(v[0], v[1], v[2], v[3], df, lut + (gi * k + e) * 4);
       }
     }
-  } else if (!score) {
+  } else if (!scored) {
     std::fill(lut, lut + table, 0.0f);
     float* tmp = tmp_v.data();
     for (int gi = 0; gi < groups; ++gi) {
@@ -365,7 +365,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
     hist2_v.assign(table8, 0.0f);
     lut8 = lut2_v.data();
     hist8 = hist2_v.data();
-    if (!score) PairTables(lut, g8, hp, lut8);
+    if (!scored) PairTables(lut, g8, hp, lut8);
     in_place = 8;
   }
   const int64_t sub = in_place == 8 ? kSub8 : kSub;
@@ -380,7 +380,9 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
         UnpackOffsets(lv.v_codes, lv, lt, n, hp, voff + i * groups);
       });
     }
-    if (score) {
+    if (lane_score) {
+      lane_score(b0, bn, hp, sbuf);
+    } else if (score) {
       // The callback writes (heads, n); transpose to tokens-major with padded lanes.
       float* tmp = tmp_v.data();
       thread_local std::vector<float> cb;
@@ -532,9 +534,9 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
 }
 
 void CqLookupImpl(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& st,
-                  const CqScoreFn& score) {
-  if (st.heads <= 4) return CqLookup<4>(hv, q, t0, t1, st, score);
-  return CqLookup<8>(hv, q, t0, t1, st, score);
+                  const CqScoreFn& score, const CqLaneScoreFn& lane_score) {
+  if (st.heads <= 4) return CqLookup<4>(hv, q, t0, t1, st, score, lane_score);
+  return CqLookup<8>(hv, q, t0, t1, st, score, lane_score);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -556,10 +558,21 @@ void CqAttend(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, cons
     path = lookup ? CqPath::kLookup : CqPath::kDirect;
   }
   if (path == CqPath::kLookup && hv.bits <= 8 && s.heads <= 64) {
-    HWY_DYNAMIC_DISPATCH(CqLookupImpl)(hv, q, t0, t1, s, score);
+    HWY_DYNAMIC_DISPATCH(CqLookupImpl)(hv, q, t0, t1, s, score, nullptr);
   } else {
     CqAttendDirect(hv, q, t0, t1, s, score);
   }
+}
+
+void CqAttendLanes(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& s,
+                   const CqLaneScoreFn& lane_score) {
+  if (t1 <= t0) return;
+  CQKV_CHECK(hv.k_pages == nullptr || (hv.page_tokens > 0 && hv.page_tokens % 256 == 0),
+             "CQ attention: pages of {} tokens are not a positive multiple of 256", hv.page_tokens);
+  CQKV_CHECK(hv.bits <= 8 && s.heads <= 64,
+             "CQ attention: lane scores need codes of <= 8 bits and <= 64 heads (got {}, {})",
+             hv.bits, s.heads);
+  HWY_DYNAMIC_DISPATCH(CqLookupImpl)(hv, q, t0, t1, s, nullptr, lane_score);
 }
 
 }  // namespace cqkv
