@@ -167,8 +167,8 @@ HWY_INLINE void ScoreHeads(const CqFsTables& t, const uint8_t* HWY_RESTRICT cb, 
     for (int part = 0; part < 2; ++part) {  // low-byte sums (tokens +0), high-byte (+32)
       hn::Vec<decltype(df)> lo[kH], hi[kH];
       for (int h = 0; h < kH; ++h) {
-        to_f32(h, part == 0 ? hn::Sub(all[h][v], hn::ShiftLeft<8>(high[h][v])) : high[h][v],
-               lo[h], hi[h]);
+        to_f32(h, part == 0 ? hn::Sub(all[h][v], hn::ShiftLeft<8>(high[h][v])) : high[h][v], lo[h],
+               hi[h]);
       }
       const int64_t tok = token(v) + 32 * part;
       if constexpr (kH == 4) {

@@ -93,12 +93,13 @@ float CqFsExactScore(const uint8_t* codes, int i, const float* l, int groups, in
 
 // CqAttend with fast-scan key scores (hv's keys in the layout above, values token-major as
 // usual), fused: each run's scores are written by CqFsLaneScores into the lookup path's own
-// buffer (CqAttendLanes), where the softmax and the value histograms read them. Accumulates into s the attention of s.heads queries q over tokens [t0, t1). Throws
-// cqkv::Error when CqFsUnsupported(hv). Error: every score is within E = bound[h] of the exact
-// one, so the log-ratio of approximate to exact softmax weights varies by at most 2E over the
-// tokens, the weights' total variation distance is <= tanh(E / 2), and each normalised output
-// channel (acc / l; weights sum to 1 in both) is off by at most tanh(E / 2) * (max_t v_t - min_t
-// v_t) over that channel. The bound holds for any split of the tokens into merged calls.
+// buffer (CqAttendLanes), where the softmax and the value histograms read them. Accumulates into s
+// the attention of s.heads queries q over tokens [t0, t1). Throws cqkv::Error when
+// CqFsUnsupported(hv). Error: every score is within E = bound[h] of the exact one, so the log-ratio
+// of approximate to exact softmax weights varies by at most 2E over the tokens, the weights' total
+// variation distance is <= tanh(E / 2), and each normalised output channel (acc / l; weights sum to
+// 1 in both) is off by at most tanh(E / 2) * (max_t v_t - min_t v_t) over that channel. The bound
+// holds for any split of the tokens into merged calls.
 void CqAttendFastScan(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1,
                       const AttnState& s);
 

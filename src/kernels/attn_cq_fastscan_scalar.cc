@@ -78,7 +78,8 @@ int64_t CqFsScores(const CqHeadView& hv, const CqFsTables& t, int64_t t0, int64_
     for (int64_t i = first; i < last; ++i) {
       if (s[i] < cut) continue;
       const int64_t blk = blk0 + i / kCqFsBlock;
-      s[i] = CqFsExactScore(CqFsBlockCodes(hv, blk), static_cast<int>(i % kCqFsBlock), l, t.groups, t.bits);
+      s[i] = CqFsExactScore(CqFsBlockCodes(hv, blk), static_cast<int>(i % kCqFsBlock), l, t.groups,
+                            t.bits);
     }
   }
   return stride;

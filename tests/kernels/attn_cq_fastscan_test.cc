@@ -262,12 +262,11 @@ TEST(CqFastScan, AttendAcrossTargets) {
 // CqScoreFn as (heads, n) rows. Same integer sums, same runs, same candidates rescored: bitwise.
 TEST(CqFastScan, FusedEqualsScoreHandOverBitwise) {
   for (const Case& cs : kCases) {
-    for (auto [t0, t1] : {std::pair<int64_t, int64_t>{0, 1}, {5, 64}, {37, 613}, {0, 2048},
-                          {300, 4097}}) {
+    for (auto [t0, t1] :
+         {std::pair<int64_t, int64_t>{0, 1}, {5, 64}, {37, 613}, {0, 2048}, {300, 4097}}) {
       for (int64_t page : {int64_t{0}, int64_t{256}}) {
         SCOPED_TRACE(::testing::Message() << cs.c << "c" << cs.bits << "b hd " << cs.hd << " G "
-                                          << cs.G << " [" << t0 << ", " << t1 << ") page "
-                                          << page);
+                                          << cs.G << " [" << t0 << ", " << t1 << ") page " << page);
         const Head h(cs.c, cs.bits, cs.hd, t1, cs.c * cs.bits + static_cast<int>(t0), page);
         const CqHeadView view = h.View(true);
         const auto q = Queries(cs.G, cs.hd, 6.0f, static_cast<int>(t1));

@@ -176,9 +176,9 @@ void CheckFastScan(int c, int bits, int hd, int G, int64_t t0, int64_t t1, bool 
     CqAttendAdditiveFastScan(view, f.head_basis, q.data(), t0, t1, a.view());
     const auto o = a.Out();
     for (size_t i = 0; i < o.size(); ++i) {
-      ASSERT_NEAR(o[i], o_ref[i], tol) << c << "c" << bits << "b hd=" << hd << " G=" << G << " ["
-                                       << t0 << "," << t1 << ") paged=" << paged
-                                       << " spread=" << spread << " i=" << i;
+      ASSERT_NEAR(o[i], o_ref[i], tol)
+          << c << "c" << bits << "b hd=" << hd << " G=" << G << " [" << t0 << "," << t1
+          << ") paged=" << paged << " spread=" << spread << " i=" << i;
     }
   });
 }
