@@ -93,7 +93,8 @@ float CqFsExactScore(const uint8_t* codes, int i, const float* l, int groups, in
 
 // CqAttend with fast-scan key scores (hv's keys in the layout above, values token-major as
 // usual), fused: each run's scores are written by CqFsLaneScores into the lookup path's own
-// buffer (CqAttendLanes), where the softmax and the value histograms read them. Accumulates into s
+// buffer (CqAttendLanes), where the softmax and the value histograms read them; ranges shorter
+// than 2^b / 2 tokens go to CqAttend's direct path with the scores handed over per block. Accumulates into s
 // the attention of s.heads queries q over tokens [t0, t1). Throws cqkv::Error when
 // CqFsUnsupported(hv). Error: every score is within E = bound[h] of the exact one, so the log-ratio
 // of approximate to exact softmax weights varies by at most 2E over the tokens, the weights' total

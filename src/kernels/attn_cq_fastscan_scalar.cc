@@ -93,6 +93,18 @@ void CqAttendFastScan(const CqHeadView& hv, const float* q, int64_t t0, int64_t 
              hv.groups, hv.page_tokens);
   thread_local CqFsTables tables;
   CqFsBuildTables(hv, q, s.heads, s.head_dim, &tables);
+  if (2 * (t1 - t0) < (int64_t{1} << hv.bits)) {
+    // Short ranges take CqAttend's direct path (no histograms to clear and reduce), which reads
+    // scores as (heads, n) rows per block of 64: the hand-over costs little at this length.
+    thread_local std::vector<float> rows;
+    const CqScoreFn score = [&](int64_t b0, int64_t n, float* out) {
+      const int64_t stride = CqFsScores(hv, tables, b0, b0 + n, &rows), at = b0 % kCqFsBlock;
+      for (int h = 0; h < s.heads; ++h) {
+        std::memcpy(out + h * n, rows.data() + h * stride + at, sizeof(float) * n);
+      }
+    };
+    return CqAttendDirect(hv, q, t0, t1, s, score);
+  }
   // The lookup path asks for a run of <= 512 tokens at a time; each run's scores (and its exact
   // candidates) are made on demand straight into its buffer, so they stay in L1 and every run's
   // max is exact, hence the range's.

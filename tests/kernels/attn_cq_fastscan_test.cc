@@ -258,8 +258,9 @@ TEST(CqFastScan, AttendAcrossTargets) {
 }
 
 // The fused kernel (scores written token-major into the lookup path's buffer) against the
-// composition it replaces: CqFsScores per run handed to CqAttend's lookup path through a
-// CqScoreFn as (heads, n) rows. Same integer sums, same runs, same candidates rescored: bitwise.
+// composition it replaces: CqFsScores per run handed to CqAttend (lookup path, or direct on
+// short ranges) through a CqScoreFn as (heads, n) rows. Same integer sums, same runs, same
+// candidates rescored: bitwise.
 TEST(CqFastScan, FusedEqualsScoreHandOverBitwise) {
   for (const Case& cs : kCases) {
     for (auto [t0, t1] :
@@ -288,7 +289,7 @@ TEST(CqFastScan, FusedEqualsScoreHandOverBitwise) {
           const AttnState s{m[k].data(), l[k].data(), acc[k].data(), G, hd};
           ResetAttnState(s);
           if (k == 0) {
-            CqAttend(view, q.data(), t0, t1, s, hand_over, CqPath::kLookup);
+            CqAttend(view, q.data(), t0, t1, s, hand_over);
           } else {
             CqAttendFastScan(view, q.data(), t0, t1, s);
           }
