@@ -272,6 +272,34 @@ HWY_INLINE void ScatterGrouped8(D d, int groups, float* hist, const BytePieces& 
   }
 }
 
+// PairMarginals for 4 lanes, a vector of NF / 4 entries at a time: a pair's joint histogram is
+// 16 rows (high nibble) of 16 entries x 4 lanes, so the low-nibble marginal is the sum of the 16
+// rows and the high-nibble one each row's sum of its 16 entries (per lane). The scalar version
+// costs as much as thousands of tokens' updates (two read-modify-writes per joint entry).
+template <class D>
+HWY_INLINE void PairMarginals4(D df, const float* HWY_RESTRICT hist2, int pairs,
+                               float* HWY_RESTRICT hist) {
+  constexpr int64_t kRow = 16 * 4;  // floats per high-nibble row
+  const int64_t NF = static_cast<int64_t>(hn::Lanes(df));
+  HWY_ALIGN float part[hn::MaxLanes(df)];
+  for (int j = 0; j < pairs; ++j) {
+    const float* w = hist2 + int64_t{j} * 256 * 4;
+    float* lo = hist + int64_t{2 * j} * kRow;
+    float* hi = hist + int64_t{2 * j + 1} * kRow;
+    for (int64_t e = 0; e < kRow; e += NF) {
+      auto a = hn::LoadU(df, lo + e);
+      for (int r = 0; r < 16; ++r) a = hn::Add(a, hn::LoadU(df, w + r * kRow + e));
+      hn::StoreU(a, df, lo + e);
+    }
+    for (int r = 0; r < 16; ++r) {
+      auto a = hn::Zero(df);
+      for (int64_t e = 0; e < kRow; e += NF) a = hn::Add(a, hn::LoadU(df, w + r * kRow + e));
+      hn::Store(a, df, part);
+      for (int64_t e = 0; e < NF; ++e) hi[r * 4 + e % 4] += part[e];
+    }
+  }
+}
+
 template <size_t kCap>
 void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int64_t t1,
               const AttnState& st, const CqScoreFn& score, const CqLaneScoreFn& lane_score) {
@@ -495,7 +523,11 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
     }
   }
 
-  if (pairs) PairMarginals(hist8, g8, hp, hist);
+  if (pairs && hp == 4 && NF % 4 == 0 && 64 % NF == 0) {
+    PairMarginals4(df, hist8, g8, hist);
+  } else if (pairs) {
+    PairMarginals(hist8, g8, hp, hist);
+  }
   // Reduce the histograms against the value centroids into this range's own state, then merge.
   thread_local std::vector<float> part_acc, wt;
   part_acc.assign(static_cast<size_t>(G) * hd, 0.0f);
