@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory>
 
 #include "calibrate/activation_spill.h"
 #include "model/backward.h"
@@ -13,6 +14,27 @@
 #include "util/error.h"
 
 namespace cqkv {
+namespace {
+
+// A gradient pass's layer checkpoints in files beside the activation spill, so that a window's
+// backward sweep holds one layer's (4 n 2 dim bytes) instead of every layer's.
+class SpilledCheckpoints final : public CheckpointStore {
+ public:
+  SpilledCheckpoints(int n_layers, const std::string& dir) : spill_(2 * n_layers, dir) {}
+  void Put(int index, std::span<const float> x) override { spill_.Append(index, x, {}); }
+  std::vector<float> Take(int index) override {
+    std::vector<float> x, unused;
+    spill_.Take(index, &x, &unused);
+    return x;
+  }
+  int64_t bytes_written() const { return spill_.bytes_written(); }
+
+ private:
+  ActivationSpill spill_;
+};
+
+}  // namespace
+
 void ParseTokensSpec(const std::string& text, int* n_seqs, int* seq_len) {
   const auto x = text.find('x');
   try {
@@ -69,13 +91,21 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
                    std::span<const float>(x.data, static_cast<size_t>(x.rows * x.cols)), w_rows);
     }
   };
+  std::unique_ptr<SpilledCheckpoints> checkpoints;
+  if (opt.fisher && !opt.spill_dir.empty()) {
+    checkpoints = std::make_unique<SpilledCheckpoints>(L, opt.spill_dir);
+  }
   for (int s = 0; s < opt.n_seqs; ++s) {
     std::span<const int32_t> win(tokens.data() + int64_t{s} * opt.seq_len,
                                  static_cast<size_t>(opt.seq_len));
-    ForwardBackwardKvStream(model, win, pool, opt.fisher, consume);
+    ForwardBackwardKvStream(model, win, pool, opt.fisher, consume, checkpoints.get());
     if (progress) progress({"windows", s + 1, opt.n_seqs});
   }
-  if (stats) stats->spill_bytes = spill.bytes_written();
+  if (stats) {
+    stats->spill_bytes = spill.bytes_written();
+    stats->checkpoint_bytes = checkpoints ? checkpoints->bytes_written() : 0;
+  }
+  checkpoints.reset();  // removes its (by now empty) directory
 
   CodebookSet set;
   set.config = opt.config;

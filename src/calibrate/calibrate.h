@@ -42,14 +42,20 @@ using CalibrationProgress = std::function<void(const CalibrationStatus&)>;
 
 // What a calibration run spent beyond its result.
 struct CalibrationStats {
-  int64_t spill_bytes = 0;  // written to spill_dir (0 in memory)
+  int64_t spill_bytes = 0;  // activation rows written to spill_dir (0 in memory)
+  // Fisher only: layer checkpoints written to spill_dir and read back within each window's
+  // backward sweep (0 in memory); 4 n_seqs seq_len L 2 dim.
+  int64_t checkpoint_bytes = 0;
 };
 
 // Uses the first n_seqs * seq_len tokens of `tokens` as consecutive windows. Memory for T =
 // n_seqs * seq_len tokens, fp32, beside the model and one window's pass (model/backward.h):
-//   in memory    4 T L 2 kv_dim (+ 4 T L 2 kv_dim / c with Fisher) bytes, all layers at once;
+//   in memory    4 T L 2 kv_dim (+ 4 T L 2 kv_dim / c with Fisher) bytes, all layers at once,
+//                and with Fisher every layer's checkpoints of the window (4 seq_len L 2 dim);
 //   spill_dir    4 T kv_dim (+ 4 T kv_dim / c) bytes, one (layer, K/V) problem at a time; the
 //                files hold what memory would (written once, read once, deleted as fitted).
+//                With Fisher the window's layer checkpoints go there too (one layer's in
+//                memory), so nothing in memory grows with the layer count but the weights.
 // The codebooks are the same either way: same rows in the same order, same seeds.
 // Throws cqkv::Error when there are too few tokens, seq_len exceeds the model context, c does not
 // divide the head dimension, or the spill cannot be written.
