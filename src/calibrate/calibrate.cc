@@ -63,32 +63,36 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
              "calibration data has {} tokens, fewer than --tokens {}x{} = {}", tokens.size(),
              opt.n_seqs, opt.seq_len, need);
 
-  // Problem lk = 2 layer + kind (0 keys, 1 values): rows (need, kv_dim) of activations and,
-  // for Fisher, (need, n_groups) squared gradients summed over each channel group.
+  // Problem lk = 2 layer + kind (0 keys, 1 values). Each window of n = seq_len tokens appends
+  // its rows group by group: for every channel group, (n, c) activations, and for Fisher (n)
+  // squared gradients summed over the group. A group's rows are then n_seqs runs of the spill,
+  // so the fit reads one group at a time instead of holding the problem's (need, kv_dim).
   const int L = mc.n_layers, kv_dim = mc.kv_dim(), n_groups = kv_dim / c;
+  const int64_t n = opt.seq_len;
   ActivationSpill spill(2 * L, opt.spill_dir);
   const bool pre = opt.keys == KeyPosition::kPreRope;
-  std::vector<float> w_rows;
+  std::vector<float> x_groups, w_groups;
   const auto consume = [&](const KvLayerSlice& s) {
     const ConstMat xs[2] = {pre ? s.k_pre : s.k, s.v};
     const ConstMat gs[2] = {pre ? s.dk_pre : s.dk, s.dv};
     for (int kind = 0; kind < 2; ++kind) {
       const ConstMat x = xs[kind], g = gs[kind];
-      w_rows.clear();
-      if (opt.fisher) {
-        for (int64_t t = 0; t < g.rows; ++t) {
-          for (int grp = 0; grp < n_groups; ++grp) {
-            double ss = 0;
-            for (int j = 0; j < c; ++j) {
-              const double v = g(t, grp * c + j);
-              ss += v * v;
-            }
-            w_rows.push_back(static_cast<float>(ss));
+      x_groups.resize(static_cast<size_t>(n * kv_dim));
+      w_groups.resize(opt.fisher ? static_cast<size_t>(n * n_groups) : 0);
+      for (int grp = 0; grp < n_groups; ++grp) {
+        float* xg = x_groups.data() + grp * n * c;
+        for (int64_t t = 0; t < n; ++t) std::copy_n(x.Row(t) + grp * c, c, xg + t * c);
+        if (!opt.fisher) continue;
+        for (int64_t t = 0; t < n; ++t) {
+          double ss = 0;
+          for (int j = 0; j < c; ++j) {
+            const double v = g(t, grp * c + j);
+            ss += v * v;
           }
+          w_groups[grp * n + t] = static_cast<float>(ss);
         }
       }
-      spill.Append(2 * s.layer + kind,
-                   std::span<const float>(x.data, static_cast<size_t>(x.rows * x.cols)), w_rows);
+      spill.Append(2 * s.layer + kind, x_groups, w_groups);
     }
   };
   std::unique_ptr<SpilledCheckpoints> checkpoints;
@@ -123,27 +127,25 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
   set.objective.resize(static_cast<size_t>(L) * 2);
   if (opt.values == ValueKind::kAdditive) InitAdditiveValues(set);
 
-  // One problem in memory at a time; threads take whole groups of it. Seeds are numbered over
+  // One group of one problem in memory per thread. Seeds are numbered over
   // all (layer, kind, group) fits, as when every problem was in memory at once.
   const int64_t n_tasks = int64_t{L} * 2 * n_groups;
   std::atomic<int64_t> done{0};
-  std::vector<float> x, w;
   std::vector<double> sse(static_cast<size_t>(n_groups));
   for (int lk = 0; lk < 2 * L; ++lk) {
-    spill.Take(lk, &x, &w);
-    CQKV_CHECK(static_cast<int64_t>(x.size()) == need * kv_dim &&
-                   static_cast<int64_t>(w.size()) == (opt.fisher ? need * n_groups : 0),
+    CQKV_CHECK(spill.Size(lk, false) == need * kv_dim &&
+                   spill.Size(lk, true) == (opt.fisher ? need * n_groups : 0),
                "calibration spill {}: layer {} {} has {} values, expected {}", spill.path(), lk / 2,
-               lk % 2 ? "V" : "K", x.size(), need * kv_dim);
+               lk % 2 ? "V" : "K", spill.Size(lk, false), need * kv_dim);
     pool.ParallelFor(n_groups, 1, [&](int64_t g0, int64_t g1, int tid) {
-      std::vector<float> sub(static_cast<size_t>(need * c)), wg;
+      std::vector<float> sub(static_cast<size_t>(need * c)), wg(opt.fisher ? need : 0);
       for (int64_t grp = g0; grp < g1; ++grp) {
-        for (int64_t t = 0; t < need; ++t) {
-          std::copy_n(x.data() + t * kv_dim + grp * c, c, sub.data() + t * c);
-        }
-        if (opt.fisher) {
-          wg.resize(static_cast<size_t>(need));
-          for (int64_t t = 0; t < need; ++t) wg[t] = w[t * n_groups + grp];
+        for (int s = 0; s < opt.n_seqs; ++s) {
+          spill.Read(lk, false, (s * n_groups + grp) * n * c,
+                     std::span<float>(sub).subspan(s * n * c, n * c));
+          if (opt.fisher) {
+            spill.Read(lk, true, (s * n_groups + grp) * n, std::span<float>(wg).subspan(s * n, n));
+          }
         }
         KMeansParams kp;
         kp.k = k;
@@ -164,6 +166,7 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
         if (progress && tid == 0) progress({"k-means", d, n_tasks});
       }
     });
+    spill.Release(lk);
     double s = 0;
     for (double e : sse) s += e;
     set.objective[lk] = s / n_groups;  // mean over groups of the per-vector objective
