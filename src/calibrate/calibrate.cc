@@ -71,28 +71,35 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
   const int64_t n = opt.seq_len;
   ActivationSpill spill(2 * L, opt.spill_dir);
   const bool pre = opt.keys == KeyPosition::kPreRope;
+  // Groups are regrouped and appended a batch at a time (about 1 MiB) rather than a whole
+  // (n, kv_dim) copy per layer.
+  const int64_t batch = std::clamp<int64_t>((int64_t{1} << 18) / (n * c), 1, n_groups);
   std::vector<float> x_groups, w_groups;
   const auto consume = [&](const KvLayerSlice& s) {
     const ConstMat xs[2] = {pre ? s.k_pre : s.k, s.v};
     const ConstMat gs[2] = {pre ? s.dk_pre : s.dk, s.dv};
     for (int kind = 0; kind < 2; ++kind) {
       const ConstMat x = xs[kind], g = gs[kind];
-      x_groups.resize(static_cast<size_t>(n * kv_dim));
-      w_groups.resize(opt.fisher ? static_cast<size_t>(n * n_groups) : 0);
-      for (int grp = 0; grp < n_groups; ++grp) {
-        float* xg = x_groups.data() + grp * n * c;
-        for (int64_t t = 0; t < n; ++t) std::copy_n(x.Row(t) + grp * c, c, xg + t * c);
-        if (!opt.fisher) continue;
-        for (int64_t t = 0; t < n; ++t) {
-          double ss = 0;
-          for (int j = 0; j < c; ++j) {
-            const double v = g(t, grp * c + j);
-            ss += v * v;
+      for (int64_t g0 = 0; g0 < n_groups; g0 += batch) {
+        const int64_t m = std::min<int64_t>(batch, n_groups - g0);
+        x_groups.resize(static_cast<size_t>(m * n * c));
+        w_groups.resize(opt.fisher ? static_cast<size_t>(m * n) : 0);
+        for (int64_t i = 0; i < m; ++i) {
+          const int64_t col = (g0 + i) * c;
+          float* xg = x_groups.data() + i * n * c;
+          for (int64_t t = 0; t < n; ++t) std::copy_n(x.Row(t) + col, c, xg + t * c);
+          if (!opt.fisher) continue;
+          for (int64_t t = 0; t < n; ++t) {
+            double ss = 0;
+            for (int j = 0; j < c; ++j) {
+              const double v = g(t, col + j);
+              ss += v * v;
+            }
+            w_groups[i * n + t] = static_cast<float>(ss);
           }
-          w_groups[grp * n + t] = static_cast<float>(ss);
         }
+        spill.Append(2 * s.layer + kind, x_groups, w_groups);
       }
-      spill.Append(2 * s.layer + kind, x_groups, w_groups);
     }
   };
   std::unique_ptr<SpilledCheckpoints> checkpoints;

@@ -57,8 +57,7 @@ struct CalibrationStats {
 //                once, deleted as fitted). With Fisher the window's layer checkpoints go there
 //                too (one layer's in memory). What grows with the layer count is then only the
 //                weights and the result (4 L 2 kv_dim 2^b bytes of centroids).
-// Either way a window's pass adds one layer's activations (model/backward.h) and a copy of its
-// K/V regrouped by channel group (4 seq_len kv_dim bytes).
+// Either way a window's pass adds one layer's activations (model/backward.h).
 // The codebooks are the same either way: same rows in the same order, same seeds.
 // Throws cqkv::Error when there are too few tokens, seq_len exceeds the model context, c does not
 // divide the head dimension, or the spill cannot be written.
