@@ -127,7 +127,8 @@ void RegisterCalibrate(CLI::App& app) {
   cmd->add_option("--synthetic", o->synthetic,
                   "'7b[:TYPE][:layers=N][:kvh=N]': calibrate a 7B-shaped random model (no -m; "
                   "tokens are the text's bytes) to check memory and time at that scale; TYPE "
-                  "f32, f16, bf16, q8_0 or q4_0 (default --weights), e.g. 7b:q4_0:layers=4");
+                  "f32, f16, bf16, q8_0 or q4_0; parts not given come from --weights, --layers, "
+                  "--kv-heads; e.g. 7b:q4_0:layers=32");
   cmd->add_option("--layers", o->layers, "layers of the synthetic model")
       ->capture_default_str()
       ->check(CLI::Range(1, 32));
