@@ -111,6 +111,69 @@ HWY_INLINE void RotateRow(D d, const float* HWY_RESTRICT cs, const float* HWY_RE
   }
 }
 
+#if HWY_TARGET != HWY_SCALAR
+// The 4 sums of the lanes of a0..a3 into s[0..3]: pairs of heads interleaved within each
+// 128-bit block, then 64-bit halves, leave [h0, h1, h2, h3] partial sums per block, added up
+// in scalars: ~8 vector ops for the 4 heads where 4 SumOfLanes cost ~4x that.
+template <class D, class V>
+HWY_INLINE void SumLanes4(D d, V a0, V a1, V a2, V a3, float* HWY_RESTRICT s) {
+  const hn::Repartition<double, D> dd;
+  const V s01 = hn::Add(hn::InterleaveLower(d, a0, a1), hn::InterleaveUpper(d, a0, a1));
+  const V s23 = hn::Add(hn::InterleaveLower(d, a2, a3), hn::InterleaveUpper(d, a2, a3));
+  const auto lo = hn::InterleaveLower(dd, hn::BitCast(dd, s01), hn::BitCast(dd, s23));
+  const auto hi = hn::InterleaveUpper(dd, hn::BitCast(dd, s01), hn::BitCast(dd, s23));
+  HWY_ALIGN float blocks[HWY_MAX_BYTES / sizeof(float)];
+  hn::Store(hn::Add(hn::BitCast(d, lo), hn::BitCast(d, hi)), d, blocks);
+  const int n = static_cast<int>(hn::Lanes(d));
+  for (int e = 0; e < 4; ++e) s[e] = blocks[e];
+  for (int b = 4; b < n; b += 4) {
+    for (int e = 0; e < 4; ++e) s[e] += blocks[b + e];
+  }
+}
+// Scores of two consecutive tokens (decoded keys at key and key + hd, in-block phases cs0/sn0
+// and cs1/sn1) against every head of qf (padded to quads, hd a multiple of the lanes), written to
+// out[h * n] and out[h * n + 1].
+template <class D>
+HWY_INLINE void DotTwo(D d, const float* HWY_RESTRICT key, const float* HWY_RESTRICT cs0,
+                       const float* HWY_RESTRICT sn0, const float* HWY_RESTRICT cs1,
+                       const float* HWY_RESTRICT sn1, const float* HWY_RESTRICT qf, int hd,
+                       int heads, float* HWY_RESTRICT out, int64_t n) {
+  const int N = static_cast<int>(hn::Lanes(d));
+  for (int h0 = 0; h0 < heads; h0 += 4) {
+    const float* q0 = qf + int64_t{h0} * hd;
+    auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+    auto b0 = hn::Zero(d), b1 = hn::Zero(d), b2 = hn::Zero(d), b3 = hn::Zero(d);
+    for (int j = 0; j < hd; j += N) {
+      const auto x = hn::LoadU(d, key + j);
+      const auto y = hn::LoadU(d, key + hd + j);
+      const auto rx =
+          hn::MulAdd(x, hn::LoadU(d, cs0 + j), hn::Mul(hn::Shuffle2301(x), hn::LoadU(d, sn0 + j)));
+      const auto ry =
+          hn::MulAdd(y, hn::LoadU(d, cs1 + j), hn::Mul(hn::Shuffle2301(y), hn::LoadU(d, sn1 + j)));
+      auto qv = hn::LoadU(d, q0 + j);
+      a0 = hn::MulAdd(rx, qv, a0);
+      b0 = hn::MulAdd(ry, qv, b0);
+      qv = hn::LoadU(d, q0 + hd + j);
+      a1 = hn::MulAdd(rx, qv, a1);
+      b1 = hn::MulAdd(ry, qv, b1);
+      qv = hn::LoadU(d, q0 + 2 * hd + j);
+      a2 = hn::MulAdd(rx, qv, a2);
+      b2 = hn::MulAdd(ry, qv, b2);
+      qv = hn::LoadU(d, q0 + 3 * hd + j);
+      a3 = hn::MulAdd(rx, qv, a3);
+      b3 = hn::MulAdd(ry, qv, b3);
+    }
+    float sa[4], sb[4];
+    SumLanes4(d, a0, a1, a2, a3, sa);
+    SumLanes4(d, b0, b1, b2, b3, sb);
+    for (int e = 0; e < 4 && h0 + e < heads; ++e) {
+      out[int64_t{h0 + e} * n] = sa[e];
+      out[int64_t{h0 + e} * n + 1] = sb[e];
+    }
+  }
+}
+#endif
+
 void RopeCommScoresImpl(const RopeCommKeys& keys, const float* q, int heads, int64_t t0, int64_t n,
                         float* scores) {
   const hn::ScalableTag<float> d;
@@ -126,7 +189,9 @@ void RopeCommScoresImpl(const RopeCommKeys& keys, const float* q, int heads, int
   const int vec_end = N > 0 ? hd / N * N : 0;
   thread_local std::vector<float> qf_v, key_v, tmp_v;
   qf_v.assign(static_cast<size_t>(hq) * hd, 0.0f);
-  key_v.resize(static_cast<size_t>(hd));
+  // A block's keys are decoded before any is read back: loading a vector that straddles
+  // several just-stored group copies would stall on store forwarding.
+  key_v.resize(static_cast<size_t>(RopeCommPhases::kBlock) * hd);
   tmp_v.resize(static_cast<size_t>(hd));
   float* HWY_RESTRICT qf = qf_v.data();
   float* HWY_RESTRICT key = key_v.data();
@@ -142,20 +207,32 @@ void RopeCommScoresImpl(const RopeCommKeys& keys, const float* q, int heads, int
       RotateRow(d, ph.LoCos(lo), ph.LoSin(lo), tmp_v.data(), qf + int64_t{h} * hd, hd, true);
     }
     for (int64_t r = 0; r < run; ++r) {
-      const int64_t tt = t + r;
       const uint8_t* codes;
-      const int64_t base = CqTokenCodes(hv, 0, tt, &codes);
-      DecodeKey(codes, base, groups, c, bits, keys.centroids, key);
-      const int tau = static_cast<int>(tt - start);
-      const float* HWY_RESTRICT cs = ph.InCos(tau);
-      const float* HWY_RESTRICT sn = ph.InSin(tau);
+      const int64_t base = CqTokenCodes(hv, 0, t + r, &codes);
+      DecodeKey(codes, base, groups, c, bits, keys.centroids, key + r * hd);
+    }
+    for (int64_t r = 0; r < run;) {
+      const int64_t tau = t + r - start;
+      // Two tokens at a time where possible: each query load then serves both.
+      if (r + 1 < run && vec_end == hd) {
+#if HWY_TARGET != HWY_SCALAR
+        DotTwo(d, key + r * hd, ph.InCos(static_cast<int>(tau)), ph.InSin(static_cast<int>(tau)),
+               ph.InCos(static_cast<int>(tau + 1)), ph.InSin(static_cast<int>(tau + 1)), qf, hd,
+               heads, scores + i + r, n);
+#endif
+        r += 2;
+        continue;
+      }
+      const float* HWY_RESTRICT key_r = key + r * hd;
+      const float* HWY_RESTRICT cs = ph.InCos(static_cast<int>(tau));
+      const float* HWY_RESTRICT sn = ph.InSin(static_cast<int>(tau));
       for (int h0 = 0; h0 < hq; h0 += 4) {
         const float* q0 = qf + int64_t{h0} * hd;
         float s[4] = {0, 0, 0, 0};
 #if HWY_TARGET != HWY_SCALAR
         auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
         for (int j = 0; j < vec_end; j += N) {
-          const auto x = hn::LoadU(d, key + j);
+          const auto x = hn::LoadU(d, key_r + j);
           const auto rk = hn::MulAdd(x, hn::LoadU(d, cs + j),
                                      hn::Mul(hn::Shuffle2301(x), hn::LoadU(d, sn + j)));
           a0 = hn::MulAdd(rk, hn::LoadU(d, q0 + j), a0);
@@ -163,18 +240,16 @@ void RopeCommScoresImpl(const RopeCommKeys& keys, const float* q, int heads, int
           a2 = hn::MulAdd(rk, hn::LoadU(d, q0 + 2 * hd + j), a2);
           a3 = hn::MulAdd(rk, hn::LoadU(d, q0 + 3 * hd + j), a3);
         }
-        s[0] = hn::GetLane(hn::SumOfLanes(d, a0));
-        s[1] = hn::GetLane(hn::SumOfLanes(d, a1));
-        s[2] = hn::GetLane(hn::SumOfLanes(d, a2));
-        s[3] = hn::GetLane(hn::SumOfLanes(d, a3));
+        SumLanes4(d, a0, a1, a2, a3, s);
 #endif
         for (int j = vec_end; j < hd; j += 2) {  // pairs past the last full vector
-          const float r0 = key[j] * cs[j] + key[j + 1] * sn[j];
-          const float r1 = key[j + 1] * cs[j] + key[j] * sn[j + 1];
+          const float r0 = key_r[j] * cs[j] + key_r[j + 1] * sn[j];
+          const float r1 = key_r[j + 1] * cs[j] + key_r[j] * sn[j + 1];
           for (int e = 0; e < 4; ++e) s[e] += r0 * q0[e * hd + j] + r1 * q0[e * hd + j + 1];
         }
         for (int e = 0; e < 4 && h0 + e < heads; ++e) scores[int64_t{h0 + e} * n + i + r] = s[e];
       }
+      ++r;
     }
     i += run;
   }
