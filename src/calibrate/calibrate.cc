@@ -40,7 +40,8 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
   const bool rope_comm = opt.key_kind == KeyKind::kRopeComm;
   if (rope_comm) {
     CQKV_CHECK(opt.keys == KeyPosition::kPreRope, "--keys rope-comm: the keys must be pre-RoPE");
-    const std::string why = RopeCommUnsupported(opt.config, mc.head_dim(), mc.rope);
+    const std::string why =
+        RopeCommUnsupported(opt.config, mc.head_dim(), mc.rope.type == RopeType::kNeox);
     CQKV_CHECK(why.empty(), "--keys rope-comm --config {}: {}", opt.config.Name(), why);
   }
   const int64_t need = int64_t{opt.n_seqs} * opt.seq_len;

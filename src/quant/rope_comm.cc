@@ -6,7 +6,7 @@
 
 namespace cqkv {
 
-std::string RopeCommUnsupported(const CqConfig& config, int head_dim, const RopeParams& rope) {
+std::string RopeCommUnsupported(const CqConfig& config, int head_dim, bool neox) {
   if (config.channels % 2 != 0) {
     return fmt::format(
         "rope-comm keys need whole RoPE pairs per group: config {} has an odd "
@@ -17,7 +17,7 @@ std::string RopeCommUnsupported(const CqConfig& config, int head_dim, const Rope
     return fmt::format("rope-comm keys: group size {} does not divide head dim {}", config.channels,
                        head_dim);
   }
-  if (rope.type != RopeType::kNorm) {
+  if (neox) {
     return "rope-comm keys need NORM RoPE pairing (consecutive channel pairs); this model "
            "rotates (i, i + d/2) (NEOX), whose pairs straddle CQ groups";
   }

@@ -20,16 +20,16 @@
 #include <span>
 #include <string>
 
-#include "kernels/rope.h"
 #include "quant/codebook.h"
 #include "quant/kmeans.h"
 #include "util/tensor.h"
 
 namespace cqkv {
 
-// Why a rope-comm codebook of `config` cannot serve heads of `head_dim` channels rotated by
-// `rope` (odd group size, group not dividing the head, NEOX pairing), or "" when it can.
-std::string RopeCommUnsupported(const CqConfig& config, int head_dim, const RopeParams& rope);
+// Why a rope-comm codebook of `config` cannot serve heads of `head_dim` channels whose RoPE
+// pairs (i, i + d/2) when `neox`, else (2i, 2i + 1) (kernels/rope.h, above this layer): odd group
+// size, group not dividing the head, NEOX pairing; or "" when it can.
+std::string RopeCommUnsupported(const CqConfig& config, int head_dim, bool neox);
 
 // Fits one group's rope-comm centroids to pre-RoPE key rows x (n, c) with per-row Fisher
 // weights (empty = uniform): the constrained optimum above, weighted k-means. Throws

@@ -76,8 +76,7 @@ TEST(RopeCommCodebook, NeedsPreRopeKeysAndWholePairs) {
 }
 
 TEST(RopeCommCodebook, UnsupportedShapesSayWhy) {
-  RopeParams norm, neox;
-  neox.type = RopeType::kNeox;
+  const bool norm = false, neox = true;
   EXPECT_EQ(RopeCommUnsupported(CqConfig{8, 8}, 128, norm), "");
   EXPECT_NE(RopeCommUnsupported(CqConfig{3, 8}, 96, norm).find("odd group size"),
             std::string::npos);
