@@ -97,8 +97,10 @@ void RegisterCalibrate(CLI::App& app) {
                 "weight k-means by the diagonal Fisher information (squared loss gradients)");
   cmd->add_option("--tokens", o->tokens, "calibration windows x tokens per window")
       ->capture_default_str();
-  cmd->add_option("--keys", o->keys, "quantise keys pre-rope or post-rope")
-      ->check(CLI::IsMember({"pre-rope", "post-rope"}))
+  cmd->add_option("--keys", o->keys,
+                  "quantise keys pre-rope or post-rope; rope-comm: pre-RoPE codebooks over whole "
+                  "RoPE pairs, scored by the rope-comm kernel (kernels/attn_cq_ropecomm.h)")
+      ->check(CLI::IsMember({"pre-rope", "post-rope", "rope-comm"}))
       ->capture_default_str();
   cmd->add_option("--values", o->values,
                   "value codebooks: kmeans (free centroids) or additive (b0 + the basis vectors "
@@ -145,7 +147,8 @@ void RegisterCalibrate(CLI::App& app) {
     CQKV_CHECK(o->m.model.empty() != o->synthetic.empty(),
                "calibrate: give exactly one of -m MODEL and --synthetic 7b");
     o->c.config = CqConfig::Parse(o->config);
-    o->c.keys = ParseKeyPosition(o->keys);
+    o->c.key_kind = o->keys == "rope-comm" ? KeyKind::kRopeComm : KeyKind::kKMeans;
+    o->c.keys = o->keys == "rope-comm" ? KeyPosition::kPreRope : ParseKeyPosition(o->keys);
     o->c.values = ParseValueKind(o->values);
     ParseTokensSpec(o->tokens, &o->c.n_seqs, &o->c.seq_len);
     if (!o->in_memory) {

@@ -11,6 +11,7 @@
 #include "model/fingerprint.h"
 #include "quant/additive_codebook.h"
 #include "quant/kmeans.h"
+#include "quant/rope_comm.h"
 #include "util/error.h"
 
 namespace cqkv {
@@ -58,6 +59,13 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
   CQKV_CHECK(opt.seq_len <= mc.max_seq_len,
              "--tokens: sequence length {} exceeds the model context {}", opt.seq_len,
              mc.max_seq_len);
+  const bool rope_comm = opt.key_kind == KeyKind::kRopeComm;
+  if (rope_comm) {
+    CQKV_CHECK(opt.keys == KeyPosition::kPreRope, "--keys rope-comm: the keys must be pre-RoPE");
+    const std::string why =
+        RopeCommUnsupported(opt.config, mc.head_dim(), mc.rope.type == RopeType::kNeox);
+    CQKV_CHECK(why.empty(), "--keys rope-comm --config {}: {}", opt.config.Name(), why);
+  }
   const int64_t need = int64_t{opt.n_seqs} * opt.seq_len;
   CQKV_CHECK(static_cast<int64_t>(tokens.size()) >= need,
              "calibration data has {} tokens, fewer than --tokens {}x{} = {}", tokens.size(),
@@ -122,6 +130,7 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
   set.config = opt.config;
   set.keys = opt.keys;
   set.fisher = opt.fisher;
+  set.key_kind = opt.key_kind;
   set.n_layers = L;
   set.n_kv_heads = mc.n_kv_heads;
   set.head_dim = mc.head_dim();
@@ -164,7 +173,9 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
           sse[grp] = FitAdditiveValueGroup(ConstMat(sub.data(), need, c), wg, ap, set, lk / 2,
                                            static_cast<int>(grp));
         } else {
-          const KMeansResult r = KMeans(ConstMat(sub.data(), need, c), wg, kp, nullptr);
+          const ConstMat xg(sub.data(), need, c);
+          const KMeansResult r =
+              lk % 2 == 0 && rope_comm ? FitRopeCommGroup(xg, wg, kp) : KMeans(xg, wg, kp, nullptr);
           std::copy(r.centroids.begin(), r.centroids.end(),
                     set.centroids[lk].begin() + grp * k * c);
           sse[grp] = r.objective;
