@@ -15,6 +15,7 @@
 #include "kv/attention.h"
 #include "kv/decode_attention.h"
 #include "quant/kmeans.h"
+#include "quant/rope_comm.h"
 #include "util/error.h"
 #include "util/fp16.h"
 
@@ -57,9 +58,11 @@ struct CqShared {
   // per centroid (kernels/attn_cq_values.h); every other path reads the expanded tables.
   ValueKind values = ValueKind::kKMeans;
   std::vector<std::vector<float>> value_basis;  // [layer] (n_groups, b + 1, c)
-  // Rope-comm keys (quant/rope_comm.h): decode scores them with RopeCommScores from these
-  // centroid-major copies of the key tables instead of rotating each key with `rope`.
-  KeyKind key_kind = KeyKind::kKMeans;
+  // Pre-RoPE keys whose groups hold whole RoPE pairs (quant/rope_comm.h; every such k-means
+  // codebook is rope-commutative, whatever kind the file records): decode scores them with
+  // RopeCommScores from these centroid-major copies of the key tables instead of rotating each
+  // key with `rope` (about 2x faster, same scores to fp32 rounding).
+  bool rope_comm = false;
   std::vector<std::vector<float>> key_rows;  // [layer] (n_groups, 2^b, c)
   RopeCommPhases phases;
 };
@@ -81,10 +84,16 @@ std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& sha
              "({} groups x {} bits)",
              spec, shape.head_dim / set.config.channels, set.config.bits);
   const int c = set.config.channels, k = set.config.n_centroids();
-  sh->key_kind = set.key_kind;
-  if (set.key_kind == KeyKind::kRopeComm) {
-    CQKV_CHECK(set.keys == KeyPosition::kPreRope && c % 2 == 0,
-               "KV format '{}': rope-comm keys need pre-RoPE codebooks of whole RoPE pairs", spec);
+  const std::string why =
+      set.keys == KeyPosition::kPreRope
+          ? RopeCommUnsupported(set.config, shape.head_dim, shape.rope.type == RopeType::kNeox)
+          : "keys are post-RoPE";
+  CQKV_CHECK(set.key_kind != KeyKind::kRopeComm || why.empty(),
+             "KV format '{}': rope-comm keys need pre-RoPE codebooks of whole RoPE pairs: {}", spec,
+             why);
+  const bool pairs_whole = set.keys == KeyPosition::kPreRope && why.empty();
+  sh->rope_comm = pairs_whole;
+  if (sh->rope_comm) {
     for (int l = 0; l < set.n_layers; ++l) sh->key_rows.push_back(set.centroids[2 * l]);
     try {
       sh->phases = RopeCommPhases(shape.head_dim, shape.max_tokens, shape.rope);
@@ -355,7 +364,7 @@ class CqKvCache final : public KvCache {
       hv.k_table = tables_[layer * 2].data() + head_table;
       hv.v_table = tables_[layer * 2 + 1].data() + head_table;
       CqScoreFn score;
-      if (shared_->key_kind == KeyKind::kRopeComm) {
+      if (shared_->rope_comm) {
         RopeCommKeys rk;
         rk.codes = hv;
         rk.centroids = shared_->key_rows[layer].data() + head_table;
