@@ -61,13 +61,12 @@ def zeroshot_formats(model_name, args, runs_dir):
     --zeroshot-windows: eval-tasks prefills in blocks, which needs the per-query window fix."""
     cb2 = sf.recipe(model_name, args.recipe_tokens, 2)
     cb1 = sf.recipe(model_name, args.recipe_tokens, 1)
-    rows = [("fp32", "fp32", ()), ("fp16", "fp16", ()),
-            (cb2.family, "cq:" + cb2.path(runs_dir), (cb2,)),
+    rows = [("fp32", "fp32", ()), (cb2.family, "cq:" + cb2.path(runs_dir), (cb2,)),
             (cb1.family, "cq:" + cb1.path(runs_dir), (cb1,))]
     rows += [(fam, spec, ()) for fam, spec in sf.baselines(sf.MODELS[model_name][3])
-             if spec in ("int4-token", "int2-token", "int2-channel", "int4-token:hadamard",
-                         "int2-token:hadamard", "int2-channel:hadamard", "tq3", "tq2", "tq2:qjl")]
-    rows.append(("mixed fp16 ends", "int2-token;fp16@first1,last1", ()))
+             if spec in ("int2-channel:hadamard", "tq2", "tq2:qjl", "int2-token:hadamard",
+                         "int2-token", "int4-token:hadamard")]
+    rows += [("mixed fp16 ends", "int2-token;fp16@first1,last1", ()), ("fp16", "fp16", ())]
     if args.zeroshot_windows:
         kg = sf.MODELS[model_name][3]
         rows += [(cb2.family + " r32", "cq:" + cb2.path(runs_dir) + ":r32", (cb2,)),
