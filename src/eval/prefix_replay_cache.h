@@ -27,6 +27,7 @@ class PrefixRecordingCache final : public KvCache {
     inner_->AttendPartial(layer, kv_head, q_group, group, t0, t1, m, l, acc);
   }
   bool HasAttendPartial() const override { return inner_->HasAttendPartial(); }
+  int64_t ExactPrefillRows(int layer) const override { return inner_->ExactPrefillRows(layer); }
   int64_t tokens(int layer) const override { return inner_->tokens(layer); }
   // Drops the inner cache's tokens and the recording.
   void Clear() override;

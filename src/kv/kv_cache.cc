@@ -1,5 +1,7 @@
 #include "kv/kv_cache.h"
 
+#include <limits>
+
 #include "kv/cq_cache.h"
 #include "kv/dense_cache.h"
 #include "kv/int_cache.h"
@@ -15,6 +17,8 @@ void KvCache::AttendPartial(int, int, const float*, int, int64_t, int64_t, float
                             float*) const {
   Fail("kv cache {}: no partial (decode) attention for this format", format());
 }
+
+int64_t KvCache::ExactPrefillRows(int) const { return std::numeric_limits<int64_t>::max(); }
 
 void KvCache::ReadRows(int, KvPart, int64_t, int64_t, int, float*) const {
   Fail("kv cache {}: no row access for this format", format());
