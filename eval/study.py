@@ -88,7 +88,8 @@ def main():
                     help="calibration windows x tokens of the default recipe's codebooks")
     ap.add_argument("--window-batch", type=int, default=512,
                     help="-b for formats with an fp16 window (1 before the per-query prefill fix)")
-    ap.add_argument("--limit", type=int, default=40, help="zero-shot items per task")
+    ap.add_argument("--limit", default="cq-tiny=20,stories260K=40",
+                    help="zero-shot items per task: N, or MODEL=N,... (the study's runs)")
     ap.add_argument("--tasks", default=sf.ZEROSHOT_TASKS)
     ap.add_argument("--zeroshot-windows", action="store_true",
                     help="also run windowed formats (CQ :r32, KIVI) zero-shot")
@@ -99,6 +100,8 @@ def main():
                     help="run nothing; report what the cache holds")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
+    limits = (dict((k, int(v)) for k, v in (x.split("=") for x in args.limit.split(",")))
+              if "=" in args.limit else {m: int(args.limit) for m in sf.MODELS})
 
     runs_dir = os.path.join(args.out, "runs")
     os.makedirs(runs_dir, exist_ok=True)
@@ -123,7 +126,7 @@ def main():
         for family, spec, cbs in zeroshot_formats(model_name, args, runs_dir):
             if not selected(args, spec):
                 continue
-            r = runner.eval_tasks(model_name, spec, cbs,
+            r = runner.eval_tasks(model_name, spec, limits.get(model_name, 40), cbs,
                                   may_run="zeroshot" in parts and not args.cached_only)
             if r is not None:
                 r.update({"model_name": model_name, "family": family,

@@ -47,7 +47,7 @@ def _zeroshot_table(rows):
 def write(results, zeroshot, args):
     lines = ["# CQ study: KV-cache formats at equal bits per channel", "",
              f"`python3 eval/study.py --max-windows {args.max_windows} --recipe-tokens "
-             f"{args.recipe_tokens} --limit {args.limit}`; ctx 256, KL and top-1 agreement against "
+             f"{args.recipe_tokens} --limit {args.limit} --zeroshot-windows`; ctx 256, KL and top-1 agreement against "
              "the fp32 cache on the same windows. Bits/channel counts per-token storage (codes, "
              "scales, zero points), not tables shared by all sequences (CQ codebooks) nor "
              "full-precision windows (KIVI's and CQ `:r32`'s 32 most recent tokens), which "
@@ -94,8 +94,9 @@ def plot(results, args):
                              for r in rows if r["family"] == fam)
                 if pts:
                     color, marker = style[fam]
+                    # Mixed rows are separate recipes, not a family swept over bits: no line.
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=fam,
-                            color=color, lw=1, ms=5)
+                            color=color, lw=0 if fam.startswith("mixed") else 1, ms=5)
             ax.set_xscale("log", base=2)
             if key == "kld":
                 ax.set_yscale("log")
@@ -112,7 +113,7 @@ def plot(results, args):
             handles.setdefault(lab, h)
     fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=4,
                fontsize=8)
-    fig.tight_layout(rect=(0, 0.08 + 0.01 * len(handles) / 4, 1, 1))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     png = os.path.join(args.out, "quality_vs_bits.png")
     fig.savefig(png + ".tmp.png", dpi=100)
     os.replace(png + ".tmp.png", png)

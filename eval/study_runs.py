@@ -83,10 +83,10 @@ class Runner:
         json.dump(r, open(out, "w"), indent=2, sort_keys=True)
         return r
 
-    def eval_tasks(self, model_name, spec, cbs=(), may_run=True):
+    def eval_tasks(self, model_name, spec, limit, cbs=(), may_run=True):
         """Zero-shot accuracy of one format over the study's tasks: the JSON, or None."""
         out = os.path.join(self.runs_dir, f"{model_name}_zeroshot_{sf.tag(spec)}.json")
-        r = self._cached(out, lambda r: r["limit"] == self.args.limit
+        r = self._cached(out, lambda r: r["limit"] == limit
                          and ",".join(x["task"] for x in r["results"]) == self.args.tasks)
         if r is not None:
             return r
@@ -94,7 +94,7 @@ class Runner:
             return None
         cmd = [self.args.cqkv, "eval-tasks", "-q"] + self.model_args(model_name) + [
             "--data-dir", os.path.join(self.args.shared, "data/zeroshot"), "--tasks",
-            self.args.tasks, "--limit", str(self.args.limit), "--kv", spec, "--json", out]
+            self.args.tasks, "--limit", str(limit), "--kv", spec, "--json", out]
         print(f"[{model_name}/zero-shot] {sf.short_spec(spec)}", file=sys.stderr, flush=True)
         if not self._run(cmd):
             return None
