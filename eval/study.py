@@ -1,20 +1,22 @@
 #!/usr/bin/env python3
-"""CQ study: perplexity and KL of every KV-cache format at equal bits per channel.
+"""CQ study: perplexity, KL and zero-shot accuracy of every KV-cache format at equal bits.
 
-Calibrates CQ codebooks (uniform and Fisher k-means, post- and pre-RoPE keys) on C4 documents that
-are not evaluation text, then runs `cqkv perplexity --kl-base fp32` for CQ and the per-channel /
-per-token integer, NormalFloat and KIVI baselines on WikiText-2 test and the C4 hold-out, and writes
-a Markdown table, JSON and a PNG plot (quality vs bits per channel, one line per method).
+Calibrates CQ codebooks on C4 documents that are not evaluation text (the first study's grid on
+docs 0..399 with 16 x 256 tokens, and the default recipe: Fisher, pre-RoPE keys, 128 x 256 tokens of
+docs 0..1799), then runs `cqkv perplexity --kl-base fp32` for CQ and the integer, NormalFloat, KIVI,
+Hadamard-rotated integer, TurboQuant-style and mixed-precision formats on WikiText-2 test and the
+C4 hold-out (docs 1800..1899), and `cqkv eval-tasks` for a zero-shot table. Writes README.md,
+results.json, zeroshot.json and quality_vs_bits.png; FINDINGS.md is written by hand from them.
+
+Every run is cached under OUT/runs (JSON beside the codebooks); rerun parts with --parts, --only,
+--skip, or redraw the report from the cache with --cached-only.
 
   python3 eval/study.py --cqkv build/cqkv --shared ../shared --out reports/cq_study
 """
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
-import time
 
 if __name__ == "__main__" and "numpy" not in sys.modules:
     try:
@@ -23,54 +25,53 @@ if __name__ == "__main__" and "numpy" not in sys.modules:
         if os.path.exists("/usr/bin/python3") and sys.executable != "/usr/bin/python3":
             os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
 
-MODELS = {
-    # name: (model, tokenizer, ctx, KIVI group: its default 32 where the head dim allows)
-    "cq-tiny": ("models/cq-tiny/model.bin", "tokenizers/llama2.tokenizer.bin", 256, 32),
-    "stories260K": ("models/stories260K/model.bin", "models/stories260K/tokenizer.bin", 256, 8),
-}
-DATA = {
-    "wikitext2": "data/wikitext-2/wiki.test.raw",
-    "c4": "data/c4/c4_validation_1900.jsonl:1800:1900",
-}
-CALIB_DATA = "data/c4/c4_validation_1900.jsonl:0:400"  # docs the C4 hold-out never sees
-CQ_CONFIGS = ["2c8b", "4c8b", "8c8b"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import study_formats as sf  # noqa: E402
+import study_report  # noqa: E402
+from study_runs import Runner  # noqa: E402
 
 
-def baselines(kivi_group):
-    """(family, spec) of the non-CQ formats, grouped by the bits per channel they target."""
-    out = [("fp16", "fp16")]
-    for b in (4, 2, 1):
-        # KIVI's default 128-token fp16 window would be half of a 256-token window: use the
-        # same 32-token window the CQ "+r32" runs get.
-        out += [("int-token", f"int{b}-token"), ("int-channel", f"int{b}-channel"),
-                ("kivi r32", f"kivi{b}:r32" + (f":g{kivi_group}" if kivi_group != 32 else ""))]
-    out += [("nf-token", "nf4"), ("nf-token", "nf3"), ("nf-token", "nf2")]
-    return out
+def selected(args, spec):
+    """--only / --skip: comma-separated substrings of the short spec (fp32 always runs)."""
+    s = sf.short_spec(spec)
+    if spec == "fp32":
+        return True
+    if args.only and not any(x in s for x in args.only.split(",")):
+        return False
+    return not (args.skip and any(x in s for x in args.skip.split(",")))
 
 
-def mixed(cq_1bit):
-    """(family, spec) of mixed-precision formats (kv/mixed_spec.h): fp16 first/last layers and
-    different K and V formats; cq_1bit is the 1-bit codebook used for all but the first layer."""
-    return [("mixed fp16 ends", "int2-token;fp16@first1,last1"),
-            ("mixed fp16 ends", "int2-token;fp16@first1"),
-            ("mixed K/V", "K=int4-token,V=int2-token"),
-            ("mixed K/V", "K=int2-token,V=int4-token"),
-            ("mixed CQ fp16 first", f"cq:{cq_1bit}:r32;fp16@first1")]
+def ppl_formats(model_name, args, runs_dir):
+    """(family, spec, codebooks) of every perplexity row of one model."""
+    kivi_group = sf.MODELS[model_name][3]
+    cbs = sf.codebooks(model_name, args.recipe_tokens)
+    cb2 = sf.recipe(model_name, args.recipe_tokens, 2)
+    cb1 = sf.recipe(model_name, args.recipe_tokens, 1)
+    rows = [("fp32", "fp32", ())]
+    rows += [(fam, spec, ()) for fam, spec in sf.baselines(kivi_group)]
+    rows += [(fam, spec, (cb,)) for fam, spec, cb in sf.cq_formats(cbs, runs_dir)]
+    rows += [(fam, spec, (cb2, cb1)) for fam, spec in
+             sf.mixed(cb2.path(runs_dir), cb1.path(runs_dir))]
+    return rows
 
 
-def short_spec(spec):
-    """The spec with every cq codebook path cut to its file name (tables, plots)."""
-    return re.sub(r"cq:([^;@,]*)", lambda m: "cq:" + os.path.basename(m.group(1)), spec)
-
-
-def run(cmd, log):
-    log.write("$ " + " ".join(cmd) + "\n")
-    log.flush()
-    t0 = time.time()
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log.write(p.stdout + f"[{time.time() - t0:.1f} s, exit {p.returncode}]\n")
-    log.flush()
-    return p.returncode, p.stdout
+def zeroshot_formats(model_name, args, runs_dir):
+    """The zero-shot table's rows: fp16, the recipe's CQ at 2 and 1 bits, integer and rotated
+    baselines near those bits, one mixed row. Windowed formats (KIVI, CQ :r32) only with
+    --zeroshot-windows: eval-tasks prefills in blocks, which needs the per-query window fix."""
+    cb2 = sf.recipe(model_name, args.recipe_tokens, 2)
+    cb1 = sf.recipe(model_name, args.recipe_tokens, 1)
+    rows = [("fp32", "fp32", ()), (cb2.family, "cq:" + cb2.path(runs_dir), (cb2,)),
+            (cb1.family, "cq:" + cb1.path(runs_dir), (cb1,))]
+    rows += [(fam, spec, ()) for fam, spec in sf.baselines(sf.MODELS[model_name][3])
+             if spec in ("int2-channel:hadamard", "tq2", "tq2:qjl", "int2-token:hadamard",
+                         "int2-token", "int4-token:hadamard")]
+    rows += [("mixed fp16 ends", "int2-token;fp16@first1,last1", ()), ("fp16", "fp16", ())]
+    if args.zeroshot_windows:
+        kg = sf.MODELS[model_name][3]
+        rows += [(cb2.family + " r32", "cq:" + cb2.path(runs_dir) + ":r32", (cb2,)),
+                 ("kivi r32", "kivi2:r32" + (f":g{kg}" if kg != 32 else ""), ())]
+    return rows
 
 
 def main():
@@ -80,142 +81,63 @@ def main():
     ap.add_argument("--out", default="reports/cq_study")
     ap.add_argument("--models", default="cq-tiny,stories260K")
     ap.add_argument("--data", default="wikitext2,c4")
-    ap.add_argument("--max-windows", type=int, default=60, help="windows per data set")
-    ap.add_argument("--calib-tokens", default="16x256")
+    ap.add_argument("--parts", default="ppl,zeroshot,report",
+                    help="comma list of ppl (perplexity/KL), zeroshot, report")
+    ap.add_argument("--max-windows", type=int, default=24, help="perplexity windows per data set")
+    ap.add_argument("--recipe-tokens", default="128x256",
+                    help="calibration windows x tokens of the default recipe's codebooks")
+    ap.add_argument("--window-batch", type=int, default=512,
+                    help="-b for formats with an fp16 window (1 before the per-query prefill fix)")
+    ap.add_argument("--limit", default="cq-tiny=20,stories260K=40",
+                    help="zero-shot items per task: N, or MODEL=N,... (the study's runs)")
+    ap.add_argument("--tasks", default=sf.ZEROSHOT_TASKS)
+    ap.add_argument("--zeroshot-windows", action="store_true",
+                    help="also run windowed formats (CQ :r32, KIVI) zero-shot")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated substrings of formats to run")
+    ap.add_argument("--skip", default="", help="comma-separated substrings of formats not to run")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="run nothing; report what the cache holds")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    limits = (dict((k, int(v)) for k, v in (x.split("=") for x in args.limit.split(",")))
+              if "=" in args.limit else {m: int(args.limit) for m in sf.MODELS})
 
-    os.makedirs(args.out, exist_ok=True)
     runs_dir = os.path.join(args.out, "runs")
     os.makedirs(runs_dir, exist_ok=True)
-    log = open(os.path.join(args.out, "study.log"), "a")
-    results = []
-    results_path = os.path.join(args.out, "results.json")
+    if not args.cached_only and ("ppl" in parts or "zeroshot" in parts):
+        if not os.path.exists(args.cqkv):
+            sys.exit(f"study: --cqkv {args.cqkv} does not exist (build the cqkv_cli target)")
+    runner = Runner(args, runs_dir, open(os.path.join(args.out, "study.log"), "a"))
+    results, zeroshot = [], []
     for model_name in args.models.split(","):
-        rel_model, rel_tok, ctx, kivi_group = MODELS[model_name]
-        model = os.path.join(args.shared, rel_model)
-        tok = os.path.join(args.shared, rel_tok)
-        formats = list(baselines(kivi_group))
-        calib = []
-        for cfg in CQ_CONFIGS:
-            for fisher in (False, True):
-                calib.append((cfg, fisher, "post-rope"))
-            calib.append((cfg, True, "pre-rope"))
-        for cfg, fisher, keys in calib:
-            name = f"{model_name}_{cfg}_{'fisher' if fisher else 'uniform'}_{keys}"
-            cb = os.path.join(runs_dir, name + ".cqcb")
-            family = f"CQ {'fisher' if fisher else 'uniform'} {keys}"
-            formats.append((family, "cq:" + cb))
-            if fisher and keys == "post-rope":  # the paper's later version: last 32 tokens fp16
-                formats.append((family + " r32", "cq:" + cb + ":r32"))
-            if args.only and not any(s in "cq:" + cb for s in args.only.split(",")):
-                continue
-            if not os.path.exists(cb):
-                cmd = [args.cqkv, "calibrate", "-m", model, "--tokenizer", tok, "-t",
-                       str(args.threads), "--data", os.path.join(args.shared, CALIB_DATA),
-                       "--config", cfg, "--tokens", args.calib_tokens, "--keys", keys, "-o", cb,
-                       "--json", os.path.join(runs_dir, name + ".calib.json")]
-                if fisher:
-                    cmd.append("--fisher")
-                print(f"[{model_name}] calibrating {name}", file=sys.stderr, flush=True)
-                rc, out = run(cmd, log)
-                if rc != 0:
-                    print(out, file=sys.stderr)
-                    sys.exit(f"calibration failed: {name}")
-        formats += mixed(os.path.join(runs_dir, f"{model_name}_8c8b_fisher_post-rope.cqcb"))
+        if model_name not in sf.MODELS:
+            sys.exit(f"study: unknown --models entry '{model_name}' (known: {', '.join(sf.MODELS)})")
         for data_name in args.data.split(","):
-            data = os.path.join(args.shared, DATA[data_name])
-            for family, spec in [("fp32", "fp32")] + formats:
-                if args.only and spec != "fp32" and not any(s in spec for s in args.only.split(",")):
+            for family, spec, cbs in ppl_formats(model_name, args, runs_dir):
+                if not selected(args, spec):
                     continue
-                tag = os.path.basename(spec.replace("cq:", "cq_")).replace(".cqcb", "").replace(":", "_")
-                if ";" in spec or "@" in spec or "=" in spec:  # mixed: paths cut, separators gone
-                    tag = re.sub(r"[^A-Za-z0-9_.+-]", "_", short_spec(spec).replace(".cqcb", ""))
-                out_json = os.path.join(runs_dir, f"{model_name}_{data_name}_{tag}.json")
-                if not os.path.exists(out_json):
-                    cmd = [args.cqkv, "perplexity", "-q", "-m", model, "--tokenizer", tok, "-t",
-                           str(args.threads), "--data", data, "--ctx", str(ctx), "--kv", spec,
-                           "--kl-base", "fp32", "--max-windows", str(args.max_windows),
-                           "--json", out_json]
-                    print(f"[{model_name}/{data_name}] {spec}", file=sys.stderr, flush=True)
-                    rc, out = run(cmd, log)
-                    if rc != 0:
-                        print(f"  failed: {out.strip().splitlines()[-1] if out.strip() else rc}",
-                              file=sys.stderr)
-                        continue
-                r = json.load(open(out_json))
-                r.update({"model_name": model_name, "data_name": data_name, "family": family,
-                          "format": short_spec(spec)})
-                results.append(r)
-                tmp = results_path + ".tmp"
-                json.dump(results, open(tmp, "w"), indent=1)
-                os.replace(tmp, results_path)
-    write_report(results, args)
-
-
-def write_report(results, args):
-    lines = ["# CQ study: KV-cache formats at equal bits per channel", "",
-             f"`python3 eval/study.py --max-windows {args.max_windows} --calib-tokens "
-             f"{args.calib_tokens}`; ctx 256, KL and top-1 agreement against the fp32 cache on "
-             "the same windows. Bits/channel counts per-token storage (codes, scales, zero "
-             "points), not tables shared by all sequences (CQ codebooks) nor full-precision "
-             "windows (KIVI's recent tokens), which `bytes/token` amortises over the context.", ""]
-    for model_name in sorted({r["model_name"] for r in results}):
-        for data_name in sorted({r["data_name"] for r in results}):
-            rows = [r for r in results if r["model_name"] == model_name and r["data_name"] == data_name]
-            if not rows:
+                r = runner.perplexity(model_name, data_name, spec, cbs,
+                                      may_run="ppl" in parts and not args.cached_only)
+                if r is not None:
+                    r.update({"model_name": model_name, "data_name": data_name,
+                              "family": family, "format": sf.short_spec(spec)})
+                    results.append(r)
+        for family, spec, cbs in zeroshot_formats(model_name, args, runs_dir):
+            if not selected(args, spec):
                 continue
-            rows.sort(key=lambda r: (-r["kv_bits_per_channel"], r["ppl"]))
-            lines += [f"## {model_name}, {data_name} ({rows[0]['windows']} windows, "
-                      f"{rows[0]['tokens']} predicted tokens)", "",
-                      "| format | family | bits/channel | bytes/token (amortised) | ppl | KL (nats) | top-1 agree |",
-                      "|---|---|---|---|---|---|---|"]
-            for r in rows:
-                lines.append(f"| {r['format']} | {r['family']} | {r['kv_bits_per_channel']:.3g} | "
-                             f"{r['kv_bytes_per_token']:.0f} | {r['ppl']:.3f} | {r['kld']:.4g} | "
-                             f"{r['top1_agree']:.3f} |")
-            lines.append("")
-    md = os.path.join(args.out, "README.md")
-    open(md + ".tmp", "w").write("\n".join(lines) + "\n")
-    os.replace(md + ".tmp", md)
-    plot(results, args)
-
-
-def plot(results, args):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    models = sorted({r["model_name"] for r in results})
-    datas = sorted({r["data_name"] for r in results})
-    families = sorted({r["family"] for r in results} - {"fp32"})
-    colors = {f: plt.cm.tab10(i % 10) for i, f in enumerate(families)}  # same colour everywhere
-    fig, axes = plt.subplots(len(models), len(datas), figsize=(6 * len(datas), 4.5 * len(models)),
-                             squeeze=False)
-    for i, m in enumerate(models):
-        for j, d in enumerate(datas):
-            ax = axes[i][j]
-            rows = [r for r in results if r["model_name"] == m and r["data_name"] == d]
-            base = [r for r in rows if r["format"] == "fp32"]
-            for fam in families:
-                pts = sorted((r["kv_bits_per_channel"], r["ppl"]) for r in rows if r["family"] == fam)
-                if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=fam,
-                            color=colors[fam])
-            if base:
-                ax.axhline(base[0]["ppl"], color="k", ls="--", lw=1, label="fp32")
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("bits per channel")
-            ax.set_ylabel("perplexity")
-            ax.set_title(f"{m} on {d}")
-            ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    png = os.path.join(args.out, "quality_vs_bits.png")
-    fig.savefig(png + ".tmp.png", dpi=110)
-    os.replace(png + ".tmp.png", png)
+            r = runner.eval_tasks(model_name, spec, limits.get(model_name, 40), cbs,
+                                  may_run="zeroshot" in parts and not args.cached_only)
+            if r is not None:
+                r.update({"model_name": model_name, "family": family,
+                          "format": sf.short_spec(spec)})
+                zeroshot.append(r)
+    if "report" in parts:
+        for name, rows in (("results.json", results), ("zeroshot.json", zeroshot)):
+            path = os.path.join(args.out, name)
+            json.dump(rows, open(path + ".tmp", "w"), indent=1)
+            os.replace(path + ".tmp", path)
+        study_report.write(results, zeroshot, args)
 
 
 if __name__ == "__main__":
