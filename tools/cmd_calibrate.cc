@@ -98,8 +98,9 @@ void RegisterCalibrate(CLI::App& app) {
   cmd->add_option("--tokens", o->tokens, "calibration windows x tokens per window")
       ->capture_default_str();
   cmd->add_option("--keys", o->keys,
-                  "quantise keys pre-rope or post-rope; rope-comm: pre-RoPE codebooks over whole "
-                  "RoPE pairs, scored by the rope-comm kernel (kernels/attn_cq_ropecomm.h)")
+                  "quantise keys pre-rope or post-rope (post-rope: fastest decode, :fs; pre-rope: "
+                  "better quality); rope-comm: pre-rope, checked to group whole RoPE pairs and "
+                  "recorded so (pre-RoPE codebooks that do decode with the rope-comm kernel)")
       ->check(CLI::IsMember({"pre-rope", "post-rope", "rope-comm"}))
       ->capture_default_str();
   cmd->add_option("--values", o->values,
