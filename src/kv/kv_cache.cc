@@ -1,5 +1,7 @@
 #include "kv/kv_cache.h"
 
+#include <algorithm>
+
 #include "kv/cq_cache.h"
 #include "kv/dense_cache.h"
 #include "kv/int_cache.h"
@@ -14,6 +16,10 @@ namespace cqkv {
 void KvCache::AttendPartial(int, int, const float*, int, int64_t, int64_t, float*, float*,
                             float*) const {
   Fail("kv cache {}: no partial (decode) attention for this format", format());
+}
+
+void KvCache::PrepareQuery(int, int, const float* q_group, int group, float* prepared) const {
+  std::copy_n(q_group, int64_t{group} * shape_.head_dim, prepared);
 }
 
 void KvCache::ReadRows(int, KvPart, int64_t, int64_t, int, float*) const {
