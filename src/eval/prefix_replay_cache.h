@@ -38,6 +38,7 @@ class PrefixRecordingCache final : public KvCache {
                              int64_t t1, float* m, float* l, float* acc) const override {
     inner_->AttendPartialPrepared(layer, kv_head, prepared, group, t0, t1, m, l, acc);
   }
+  int64_t ExactPrefillRows(int layer) const override { return inner_->ExactPrefillRows(layer); }
   int64_t tokens(int layer) const override { return inner_->tokens(layer); }
   // Drops the inner cache's tokens and the recording.
   void Clear() override;

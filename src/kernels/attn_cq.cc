@@ -36,6 +36,7 @@
 #include <hwy/contrib/math/math-inl.h>
 
 #include "kernels/attn_cq.h"
+#include "kernels/attn_cq_codes.h"
 #include "util/error.h"
 
 #ifndef CQKV_KERNELS_ATTN_CQ_HELPERS_
@@ -43,105 +44,19 @@
 namespace cqkv {
 namespace {
 constexpr int64_t kSub = 64;  // tokens per sub-block: scores and offsets stay in L1
-// Tokens per sub-block of the grouped 8-bit path (see ScoreGroups8): its scores (kSub8 * hp
-// floats) and compacted codes stay in L1 beside one chunk of group tables.
-constexpr int64_t kSub8 = 512;
+// Tokens per sub-block of the grouped 8-bit path (cq_codes::kSub8, see ScoreGroups8): its
+// scores (kSub8 * hp floats) and compacted codes stay in L1 beside one chunk of group tables.
+using cq_codes::BytePieces;
+using cq_codes::kPairMinTokens;
+using cq_codes::kSub8;
+using cq_codes::PairMarginals;
+using cq_codes::PairTables;
+using cq_codes::SubBlockByteCodes;
+using cq_codes::UnpackOffsets;
 constexpr float kSlack = 8.0f;  // lazy max: weights <= e^8 before the reference is raised
 
-// Lanes of the head dimension of the tables: 4 for up to 4 heads, else a multiple of 8.
-inline int PaddedHeads(int heads) { return heads <= 4 ? 4 : (heads + 7) / 8 * 8; }
+inline int PaddedHeads(int heads) { return CqLanes(heads); }
 
-// off[i * groups + gi] = (gi * 2^b + code(t0 + i, g0 + gi)) * hp for i < n.
-inline void UnpackOffsets(const uint8_t* codes, const CqHeadView& h, int64_t t0, int64_t n, int hp,
-                          uint32_t* off) {
-  const uint32_t k = 1u << h.bits;
-  const int groups = h.groups, bits = h.bits;  // locals: `off` may not alias them
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t* o = off + i * groups;
-    const int64_t base = (t0 + i) * h.n_groups + h.g0;
-    for (int gi = 0; gi < groups; ++gi) o[gi] = (gi * k + ReadCqCode(codes, base + gi, bits)) * hp;
-  }
-}
-
-// Copies this head's packed codes of tokens [t0, t0 + n) to dst, `bytes` per token (the head's
-// codes are contiguous and byte-aligned: bits == 8, or bits == 4 with even group offsets).
-// Ranges shorter than this keep 4-bit codes unpaired: the pair tables cost 256 entries per
-// group pair to build and reduce, about what 256 tokens of paired lookups save.
-constexpr int64_t kPairMinTokens = 512;
-
-// A byte of 4-bit codes holds groups 2j (low nibble) and 2j + 1 (high), so it indexes a joint
-// table of 256 entries: lut2[j][byte][:] = lut[2j][byte & 15][:] + lut[2j + 1][byte >> 4][:].
-inline void PairTables(const float* lut, int pairs, int hp, float* lut2) {
-  for (int j = 0; j < pairs; ++j) {
-    for (int byte = 0; byte < 256; ++byte) {
-      const float* lo = lut + ((2 * j) * 16 + (byte & 15)) * hp;
-      const float* hi = lut + ((2 * j + 1) * 16 + (byte >> 4)) * hp;
-      float* o = lut2 + (int64_t{j} * 256 + byte) * hp;
-      for (int h = 0; h < hp; ++h) o[h] = lo[h] + hi[h];
-    }
-  }
-}
-
-// The per-group histograms (zeroed on entry) as marginals of the joint ones over pairs.
-inline void PairMarginals(const float* hist2, int pairs, int hp, float* hist) {
-  for (int j = 0; j < pairs; ++j) {
-    for (int byte = 0; byte < 256; ++byte) {
-      const float* w = hist2 + (int64_t{j} * 256 + byte) * hp;
-      float* lo = hist + ((2 * j) * 16 + (byte & 15)) * hp;
-      float* hi = hist + ((2 * j + 1) * 16 + (byte >> 4)) * hp;
-      for (int h = 0; h < hp; ++h) {
-        lo[h] += w[h];
-        hi[h] += w[h];
-      }
-    }
-  }
-}
-
-inline void CompactCodes(const uint8_t* codes, const CqHeadView& h, int64_t t0, int64_t n,
-                         int bytes, uint8_t* dst) {
-  const int64_t stride = h.n_groups * h.bits / 8;
-  const uint8_t* src = codes + (t0 * h.n_groups + h.g0) * h.bits / 8;
-  // Constant sizes for the common heads (8c8b, 4c8b, 4c4b): a variable-size memcpy per token
-  // is a library call that costs more than the lookups it feeds.
-  auto copy = [&]<int kBytes>() {
-    for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * kBytes, src + i * stride, kBytes);
-  };
-  if (bytes == 16) return copy.template operator()<16>();
-  if (bytes == 32) return copy.template operator()<32>();
-  if (bytes == 8) return copy.template operator()<8>();
-  for (int64_t i = 0; i < n; ++i) std::memcpy(dst + i * bytes, src + i * stride, bytes);
-}
-
-// The byte codes of tokens [t0, t0 + n), `bytes` per token: in place when the head's codes are
-// already contiguous (the cq cache keeps one code stream per KV head), else compacted into dst.
-inline const uint8_t* ByteCodes(const uint8_t* codes, const CqHeadView& h, int64_t t0, int64_t n,
-                                int bytes, uint8_t* dst) {
-  if (h.n_groups * h.bits / 8 == bytes) return codes + t0 * bytes;
-  CompactCodes(codes, h, t0, n, bytes, dst);
-  return dst;
-}
-
-// The byte codes of one sub-block of the grouped path as runs of consecutive tokens, one per page
-// it touches (one without pages): run r holds n[r] tokens, `bytes` codes each, read in place or
-// compacted into dst (ByteCodes). Sub-blocks of kSub8 tokens touch at most kMaxPieces pages of a
-// multiple of 256 tokens.
-constexpr int kMaxPieces = kSub8 / 256 + 1;
-struct BytePieces {
-  const uint8_t* codes[kMaxPieces];
-  int64_t n[kMaxPieces];
-  int count = 0;
-};
-inline BytePieces SubBlockByteCodes(const CqHeadView& h, int kind, int64_t b0, int64_t bn,
-                                    int bytes, uint8_t* dst) {
-  BytePieces p;
-  CqForEachPiece(h, b0, bn, [&](const CqHeadView& lv, int64_t lt, int64_t n, int64_t i) {
-    assert(p.count < kMaxPieces);
-    p.codes[p.count] =
-        ByteCodes(kind == 0 ? lv.k_codes : lv.v_codes, lv, lt, n, bytes, dst + i * bytes);
-    p.n[p.count++] = n;
-  });
-  return p;
-}
 }  // namespace
 }  // namespace cqkv
 #endif
@@ -273,9 +188,37 @@ HWY_INLINE void ScatterGrouped8(D d, int groups, float* hist, const BytePieces& 
   }
 }
 
+// PairMarginals for 4 lanes, a vector of NF / 4 entries at a time: a pair's joint histogram is
+// 16 rows (high nibble) of 16 entries x 4 lanes, so the low-nibble marginal is the sum of the 16
+// rows and the high-nibble one each row's sum of its 16 entries (per lane). The scalar version
+// costs as much as thousands of tokens' updates (two read-modify-writes per joint entry).
+template <class D>
+HWY_INLINE void PairMarginals4(D df, const float* HWY_RESTRICT hist2, int pairs,
+                               float* HWY_RESTRICT hist) {
+  constexpr int64_t kRow = 16 * 4;  // floats per high-nibble row
+  const int64_t NF = static_cast<int64_t>(hn::Lanes(df));
+  HWY_ALIGN float part[hn::MaxLanes(df)];
+  for (int j = 0; j < pairs; ++j) {
+    const float* w = hist2 + int64_t{j} * 256 * 4;
+    float* lo = hist + int64_t{2 * j} * kRow;
+    float* hi = hist + int64_t{2 * j + 1} * kRow;
+    for (int64_t e = 0; e < kRow; e += NF) {
+      auto a = hn::LoadU(df, lo + e);
+      for (int r = 0; r < 16; ++r) a = hn::Add(a, hn::LoadU(df, w + r * kRow + e));
+      hn::StoreU(a, df, lo + e);
+    }
+    for (int r = 0; r < 16; ++r) {
+      auto a = hn::Zero(df);
+      for (int64_t e = 0; e < kRow; e += NF) a = hn::Add(a, hn::LoadU(df, w + r * kRow + e));
+      hn::Store(a, df, part);
+      for (int64_t e = 0; e < NF; ++e) hi[r * 4 + e % 4] += part[e];
+    }
+  }
+}
+
 template <size_t kCap>
 void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int64_t t1,
-              const AttnState& st, const CqScoreFn& score) {
+              const AttnState& st, const CqScoreFn& score, const CqLaneScoreFn& lane_score) {
   const hn::CappedTag<float, kCap> d;
   const int N = static_cast<int>(hn::Lanes(d));
   const int G = st.heads, hd = st.head_dim, c = hv.c, groups = hv.groups;
@@ -287,7 +230,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
   thread_local std::vector<uint8_t> cbuf_v;
   lut_v.resize(table);
   hist_v.assign(table, 0.0f);
-  sbuf_v.resize(kSub8 * std::max(hp, G));
+  sbuf_v.resize((kSub8 + 128) * std::max(hp, G));  // + scratch rows of lane_score
   tmp_v.resize(std::max<int64_t>(k, hp));
   koff_v.resize(kSub * groups);
   voff_v.resize(kSub * groups);
@@ -303,7 +246,8 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
   // loads/stores instead of scalar strided copies (as costly as the sums themselves).
   const bool lanes4 = hp == 4 && k % NF == 0;
   // Key tables: for each (head, group) a row over centroids, then interleaved heads-innermost.
-  if (!score && lanes4) {
+  const bool scored = score || lane_score;
+  if (!scored && lanes4) {
     for (int gi = 0; gi < groups; ++gi) {
       const float* tab = hv.k_table + int64_t{gi} * c * k;  // (c, k)
       for (int64_t e = 0; e < k; e += NF) {
@@ -318,7 +262,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
         hn::StoreInterleaved4(v[0], v[1], v[2], v[3], df, lut + (gi * k + e) * 4);
       }
     }
-  } else if (!score) {
+  } else if (!scored) {
     std::fill(lut, lut + table, 0.0f);
     float* tmp = tmp_v.data();
     for (int gi = 0; gi < groups; ++gi) {
@@ -365,7 +309,7 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
     hist2_v.assign(table8, 0.0f);
     lut8 = lut2_v.data();
     hist8 = hist2_v.data();
-    if (!score) PairTables(lut, g8, hp, lut8);
+    if (!scored) PairTables(lut, g8, hp, lut8);
     in_place = 8;
   }
   const int64_t sub = in_place == 8 ? kSub8 : kSub;
@@ -380,7 +324,9 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
         UnpackOffsets(lv.v_codes, lv, lt, n, hp, voff + i * groups);
       });
     }
-    if (score) {
+    if (lane_score) {
+      lane_score(b0, bn, hp, sbuf);
+    } else if (score) {
       // The callback writes (heads, n); transpose to tokens-major with padded lanes.
       float* tmp = tmp_v.data();
       thread_local std::vector<float> cb;
@@ -493,7 +439,11 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
     }
   }
 
-  if (pairs) PairMarginals(hist8, g8, hp, hist);
+  if (pairs && hp == 4 && NF % 4 == 0 && 64 % NF == 0) {
+    PairMarginals4(df, hist8, g8, hist);
+  } else if (pairs) {
+    PairMarginals(hist8, g8, hp, hist);
+  }
   // Reduce the histograms against the value centroids into this range's own state, then merge.
   thread_local std::vector<float> part_acc, wt;
   part_acc.assign(static_cast<size_t>(G) * hd, 0.0f);
@@ -532,9 +482,9 @@ void CqLookup(const CqHeadView& hv, const float* HWY_RESTRICT q, int64_t t0, int
 }
 
 void CqLookupImpl(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& st,
-                  const CqScoreFn& score) {
-  if (st.heads <= 4) return CqLookup<4>(hv, q, t0, t1, st, score);
-  return CqLookup<8>(hv, q, t0, t1, st, score);
+                  const CqScoreFn& score, const CqLaneScoreFn& lane_score) {
+  if (st.heads <= 4) return CqLookup<4>(hv, q, t0, t1, st, score, lane_score);
+  return CqLookup<8>(hv, q, t0, t1, st, score, lane_score);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -556,10 +506,21 @@ void CqAttend(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, cons
     path = lookup ? CqPath::kLookup : CqPath::kDirect;
   }
   if (path == CqPath::kLookup && hv.bits <= 8 && s.heads <= 64) {
-    HWY_DYNAMIC_DISPATCH(CqLookupImpl)(hv, q, t0, t1, s, score);
+    HWY_DYNAMIC_DISPATCH(CqLookupImpl)(hv, q, t0, t1, s, score, nullptr);
   } else {
     CqAttendDirect(hv, q, t0, t1, s, score);
   }
+}
+
+void CqAttendLanes(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, const AttnState& s,
+                   const CqLaneScoreFn& lane_score) {
+  if (t1 <= t0) return;
+  CQKV_CHECK(hv.k_pages == nullptr || (hv.page_tokens > 0 && hv.page_tokens % 256 == 0),
+             "CQ attention: pages of {} tokens are not a positive multiple of 256", hv.page_tokens);
+  CQKV_CHECK(hv.bits <= 8 && s.heads <= 64,
+             "CQ attention: lane scores need codes of <= 8 bits and <= 64 heads (got {}, {})",
+             hv.bits, s.heads);
+  HWY_DYNAMIC_DISPATCH(CqLookupImpl)(hv, q, t0, t1, s, nullptr, lane_score);
 }
 
 }  // namespace cqkv

@@ -39,6 +39,13 @@ struct CqHeadView {
 // Replaces table-lookup key scoring (pre-RoPE keys, whose rotation depends on the position):
 // writes the scaled scores of tokens [t0, t0 + n) for every head, (heads, n) row-major.
 using CqScoreFn = std::function<void(int64_t t0, int64_t n, float* scores)>;
+// The same in the lookup path's own layout, so a scorer that produces it directly (fast-scan keys)
+// skips the (heads, n) hand-over and its transposition: score of token t0 + i for head h at
+// lanes[i * hp + h], hp = CqLanes(heads); lanes h >= heads must be written as 0. lanes has room
+// for n rounded up to a multiple of 64 plus 64 rows (scratch for whole-block writers).
+using CqLaneScoreFn = std::function<void(int64_t t0, int64_t n, int hp, float* lanes)>;
+// Lanes per token of the lookup path's buffers: 4 for up to 4 heads, else a multiple of 8.
+inline int CqLanes(int heads) { return heads <= 4 ? 4 : (heads + 7) / 8 * 8; }
 
 enum class CqPath {
   kAuto,    // lookup tables when b <= 8 and the range has at least 2^b / 2 tokens, else direct
@@ -52,6 +59,10 @@ enum class CqPath {
 // (see attn_cq.cc), so no quantised scores and no overflow.
 void CqAttend(const CqHeadView& head, const float* q, int64_t t0, int64_t t1, const AttnState& s,
               const CqScoreFn& score = nullptr, CqPath path = CqPath::kAuto);
+// CqAttend's lookup path (b <= 8, heads <= 64; checked) with scores from `lane_score`, called
+// once per sub-block of at most 512 tokens.
+void CqAttendLanes(const CqHeadView& head, const float* q, int64_t t0, int64_t t1,
+                   const AttnState& s, const CqLaneScoreFn& lane_score);
 // Scalar reference: decodes every token's key and value from the tables, double dot products,
 // exact online softmax per token.
 void CqAttendRef(const CqHeadView& head, const float* q, int64_t t0, int64_t t1, const AttnState& s,

@@ -11,6 +11,7 @@
 // Sums stay below 65536: a token adds `groups` entries of at most 255 (CqFsUnsupported).
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #ifndef HWY_DISABLED_TARGETS
@@ -81,9 +82,17 @@ HWY_INLINE void AddBytes(D16 d16, V8 r, hn::Vec<D16>& all, hn::Vec<D16>& high) {
 // kH heads [h0, h0 + kH) of kB consecutive blocks (codes `cb`): the code vectors are loaded (and
 // their shared lookup state made) once per group for all kH heads, each table once per kB
 // blocks; all sums stay in registers.
+// Where ScoreHeads writes: rows (heads, stride), token i of the call's first block at
+// out[h * stride + i]; or, when hp > 0, token-major lanes out[i * hp + h] (CqLaneScoreFn).
+struct ScoreOut {
+  float* out;
+  int64_t stride;
+  int hp;
+};
+
 template <int kH, int kB>
 HWY_INLINE void ScoreHeads(const CqFsTables& t, const uint8_t* HWY_RESTRICT cb, int h0,
-                           float* HWY_RESTRICT out, int64_t stride) {
+                           const ScoreOut& dst) {
   using D8 = hn::CappedTag<uint8_t, 64>;
   const D8 d8;
   const hn::Repartition<uint16_t, D8> d16;
@@ -130,19 +139,51 @@ HWY_INLINE void ScoreHeads(const CqFsTables& t, const uint8_t* HWY_RESTRICT cb, 
   }
   // Lane j of the low-byte sums of vector v of a block is token v * N / 2 + j, of the high-byte
   // sums token 32 + v * N / 2 + j (CqFsSlot).
-  for (int h = 0; h < kH; ++h) {
+  auto token = [&](int v) { return v / (64 / N) * 64 + v % (64 / N) * N / 2; };
+  auto to_f32 = [&](int h, hn::Vec<decltype(d16)> a, hn::Vec<decltype(df)>& lo,
+                    hn::Vec<decltype(df)>& hi) {
     const auto scale = hn::Set(df, t.scale[h0 + h]), offset = hn::Set(df, t.offset[h0 + h]);
-    float* HWY_RESTRICT o = out + (h0 + h) * stride;
-    auto emit = [&](hn::Vec<decltype(d16)> a, float* dst) {
-      const auto lo = hn::ConvertTo(df, hn::PromoteTo(d32, hn::LowerHalf(d16h, a)));
-      const auto hi = hn::ConvertTo(df, hn::PromoteTo(d32, hn::UpperHalf(d16h, a)));
-      hn::StoreU(hn::MulAdd(scale, lo, offset), df, dst);
-      hn::StoreU(hn::MulAdd(scale, hi, offset), df, dst + H);
-    };
-    for (int v = 0; v < V; ++v) {
-      float* ob = o + v / (64 / N) * 64 + v % (64 / N) * N / 2;
-      emit(hn::Sub(all[h][v], hn::ShiftLeft<8>(high[h][v])), ob);
-      emit(high[h][v], ob + 32);
+    lo = hn::MulAdd(scale, hn::ConvertTo(df, hn::PromoteTo(d32, hn::LowerHalf(d16h, a))), offset);
+    hi = hn::MulAdd(scale, hn::ConvertTo(df, hn::PromoteTo(d32, hn::UpperHalf(d16h, a))), offset);
+  };
+  if (dst.hp == 0) {
+    for (int h = 0; h < kH; ++h) {
+      float* HWY_RESTRICT o = dst.out + (h0 + h) * dst.stride;
+      for (int v = 0; v < V; ++v) {
+        hn::Vec<decltype(df)> lo, hi;
+        to_f32(h, hn::Sub(all[h][v], hn::ShiftLeft<8>(high[h][v])), lo, hi);
+        hn::StoreU(lo, df, o + token(v));
+        hn::StoreU(hi, df, o + token(v) + H);
+        to_f32(h, high[h][v], lo, hi);
+        hn::StoreU(lo, df, o + token(v) + 32);
+        hn::StoreU(hi, df, o + token(v) + 32 + H);
+      }
+    }
+    return;
+  }
+  // Token-major: four heads of four lanes are one interleaved store per H tokens (the lookup
+  // path's layout, no transposition); other shapes go through a scalar scatter.
+  for (int v = 0; v < V; ++v) {
+    for (int part = 0; part < 2; ++part) {  // low-byte sums (tokens +0), high-byte (+32)
+      hn::Vec<decltype(df)> lo[kH], hi[kH];
+      for (int h = 0; h < kH; ++h) {
+        to_f32(h, part == 0 ? hn::Sub(all[h][v], hn::ShiftLeft<8>(high[h][v])) : high[h][v], lo[h],
+               hi[h]);
+      }
+      const int64_t tok = token(v) + 32 * part;
+      if constexpr (kH == 4) {
+        if (dst.hp == 4) {
+          hn::StoreInterleaved4(lo[0], lo[1], lo[2], lo[3], df, dst.out + tok * 4);
+          hn::StoreInterleaved4(hi[0], hi[1], hi[2], hi[3], df, dst.out + (tok + H) * 4);
+          continue;
+        }
+      }
+      HWY_ALIGN float tmp[2 * H];
+      for (int h = 0; h < kH; ++h) {
+        hn::Store(lo[h], df, tmp);
+        hn::Store(hi[h], df, tmp + H);
+        for (int j = 0; j < 2 * H; ++j) dst.out[(tok + j) * dst.hp + h0 + h] = tmp[j];
+      }
     }
   }
 }
@@ -150,23 +191,42 @@ HWY_INLINE void ScoreHeads(const CqFsTables& t, const uint8_t* HWY_RESTRICT cb, 
 // kB blocks of all heads, four at a time (with two blocks, four heads' sums, a table and the codes
 // fill most of the 32 AVX-512 registers).
 template <int kB>
-HWY_INLINE void ScoreBlockGroup(const CqFsTables& t, const uint8_t* cb, float* out,
-                                int64_t stride) {
+HWY_INLINE void ScoreBlockGroup(const CqFsTables& t, const uint8_t* cb, const ScoreOut& dst) {
   int h = 0;
-  for (; h + 4 <= t.heads; h += 4) ScoreHeads<4, kB>(t, cb, h, out, stride);
-  for (; h + 2 <= t.heads; h += 2) ScoreHeads<2, kB>(t, cb, h, out, stride);
-  for (; h < t.heads; ++h) ScoreHeads<1, kB>(t, cb, h, out, stride);
+  for (; h + 4 <= t.heads; h += 4) ScoreHeads<4, kB>(t, cb, h, dst);
+  for (; h + 2 <= t.heads; h += 2) ScoreHeads<2, kB>(t, cb, h, dst);
+  for (; h < t.heads; ++h) ScoreHeads<1, kB>(t, cb, h, dst);
 }
 
 // Blocks of one contiguous run of codes (`codes` at the first block's start), two at a time:
 // each table load then serves two blocks.
 void ScoreBlocks(const CqFsTables& t, const uint8_t* HWY_RESTRICT codes, int64_t nb,
-                 float* HWY_RESTRICT scores, int64_t stride) {
+                 const ScoreOut& dst) {
   const int64_t block_bytes = CqFsBlockBytes(t.groups, t.bits);
+  // Block b's first token: column b * 64 of the rows, or row b * 64 of the lanes.
+  auto at = [&](int64_t b) {
+    return ScoreOut{dst.out + b * 64 * (dst.hp > 0 ? dst.hp : 1), dst.stride, dst.hp};
+  };
   int64_t b = 0;
-  for (; b + 2 <= nb; b += 2)
-    ScoreBlockGroup<2>(t, codes + b * block_bytes, scores + b * 64, stride);
-  if (b < nb) ScoreBlockGroup<1>(t, codes + b * block_bytes, scores + b * 64, stride);
+  for (; b + 2 <= nb; b += 2) ScoreBlockGroup<2>(t, codes + b * block_bytes, at(b));
+  if (b < nb) ScoreBlockGroup<1>(t, codes + b * block_bytes, at(b));
+}
+
+// Blocks [blk0, blk0 + nb) of hv's key stream (paged or not): a page holds whole blocks, so
+// one run per page.
+void ScoreRange(const CqHeadView& hv, const CqFsTables& t, int64_t blk0, int64_t nb,
+                const ScoreOut& dst) {
+  const int64_t block_bytes = CqFsBlockBytes(t.groups, t.bits);
+  if (hv.k_pages == nullptr) return ScoreBlocks(t, hv.k_codes + blk0 * block_bytes, nb, dst);
+  const int64_t per_page = hv.page_tokens / kCqFsBlock;
+  for (int64_t b = 0; b < nb;) {
+    const int64_t blk = blk0 + b, page = blk / per_page, local = blk - page * per_page;
+    const int64_t n = std::min(nb - b, per_page - local);
+    const int64_t skip = b * kCqFsBlock * (dst.hp > 0 ? dst.hp : 1);
+    ScoreBlocks(t, hv.k_pages[page] + local * block_bytes, n,
+                ScoreOut{dst.out + skip, dst.stride, dst.hp});
+    b += n;
+  }
 }
 #endif
 
@@ -223,38 +283,85 @@ void CqFsBuildTablesImpl(const CqHeadView& hv, const float* HWY_RESTRICT q, int 
   }
 }
 
-float CqFsMaxImpl(const float* HWY_RESTRICT x, int64_t n) {
-  const hn::ScalableTag<float> df;
-  const int64_t NF = static_cast<int64_t>(hn::Lanes(df));
-  auto m0 = hn::Set(df, -INFINITY), m1 = m0;
-  int64_t i = 0;
-  for (; i + 2 * NF <= n; i += 2 * NF) {
-    m0 = hn::Max(m0, hn::LoadU(df, x + i));
-    m1 = hn::Max(m1, hn::LoadU(df, x + i + NF));
-  }
-  float m = hn::GetLane(hn::MaxOfLanes(df, hn::Max(m0, m1)));
-  for (; i < n; ++i) m = std::max(m, x[i]);
-  return m;
-}
-
 void CqFsApproxScoresImpl(const CqHeadView& hv, const CqFsTables& t, int64_t blk0, int64_t nb,
                           float* scores, int64_t stride) {
 #if HWY_TARGET == HWY_SCALAR
   CqFsApproxScoresRef(hv, t, blk0, nb, scores, stride);
 #else
-  const int64_t block_bytes = CqFsBlockBytes(t.groups, t.bits);
-  if (hv.k_pages == nullptr) {
-    return ScoreBlocks(t, hv.k_codes + blk0 * block_bytes, nb, scores, stride);
-  }
-  // A page holds whole blocks: one run per page.
-  const int64_t per_page = hv.page_tokens / kCqFsBlock;
-  for (int64_t b = 0; b < nb;) {
-    const int64_t blk = blk0 + b, page = blk / per_page, local = blk - page * per_page;
-    const int64_t n = std::min(nb - b, per_page - local);
-    ScoreBlocks(t, hv.k_pages[page] + local * block_bytes, n, scores + b * kCqFsBlock, stride);
-    b += n;
-  }
+  ScoreRange(hv, t, blk0, nb, ScoreOut{scores, stride, 0});
 #endif
+}
+
+// CqFsLaneScores (see the header): approximate lanes, then each head's candidates within twice
+// its bound of the run's approximate max rescored exactly. With hp dividing the vector width,
+// the max and the candidate test go a vector (NF / hp tokens) at a time.
+void CqFsLaneScoresImpl(const CqHeadView& hv, const CqFsTables& t, int64_t t0, int64_t n, int hp,
+                        float* HWY_RESTRICT lanes) {
+  const int64_t blk0 = t0 / kCqFsBlock, first = t0 - blk0 * kCqFsBlock;
+  const int64_t nb = (t0 + n + kCqFsBlock - 1) / kCqFsBlock - blk0;
+  const int heads = t.heads;
+  if (heads < hp) std::fill(lanes, lanes + nb * kCqFsBlock * hp, 0.0f);
+#if HWY_TARGET == HWY_SCALAR
+  thread_local std::vector<float> rows;
+  rows.resize(static_cast<size_t>(heads) * nb * kCqFsBlock);
+  CqFsApproxScoresRef(hv, t, blk0, nb, rows.data(), nb * kCqFsBlock);
+  for (int h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < nb * kCqFsBlock; ++i) lanes[i * hp + h] = rows[h * nb * kCqFsBlock + i];
+  }
+#else
+  ScoreRange(hv, t, blk0, nb, ScoreOut{lanes, 0, hp});
+#endif
+  if (first > 0) std::memmove(lanes, lanes + first * hp, sizeof(float) * n * hp);
+  const hn::ScalableTag<float> df;
+  const int NF = static_cast<int>(hn::Lanes(df));
+  HWY_ALIGN float cut[64 + hn::MaxLanes(df)];
+  const bool vec = NF % hp == 0;
+  if (vec) {
+    auto m0 = hn::Set(df, -INFINITY), m1 = m0;
+    const int64_t end = n * hp;  // a multiple of NF when hp divides NF and n of NF / hp
+    int64_t i = 0;
+    for (; i + 2 * NF <= end; i += 2 * NF) {
+      m0 = hn::Max(m0, hn::LoadU(df, lanes + i));
+      m1 = hn::Max(m1, hn::LoadU(df, lanes + i + NF));
+    }
+    for (; i + NF <= end; i += NF) m0 = hn::Max(m0, hn::LoadU(df, lanes + i));
+    hn::Store(hn::Max(m0, m1), df, cut);
+    for (int h = 0; h < hp; ++h) {
+      for (int e = h + hp; e < NF; e += hp) cut[h] = std::max(cut[h], cut[e]);
+    }
+    for (; i < end; ++i) cut[i % hp] = std::max(cut[i % hp], lanes[i]);
+  } else {
+    for (int h = 0; h < hp; ++h) cut[h] = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) {
+      for (int h = 0; h < heads; ++h) cut[h] = std::max(cut[h], lanes[i * hp + h]);
+    }
+  }
+  for (int h = 0; h < hp; ++h) cut[h] = h < heads ? cut[h] - 2.0f * t.bound[h] : INFINITY;
+  const int k = 1 << t.bits;
+  auto rescore = [&](int64_t i, int h) {
+    const int64_t tok = t0 + i, blk = tok / kCqFsBlock;
+    lanes[i * hp + h] =
+        CqFsExactScore(CqFsBlockCodes(hv, blk), static_cast<int>(tok - blk * kCqFsBlock),
+                       t.lut.data() + int64_t{h} * t.groups * k, t.groups, t.bits);
+  };
+  int64_t i = 0;
+  if (vec) {
+    for (int e = hp; e < NF; ++e) cut[e] = cut[e % hp];
+    const auto vcut = hn::Load(df, cut);
+    const int per = NF / hp;  // tokens per vector
+    for (; i + per <= n; i += per) {
+      const auto hit = hn::Ge(hn::LoadU(df, lanes + i * hp), vcut);
+      if (hn::AllFalse(df, hit)) continue;
+      for (int e = 0; e < NF; ++e) {
+        if (lanes[i * hp + e] >= cut[e]) rescore(i + e / hp, e % hp);
+      }
+    }
+  }
+  for (; i < n; ++i) {
+    for (int h = 0; h < heads; ++h) {
+      if (lanes[i * hp + h] >= cut[h]) rescore(i, h);
+    }
+  }
 }
 
 }  // namespace HWY_NAMESPACE
@@ -266,7 +373,7 @@ namespace cqkv {
 
 HWY_EXPORT(CqFsApproxScoresImpl);
 HWY_EXPORT(CqFsBuildTablesImpl);
-HWY_EXPORT(CqFsMaxImpl);
+HWY_EXPORT(CqFsLaneScoresImpl);
 
 void CqFsBuildTables(const CqHeadView& hv, const float* q, int heads, int head_dim,
                      CqFsTables* tables) {
@@ -282,7 +389,10 @@ void CqFsBuildTables(const CqHeadView& hv, const float* q, int heads, int head_d
   HWY_DYNAMIC_DISPATCH(CqFsBuildTablesImpl)(hv, q, heads, head_dim, tables);
 }
 
-float CqFsMax(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(CqFsMaxImpl)(x, n); }
+void CqFsLaneScores(const CqHeadView& hv, const CqFsTables& t, int64_t t0, int64_t n, int hp,
+                    float* lanes) {
+  HWY_DYNAMIC_DISPATCH(CqFsLaneScoresImpl)(hv, t, t0, n, hp, lanes);
+}
 
 void CqFsApproxScores(const CqHeadView& hv, const CqFsTables& t, int64_t blk0, int64_t nb,
                       float* scores, int64_t stride) {

@@ -56,8 +56,6 @@ struct CqFsTables {
 };
 void CqFsBuildTables(const CqHeadView& hv, const float* q, int heads, int head_dim,
                      CqFsTables* tables);
-// max(x[0..n)), n >= 1, vectorised.
-float CqFsMax(const float* x, int64_t n);
 
 // Approximate scores (scale * sum + offset) of blocks [blk0, blk0 + nb) of the fast-scan key
 // stream of hv (paged or not): scores (heads, nb * 64) row-major with row stride `stride`.
@@ -79,13 +77,30 @@ void CqFsApproxScoresRef(const CqHeadView& hv, const CqFsTables& t, int64_t blk0
 int64_t CqFsScores(const CqHeadView& hv, const CqFsTables& t, int64_t t0, int64_t t1,
                    std::vector<float>* scores);
 
+// CqFsScores for one run of the lookup path (CqLaneScoreFn): the scores of tokens [t0, t0 + n)
+// token-major, lanes[i * hp + h] (0 for h >= heads), approximate except that each head's tokens
+// within 2 * bound of the run's approximate max are rescored exactly, so the run's max is exact.
+// Written straight from the 16-bit sums (four heads of four lanes: one interleaved store per
+// vector), with no (heads, n) rows in between. lanes needs room for n rounded up to a multiple
+// of 64 plus 64 rows.
+void CqFsLaneScores(const CqHeadView& hv, const CqFsTables& t, int64_t t0, int64_t n, int hp,
+                    float* lanes);
+// The codes of block blk (whole, 64 tokens) of hv's fast-scan key stream (paged or not).
+const uint8_t* CqFsBlockCodes(const CqHeadView& hv, int64_t blk);
+// Exact fp32 score of token i of a block (codes at the block's start) from one head's fp32
+// tables l (groups, 2^b).
+float CqFsExactScore(const uint8_t* codes, int i, const float* l, int groups, int bits);
+
 // CqAttend with fast-scan key scores (hv's keys in the layout above, values token-major as
-// usual): accumulates into s the attention of s.heads queries q over tokens [t0, t1). Throws
-// cqkv::Error when CqFsUnsupported(hv). Error: every score is within E = bound[h] of the exact
-// one, so the log-ratio of approximate to exact softmax weights varies by at most 2E over the
-// tokens, the weights' total variation distance is <= tanh(E / 2), and each normalised output
-// channel (acc / l; weights sum to 1 in both) is off by at most tanh(E / 2) * (max_t v_t - min_t
-// v_t) over that channel. The bound holds for any split of the tokens into merged calls.
+// usual), fused: each run's scores are written by CqFsLaneScores into the lookup path's own
+// buffer (CqAttendLanes), where the softmax and the value histograms read them; ranges shorter
+// than 2^b / 2 tokens go to CqAttend's direct path with the scores handed over per block. Accumulates into s
+// the attention of s.heads queries q over tokens [t0, t1). Throws cqkv::Error when
+// CqFsUnsupported(hv). Error: every score is within E = bound[h] of the exact one, so the log-ratio
+// of approximate to exact softmax weights varies by at most 2E over the tokens, the weights' total
+// variation distance is <= tanh(E / 2), and each normalised output channel (acc / l; weights sum to
+// 1 in both) is off by at most tanh(E / 2) * (max_t v_t - min_t v_t) over that channel. The bound
+// holds for any split of the tokens into merged calls.
 void CqAttendFastScan(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1,
                       const AttnState& s);
 

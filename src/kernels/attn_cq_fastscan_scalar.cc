@@ -1,5 +1,5 @@
-// The target-independent parts of fast-scan key scoring (kernels/attn_cq_fastscan.h): table
-// quantisation, the scalar reference of the approximate scores, exact rescoring of each block's
+// The target-independent parts of fast-scan key scoring (kernels/attn_cq_fastscan.h): the
+// scalar reference of the approximate scores, exact rescoring of each block's
 // candidates and the attention composed with CqAttend's value path. The vectorised block
 // scoring is in attn_cq_fastscan.cc.
 #include <algorithm>
@@ -10,17 +10,12 @@
 #include "util/error.h"
 
 namespace cqkv {
-namespace {
-
-// The codes of block blk (whole, 64 tokens) in hv's key stream: its page's region, or the stream.
-const uint8_t* BlockCodes(const CqHeadView& hv, int64_t blk) {
+const uint8_t* CqFsBlockCodes(const CqHeadView& hv, int64_t blk) {
   const int64_t bytes = CqFsBlockBytes(hv.groups, hv.bits);
   if (hv.k_pages == nullptr) return hv.k_codes + blk * bytes;
   const int64_t t = blk * kCqFsBlock, page = t / hv.page_tokens;
   return hv.k_pages[page] + (t - page * hv.page_tokens) / kCqFsBlock * bytes;
 }
-
-}  // namespace
 
 const char* CqFsUnsupported(const CqHeadView& hv) {
   if (hv.bits != 8 && hv.bits != 4) return "fast-scan keys need 4- or 8-bit codes";
@@ -37,7 +32,7 @@ void CqFsApproxScoresRef(const CqHeadView& hv, const CqFsTables& t, int64_t blk0
                          float* scores, int64_t stride) {
   const int groups = t.groups, k = 1 << t.bits;
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* codes = BlockCodes(hv, blk0 + b);
+    const uint8_t* codes = CqFsBlockCodes(hv, blk0 + b);
     for (int h = 0; h < t.heads; ++h) {
       const uint8_t* ql = t.qlut.data() + int64_t{h} * groups * k;
       for (int i = 0; i < kCqFsBlock; ++i) {
@@ -51,8 +46,7 @@ void CqFsApproxScoresRef(const CqHeadView& hv, const CqFsTables& t, int64_t blk0
   }
 }
 
-// Exact fp32 score of token i of a block (codes at the block's start) for one head's tables l.
-float ExactScore(const uint8_t* codes, int i, const float* l, int groups, int bits) {
+float CqFsExactScore(const uint8_t* codes, int i, const float* l, int groups, int bits) {
   const int slot = CqFsSlot(i);
   float s = 0;
   if (bits == 8) {
@@ -77,12 +71,15 @@ int64_t CqFsScores(const CqHeadView& hv, const CqFsTables& t, int64_t t0, int64_
   const int k = 1 << t.bits;
   for (int h = 0; h < t.heads; ++h) {
     float* s = scores->data() + h * stride;
-    const float cut = CqFsMax(s + first, last - first) - 2.0f * t.bound[h];
+    float cut;
+    BlockMax(s + first, 1, last - first, 0, &cut);
+    cut -= 2.0f * t.bound[h];
     const float* l = t.lut.data() + int64_t{h} * t.groups * k;
     for (int64_t i = first; i < last; ++i) {
       if (s[i] < cut) continue;
       const int64_t blk = blk0 + i / kCqFsBlock;
-      s[i] = ExactScore(BlockCodes(hv, blk), static_cast<int>(i % kCqFsBlock), l, t.groups, t.bits);
+      s[i] = CqFsExactScore(CqFsBlockCodes(hv, blk), static_cast<int>(i % kCqFsBlock), l, t.groups,
+                            t.bits);
     }
   }
   return stride;
@@ -95,19 +92,25 @@ void CqAttendFastScan(const CqHeadView& hv, const float* q, int64_t t0, int64_t 
   CQKV_CHECK(*why == '\0', "CQ attention: {} (bits {}, {} groups, page of {} tokens)", why, hv.bits,
              hv.groups, hv.page_tokens);
   thread_local CqFsTables tables;
-  thread_local std::vector<float> scores;
   CqFsBuildTables(hv, q, s.heads, s.head_dim, &tables);
-  // CqAttend asks for the scores a run of <= 512 tokens at a time: each run's are made (and its
-  // candidates rescored) on demand, so they stay in L1 and every run's max is exact, hence the
-  // range's. Runs start on blocks whenever t0 does (decode ranges are multiples of 256 tokens).
-  const CqScoreFn score = [&](int64_t b0, int64_t n, float* out) {
-    const int64_t stride = CqFsScores(hv, tables, b0, b0 + n, &scores);
-    const int64_t at = b0 - b0 / kCqFsBlock * kCqFsBlock;
-    for (int h = 0; h < s.heads; ++h) {
-      std::memcpy(out + h * n, scores.data() + h * stride + at, sizeof(float) * n);
-    }
-  };
-  CqAttend(hv, q, t0, t1, s, score);
+  if (2 * (t1 - t0) < (int64_t{1} << hv.bits)) {
+    // Short ranges take CqAttend's direct path (no histograms to clear and reduce), which reads
+    // scores as (heads, n) rows per block of 64: the hand-over costs little at this length.
+    thread_local std::vector<float> rows;
+    const CqScoreFn score = [&](int64_t b0, int64_t n, float* out) {
+      const int64_t stride = CqFsScores(hv, tables, b0, b0 + n, &rows), at = b0 % kCqFsBlock;
+      for (int h = 0; h < s.heads; ++h) {
+        std::memcpy(out + h * n, rows.data() + h * stride + at, sizeof(float) * n);
+      }
+    };
+    return CqAttendDirect(hv, q, t0, t1, s, score);
+  }
+  // The lookup path asks for a run of <= 512 tokens at a time; each run's scores (and its exact
+  // candidates) are made on demand straight into its buffer, so they stay in L1 and every run's
+  // max is exact, hence the range's.
+  CqAttendLanes(hv, q, t0, t1, s, [&](int64_t b0, int64_t n, int hp, float* lanes) {
+    CqFsLaneScores(hv, tables, b0, n, hp, lanes);
+  });
 }
 
 }  // namespace cqkv

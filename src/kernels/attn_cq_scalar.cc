@@ -80,7 +80,7 @@ void CqAttendRef(const CqHeadView& hv, const float* q, int64_t t0, int64_t t1, c
         sc[h] = static_cast<float>(dot);
       }
     }
-    SoftmaxBlock(s, sc.data(), 1);
+    SoftmaxBlockRef(s, sc.data(), 1);
     for (int h = 0; h < G; ++h) {
       for (int j = 0; j < hd; ++j) s.acc[int64_t{h} * hd + j] += sc[h] * val[j];
     }

@@ -5,7 +5,9 @@
 //  - scores: the caller's `score`, or per-group key tables lut[gi][code][h] built once per call
 //    (swept one chunk of groups at a time so the tables in use stay in L1), or for short ranges
 //    the token's centroids;
-//  - the exact online softmax of the block (SoftmaxBlock semantics, vectorised exp);
+//  - with fast-scan keys (CqAttendAdditiveFastScan) the block's scores are written by
+//    CqFsScores into the rows the next steps read, with no hand-over;
+//  - the exact online softmax of the block (SoftmaxBlockStrided; the reference SoftmaxBlockRef);
 //  - the head's value code bytes of the block copied into rows padded to 8 bytes, then per head
 //    and code bit the sum of the weights of the tokens with that bit set: for each vector of
 //    lanes (code bits), one mask load per token and one masked add per head, accumulators in
@@ -28,6 +30,7 @@
 // Per-target math (Exp) after highway.h.
 #include <hwy/contrib/math/math-inl.h>
 
+#include "kernels/attn_cq_fastscan.h"
 #include "kernels/attn_cq_values.h"
 #include "util/error.h"
 
@@ -39,7 +42,6 @@ namespace {
 constexpr int64_t kBlock = 256;  // tokens per block: scores, rows and bit sums stay in L1
 constexpr int kLutChunk = 4;     // groups per key-table sweep: 4 x 256 x 4 floats = 16 KiB
 
-using SoftmaxFn = void (*)(const AttnState& s, float* scores, int64_t n);
 using BitSumsFn = void (*)(const uint8_t* rows, int64_t row_stride, int64_t row_bytes, int64_t n,
                            const float* p, int64_t p_stride, int heads, float* sums);
 // Byte-code key scores, 4 table lanes: out[i * 4 + h] += sum_{g0 <= gi < g1}
@@ -118,9 +120,11 @@ void DirectScores(const CqHeadView& hv, const float* q, int G, int hd, int64_t b
   }
 }
 
+// `fs`: keys in the fast-scan layout, scored by CqFsScores a block at a time straight into the
+// rows the softmax and the bit sums read (no copy). `ref`: the scalar softmax (SoftmaxBlockRef).
 void AttendAdditive(const CqHeadView& hv, const float* basis, const float* q, int64_t t0,
-                    int64_t t1, const AttnState& st, const CqScoreFn& score, SoftmaxFn softmax,
-                    BitSumsFn bit_sums, Scores8Fn scores8) {
+                    int64_t t1, const AttnState& st, const CqScoreFn& score, const CqFsTables* fs,
+                    bool ref, BitSumsFn bit_sums, Scores8Fn scores8) {
   const int G = st.heads, hd = st.head_dim, c = hv.c, bits = hv.bits, groups = hv.groups;
   CQKV_CHECK(bits >= 1 && bits <= 12 && groups * c == hd,
              "additive values: {} groups of {} channels with {}-bit codes do not fit head dim {}",
@@ -135,17 +139,19 @@ void AttendAdditive(const CqHeadView& hv, const float* basis, const float* q, in
   const int64_t row_bytes = (head_bytes + 7) / 8 * 8, lanes = row_bytes * 8;
   const int64_t K = int64_t{1} << bits;
   const int hp = PaddedHeads(G);
-  const bool tables = !score && bits <= 8 && t1 - t0 >= K;
+  const bool tables = !score && fs == nullptr && bits <= 8 && t1 - t0 >= K;
   // Value codes are read in place when a head's codes fill whole 8-byte words, else copied
   // into zero-padded rows.
   const bool in_place = head_bytes == row_bytes;
-  thread_local std::vector<float> lut, sc, tmp, sums, totals;
+  thread_local std::vector<float> lut, sc, tmp, sums, totals, block_sums, bmax;
   thread_local std::vector<uint8_t> rows;
   if (tables) BuildKeyTables(hv, q, G, hd, hp, lut);
   sc.resize(static_cast<size_t>(G * kBlock));
   tmp.resize(static_cast<size_t>(hp * kBlock));
   sums.assign(static_cast<size_t>(G * lanes), 0.0f);
   totals.assign(static_cast<size_t>(G), 0.0f);
+  block_sums.resize(static_cast<size_t>(G));
+  bmax.resize(static_cast<size_t>(G));
   if (!in_place) rows.assign(static_cast<size_t>(kBlock * row_bytes), 0);  // padding stays zero
   // The bit sums and weight totals pending since the last flush share acc's softmax reference:
   // they are folded into acc before a block raises a head's max (which rescales acc) and at the
@@ -168,7 +174,14 @@ void AttendAdditive(const CqHeadView& hv, const float* basis, const float* q, in
   };
   for (int64_t b0 = t0; b0 < t1; b0 += kBlock) {
     const int64_t n = std::min(kBlock, t1 - b0);
-    if (score) {
+    // The block's scores: head h's n scores at p + h * ps.
+    float* p = sc.data();
+    int64_t ps = n;
+    if (fs != nullptr) {
+      thread_local std::vector<float> fs_rows;
+      ps = CqFsScores(hv, *fs, b0, b0 + n, &fs_rows);
+      p = fs_rows.data() + b0 % kCqFsBlock;
+    } else if (score) {
       score(b0, n, sc.data());
     } else if (tables && hp == 4 && bits == 8 && scores8 != nullptr) {
       std::fill_n(tmp.data(), 4 * n, 0.0f);
@@ -188,21 +201,30 @@ void AttendAdditive(const CqHeadView& hv, const float* basis, const float* q, in
     } else {
       DirectScores(hv, q, G, hd, b0, n, sc.data());
     }
+    BlockMax(p, G, n, ps, bmax.data());
     bool raises = false;
-    for (int h = 0; h < G; ++h) {
-      for (int64_t i = 0; i < n; ++i) raises |= sc[h * n + i] > st.m[h];
-    }
+    for (int h = 0; h < G; ++h) raises |= bmax[h] > st.m[h];
     if (raises) flush();
-    softmax(st, sc.data(), n);
-    for (int h = 0; h < G; ++h) {
-      float total = 0;
-      for (int64_t i = 0; i < n; ++i) total += sc[h * n + i];
-      totals[h] += total;
+    if (ref) {
+      for (int h = 0; h < G; ++h) {
+        if (p + h * ps != sc.data() + h * n) std::copy_n(p + h * ps, n, sc.data() + h * n);
+      }
+      p = sc.data();
+      ps = n;
+      SoftmaxBlockRef(st, p, n);
+      for (int h = 0; h < G; ++h) {
+        double total = 0;
+        for (int64_t i = 0; i < n; ++i) total += p[h * n + i];
+        block_sums[h] = static_cast<float>(total);
+      }
+    } else {
+      SoftmaxBlockStrided(st, p, n, ps, block_sums.data());
     }
+    for (int h = 0; h < G; ++h) totals[h] += block_sums[h];
     if (in_place) {
       CqForEachPiece(hv, b0, n, [&](const CqHeadView& lv, int64_t lt, int64_t pn, int64_t i) {
         bit_sums(lv.v_codes + (lt * lv.n_groups + lv.g0) * bits / 8, lv.n_groups * bits / 8,
-                 row_bytes, pn, sc.data() + i, n, G, sums.data());
+                 row_bytes, pn, p + i, ps, G, sums.data());
       });
     } else {
       for (int64_t i = 0; i < n; ++i) {
@@ -211,7 +233,7 @@ void AttendAdditive(const CqHeadView& hv, const float* basis, const float* q, in
         std::memcpy(rows.data() + i * row_bytes, codes + base * bits / 8,
                     static_cast<size_t>(head_bytes));
       }
-      bit_sums(rows.data(), row_bytes, row_bytes, n, sc.data(), n, G, sums.data());
+      bit_sums(rows.data(), row_bytes, row_bytes, n, p, ps, G, sums.data());
     }
   }
   flush();
@@ -310,40 +332,6 @@ void Scores8Impl(const uint8_t* codes, int64_t stride, int64_t n, const float* l
   }
 }
 
-// SoftmaxBlock with a vectorised max and exp (Highway's Exp, within a few ulp of std::exp).
-void SoftmaxImpl(const AttnState& s, float* scores, int64_t n) {
-  const hn::ScalableTag<float> d;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
-  for (int h = 0; h < s.heads; ++h) {
-    float* row = scores + h * n;
-    auto vmax = hn::Set(d, -INFINITY);
-    int64_t i = 0;
-    for (; i + N <= n; i += N) vmax = hn::Max(vmax, hn::LoadU(d, row + i));
-    float bm = hn::GetLane(hn::MaxOfLanes(d, vmax));
-    for (; i < n; ++i) bm = std::max(bm, row[i]);
-    if (bm > s.m[h]) {
-      const float f = std::exp(s.m[h] - bm);
-      s.l[h] *= f;
-      float* a = s.acc + int64_t{h} * s.head_dim;
-      for (int j = 0; j < s.head_dim; ++j) a[j] *= f;
-      s.m[h] = bm;
-    }
-    const auto vm = hn::Set(d, s.m[h]);
-    auto vsum = hn::Zero(d);
-    for (i = 0; i + N <= n; i += N) {
-      const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, row + i), vm));
-      hn::StoreU(e, d, row + i);
-      vsum = hn::Add(vsum, e);
-    }
-    double sum = hn::GetLane(hn::SumOfLanes(d, vsum));
-    for (; i < n; ++i) {
-      row[i] = std::exp(row[i] - s.m[h]);
-      sum += row[i];
-    }
-    s.l[h] += static_cast<float>(sum);
-  }
-}
-
 }  // namespace HWY_NAMESPACE
 }  // namespace cqkv
 HWY_AFTER_NAMESPACE();
@@ -352,13 +340,9 @@ HWY_AFTER_NAMESPACE();
 namespace cqkv {
 
 HWY_EXPORT(BitSumsImpl);
-HWY_EXPORT(SoftmaxImpl);
 HWY_EXPORT(Scores8Impl);
 
 namespace {
-void SoftmaxDispatch(const AttnState& s, float* scores, int64_t n) {
-  HWY_DYNAMIC_DISPATCH(SoftmaxImpl)(s, scores, n);
-}
 void Scores8Dispatch(const uint8_t* codes, int64_t stride, int64_t n, const float* lut, int g0,
                      int g1, float* out) {
   HWY_DYNAMIC_DISPATCH(Scores8Impl)(codes, stride, n, lut, g0, g1, out);
@@ -388,13 +372,25 @@ void AdditiveBitSumsRef(const uint8_t* rows, int64_t row_stride, int64_t row_byt
 
 void CqAttendAdditive(const CqHeadView& head, const float* v_basis, const float* q, int64_t t0,
                       int64_t t1, const AttnState& s, const CqScoreFn& score) {
-  AttendAdditive(head, v_basis, q, t0, t1, s, score, SoftmaxDispatch, AdditiveBitSums,
+  AttendAdditive(head, v_basis, q, t0, t1, s, score, nullptr, false, AdditiveBitSums,
+                 Scores8Dispatch);
+}
+
+void CqAttendAdditiveFastScan(const CqHeadView& head, const float* v_basis, const float* q,
+                              int64_t t0, int64_t t1, const AttnState& s) {
+  if (t1 <= t0) return;
+  const char* why = CqFsUnsupported(head);
+  CQKV_CHECK(*why == '\0', "CQ attention: {} (bits {}, {} groups, page of {} tokens)", why,
+             head.bits, head.groups, head.page_tokens);
+  thread_local CqFsTables tables;
+  CqFsBuildTables(head, q, s.heads, s.head_dim, &tables);
+  AttendAdditive(head, v_basis, q, t0, t1, s, nullptr, &tables, false, AdditiveBitSums,
                  Scores8Dispatch);
 }
 
 void CqAttendAdditiveRef(const CqHeadView& head, const float* v_basis, const float* q, int64_t t0,
                          int64_t t1, const AttnState& s, const CqScoreFn& score) {
-  AttendAdditive(head, v_basis, q, t0, t1, s, score, SoftmaxBlock, AdditiveBitSumsRef, nullptr);
+  AttendAdditive(head, v_basis, q, t0, t1, s, score, nullptr, true, AdditiveBitSumsRef, nullptr);
 }
 
 }  // namespace cqkv

@@ -28,7 +28,14 @@ void AdditiveBitSumsRef(const uint8_t* rows, int64_t row_stride, int64_t row_byt
 // (ExpandAdditive) but sums weights per bit over blocks of tokens first.
 void CqAttendAdditive(const CqHeadView& head, const float* v_basis, const float* q, int64_t t0,
                       int64_t t1, const AttnState& s, const CqScoreFn& score = nullptr);
-// The same blocks with scalar bit sums and the scalar SoftmaxBlock: the SIMD kernel's reference.
+// CqAttendAdditive with fast-scan keys (kernels/attn_cq_fastscan.h layout, post-RoPE): each
+// block's approximate scores (exact for the block's max candidates) are made in the rows the
+// softmax and the bit sums read. Error bound as CqAttendFastScan's: each normalised output
+// channel within tanh(E / 2) * (max - min of that channel over the expanded value centroids) of
+// the exact kernel, E = the head's score bound. Throws cqkv::Error when CqFsUnsupported(head).
+void CqAttendAdditiveFastScan(const CqHeadView& head, const float* v_basis, const float* q,
+                              int64_t t0, int64_t t1, const AttnState& s);
+// The same blocks with scalar bit sums and SoftmaxBlockRef: the SIMD kernel's reference.
 void CqAttendAdditiveRef(const CqHeadView& head, const float* v_basis, const float* q, int64_t t0,
                          int64_t t1, const AttnState& s, const CqScoreFn& score = nullptr);
 

@@ -43,18 +43,62 @@ namespace cqkv {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// out[h * ld + i] = exp(x[h * ld + i] - m[h]) for i < n, vectorised along tokens.
-void ExpRowsImpl(float* HWY_RESTRICT x, int64_t ld, int heads, int64_t n,
-                 const float* HWY_RESTRICT m) {
+// BlockMax: per head, two vector accumulators over the row (a scalar max is a latency chain as
+// long as the row).
+void BlockMaxImpl(const float* HWY_RESTRICT scores, int heads, int64_t n, int64_t stride,
+                  float* HWY_RESTRICT out) {
   const hn::ScalableTag<float> d;
   const int64_t N = static_cast<int64_t>(hn::Lanes(d));
   for (int h = 0; h < heads; ++h) {
-    float* row = x + h * ld;
-    const auto vm = hn::Set(d, m[h]);
+    const float* row = scores + h * stride;
+    auto m0 = hn::Set(d, -INFINITY), m1 = m0;
     int64_t i = 0;
-    for (; i + N <= n; i += N)
-      hn::StoreU(hn::Exp(d, hn::Sub(hn::LoadU(d, row + i), vm)), d, row + i);
-    for (; i < n; ++i) row[i] = std::exp(row[i] - m[h]);
+    for (; i + 2 * N <= n; i += 2 * N) {
+      m0 = hn::Max(m0, hn::LoadU(d, row + i));
+      m1 = hn::Max(m1, hn::LoadU(d, row + i + N));
+    }
+    if (i + N <= n) {
+      m0 = hn::Max(m0, hn::LoadU(d, row + i));
+      i += N;
+    }
+    float m = hn::GetLane(hn::MaxOfLanes(d, hn::Max(m0, m1)));
+    for (; i < n; ++i) m = std::max(m, row[i]);
+    out[h] = m;
+  }
+}
+
+// SoftmaxBlockStrided: vector max, the state's rescale when a head's max rises, then exp and
+// the row sum a vector at a time.
+void SoftmaxBlockImpl(const AttnState& s, float* HWY_RESTRICT scores, int64_t n, int64_t stride,
+                      float* block_sums) {
+  const hn::ScalableTag<float> d;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d));
+  HWY_ALIGN float bm[1];
+  for (int h = 0; h < s.heads; ++h) {
+    float* row = scores + h * stride;
+    BlockMaxImpl(row, 1, n, stride, bm);
+    if (bm[0] > s.m[h]) {
+      const float f = std::exp(s.m[h] - bm[0]);  // 0 when the state was empty
+      s.l[h] *= f;
+      float* a = s.acc + int64_t{h} * s.head_dim;
+      for (int j = 0; j < s.head_dim; ++j) a[j] *= f;
+      s.m[h] = bm[0];
+    }
+    const auto vm = hn::Set(d, s.m[h]);
+    auto v0 = hn::Zero(d);
+    int64_t i = 0;
+    for (; i + N <= n; i += N) {
+      const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, row + i), vm));
+      hn::StoreU(e, d, row + i);
+      v0 = hn::Add(v0, e);
+    }
+    float sum = hn::GetLane(hn::SumOfLanes(d, v0));
+    for (; i < n; ++i) {
+      row[i] = std::exp(row[i] - s.m[h]);
+      sum += row[i];
+    }
+    s.l[h] += sum;
+    if (block_sums != nullptr) block_sums[h] = sum;
   }
 }
 
@@ -95,24 +139,7 @@ void DenseAttendImpl(const float* HWY_RESTRICT q, Rows& rows, int64_t n, const A
           }
         }
       }
-      // Online softmax update (scalar per head, cheap next to the rows).
-      for (int h = 0; h < gn; ++h) {
-        float bm = -INFINITY;
-        for (int64_t i = 0; i < bn; ++i) bm = std::max(bm, scores[h * kBlock + i]);
-        if (bm > sub.m[h]) {
-          const float f = std::exp(sub.m[h] - bm);  // 0 when the state was empty
-          sub.l[h] *= f;
-          float* a = sub.acc + int64_t{h} * hd;
-          for (int j = 0; j < hd; ++j) a[j] *= f;
-          sub.m[h] = bm;
-        }
-      }
-      ExpRowsImpl(scores, kBlock, gn, bn, sub.m);
-      for (int h = 0; h < gn; ++h) {
-        float sum = 0;
-        for (int64_t i = 0; i < bn; ++i) sum += scores[h * kBlock + i];
-        sub.l[h] += sum;
-      }
+      SoftmaxBlockImpl(sub, scores, bn, kBlock, nullptr);
       // Values: per chunk of N channels, the heads' outputs stay in registers over the block.
       for (int h0 = 0; h0 < gn; h0 += kHeadsPerPass) {
         const int hn_ = std::min(kHeadsPerPass, gn - h0);
@@ -184,6 +211,8 @@ namespace cqkv {
 HWY_EXPORT(DenseAttendF32Impl);
 HWY_EXPORT(DenseAttendF16Impl);
 HWY_EXPORT(IntAttendImpl);
+HWY_EXPORT(BlockMaxImpl);
+HWY_EXPORT(SoftmaxBlockImpl);
 
 bool IntAttendSupports(const IntRowsView& r) {
   const bool layout = r.token_group > 0
@@ -229,6 +258,19 @@ void MergeAttnState(const AttnState& dst, const AttnState& src) {
 }
 
 void SoftmaxBlock(const AttnState& s, float* scores, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(SoftmaxBlockImpl)(s, scores, n, n, nullptr);
+}
+
+void SoftmaxBlockStrided(const AttnState& s, float* scores, int64_t n, int64_t stride,
+                         float* block_sums) {
+  HWY_DYNAMIC_DISPATCH(SoftmaxBlockImpl)(s, scores, n, stride, block_sums);
+}
+
+void BlockMax(const float* scores, int heads, int64_t n, int64_t stride, float* out) {
+  HWY_DYNAMIC_DISPATCH(BlockMaxImpl)(scores, heads, n, stride, out);
+}
+
+void SoftmaxBlockRef(const AttnState& s, float* scores, int64_t n) {
   for (int h = 0; h < s.heads; ++h) {
     float* row = scores + h * n;
     float bm = -INFINITY;
@@ -261,7 +303,7 @@ void DenseRef(const float* q, const T* k, const T* v, int64_t stride, int64_t n,
       for (int j = 0; j < hd; ++j) dot += double(q[int64_t{h} * hd + j]) * ToF32(k[i * stride + j]);
       sc[h] = static_cast<float>(dot);
     }
-    SoftmaxBlock(AttnState{s.m, s.l, s.acc, s.heads, hd}, sc.data(), 1);
+    SoftmaxBlockRef(AttnState{s.m, s.l, s.acc, s.heads, hd}, sc.data(), 1);
     for (int h = 0; h < s.heads; ++h) {
       for (int j = 0; j < hd; ++j) s.acc[int64_t{h} * hd + j] += sc[h] * ToF32(v[i * stride + j]);
     }

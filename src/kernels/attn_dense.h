@@ -22,7 +22,17 @@ void ResetAttnState(const AttnState& s);
 void MergeAttnState(const AttnState& dst, const AttnState& src);
 // Folds one block of scores (heads, n) row-major, already scaled, into s (online softmax):
 // raises m where needed, rescaling l and acc, and overwrites `scores` with exp(s - m).
+// Vectorised (Highway's Exp, within a few ulp of std::exp; fp32 lane sums): the one softmax
+// block of the dense, CQ direct, additive and tq kernels.
 void SoftmaxBlock(const AttnState& s, float* scores, int64_t n);
+// The same over rows of `stride` floats (head h's n scores at scores + h * stride); when
+// block_sums is set, block_sums[h] = sum of head h's new weights (before any later rescale).
+void SoftmaxBlockStrided(const AttnState& s, float* scores, int64_t n, int64_t stride,
+                         float* block_sums);
+// out[h] = max of head h's n scores (rows of `stride` floats), -inf when n = 0; vectorised.
+void BlockMax(const float* scores, int heads, int64_t n, int64_t stride, float* out);
+// Scalar definition of SoftmaxBlock (std::exp, double sums): the references' softmax.
+void SoftmaxBlockRef(const AttnState& s, float* scores, int64_t n);
 
 // Attention of the s.heads queries q (heads, head_dim), already scaled by 1/sqrt(head_dim), over
 // n tokens whose key and value rows (head_dim each) sit at k + i*stride and v + i*stride,

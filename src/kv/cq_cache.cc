@@ -135,11 +135,6 @@ class CqKvCache final : public KvCache {
     if (fast_scan_) {
       CQKV_CHECK(keys_ == KeyPosition::kPostRope,
                  "KV format '{}': fast-scan keys (:fs) need post-RoPE codebooks", spec_);
-      // The additive value kernel scores keys itself from the plain code layout.
-      CQKV_CHECK(shared_->values == ValueKind::kKMeans,
-                 "KV format '{}': fast-scan keys (:fs) need k-means values, this codebook has "
-                 "additive ones",
-                 spec_);
       CqHeadView probe;
       probe.bits = bits_;
       probe.groups = probe.n_groups = groups_per_head_;
@@ -220,6 +215,12 @@ class CqKvCache final : public KvCache {
       F32ToF16Row(block.v.Row(i), win_v_[layer].data() + off, shape_.kv_dim());
     }
     n_[layer] += n;
+  }
+
+  // The ring holds only the last `window` tokens: a second token appended with the first
+  // before it attends would already have pushed one of the first's exact tokens out.
+  int64_t ExactPrefillRows(int layer) const override {
+    return window_ > 0 ? 1 : KvCache::ExactPrefillRows(layer);
   }
 
   void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const override {
@@ -345,11 +346,15 @@ class CqKvCache final : public KvCache {
           }
         };
       }
-      if (fast_scan_) {
+      const float* basis = shared_->values == ValueKind::kAdditive
+                               ? shared_->value_basis[layer].data() +
+                                     int64_t{kv_head} * groups_per_head_ * (bits_ + 1) * c_
+                               : nullptr;
+      if (fast_scan_ && basis != nullptr) {
+        CqAttendAdditiveFastScan(hv, basis, q_group, t0, code_end, s);
+      } else if (fast_scan_) {
         CqAttendFastScan(hv, q_group, t0, code_end, s);
-      } else if (shared_->values == ValueKind::kAdditive) {
-        const float* basis = shared_->value_basis[layer].data() +
-                             int64_t{kv_head} * groups_per_head_ * (bits_ + 1) * c_;
+      } else if (basis != nullptr) {
         CqAttendAdditive(hv, basis, q_group, t0, code_end, s, score);
       } else {
         CqAttend(hv, q_group, t0, code_end, s, score);

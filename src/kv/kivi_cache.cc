@@ -74,6 +74,15 @@ class KiviCache final : public QuantKvCache {
     }
   }
 
+  // Query p sees tokens [0, q(p + 1)) quantised. Rows up to the next flush after the first
+  // appended token keep q where that first token leaves it.
+  int64_t ExactPrefillRows(int layer) const override {
+    const Layer& L = layers_[layer];
+    const int64_t n = L.q + window_rows(L);
+    const int64_t q1 = n + 1 - L.q - residual_ >= group_ ? L.q + group_ : L.q;
+    return q1 + residual_ + group_ - 1 - n;
+  }
+
   void DequantHead(int layer, KvPart part, int64_t t, int kvh, float* out) const override {
     const Layer& L = layers_[layer];
     const int hd = shape_.head_dim;

@@ -1,6 +1,7 @@
 #include "kv/kv_cache.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "kv/cq_cache.h"
 #include "kv/dense_cache.h"
@@ -21,6 +22,8 @@ void KvCache::AttendPartial(int, int, const float*, int, int64_t, int64_t, float
 void KvCache::PrepareQuery(int, int, const float* q_group, int group, float* prepared) const {
   std::copy_n(q_group, int64_t{group} * shape_.head_dim, prepared);
 }
+
+int64_t KvCache::ExactPrefillRows(int) const { return std::numeric_limits<int64_t>::max(); }
 
 void KvCache::ReadRows(int, KvPart, int64_t, int64_t, int, float*) const {
   Fail("kv cache {}: no row access for this format", format());

@@ -67,7 +67,15 @@ class KvCache {
   // Causal attention for n queries q (n, n_heads*head_dim), already rotated; query i sits at
   // position pos0 + i and attends to cached positions [0, pos0 + i] (its own K/V must already
   // be appended). Writes out (n, n_heads*head_dim). Scores are scaled by 1/sqrt(head_dim).
+  // A format with an exact window of recent tokens (ExactPrefillRows) reads them as they are
+  // stored after the whole block, so pass it at most that many rows per Append + Attend.
   virtual void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const = 0;
+  // How many of the next tokens of `layer` one Append + Attend pair may take while every query
+  // still sees the cache exactly as decoding gives it after its own token. Formats that keep
+  // their most recent tokens exact (fp16 windows) drop older window rows as a block arrives, so
+  // a block's early queries would see fewer exact tokens than decoding gives them: prefill feeds
+  // such formats in pieces of at most this many rows (>= 1). Default: no limit.
+  virtual int64_t ExactPrefillRows(int layer) const;
   // Decode building block (flash-decoding, kv/decode_attention.h): attention of the `group`
   // query heads that share `kv_head`, q_group (group, head_dim) already scaled by
   // 1/sqrt(head_dim), over cached tokens [t0, t1) only. Writes that range's softmax state:

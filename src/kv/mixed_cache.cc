@@ -72,6 +72,12 @@ class MixedKvCache final : public KvCache {
     if (m.split()) children_[m.v_child]->Append(m.v_local, block);
   }
 
+  int64_t ExactPrefillRows(int layer) const override {
+    const LayerMap& m = layers_[layer];
+    const int64_t k = children_[m.k_child]->ExactPrefillRows(m.k_local);
+    return m.split() ? std::min(k, children_[m.v_child]->ExactPrefillRows(m.v_local)) : k;
+  }
+
   void Attend(int layer, ConstMat q, int64_t pos0, Mat out, ThreadPool& pool) const override {
     const LayerMap& m = layers_[layer];
     if (!m.split()) return children_[m.k_child]->Attend(m.k_local, q, pos0, out, pool);

@@ -144,14 +144,22 @@ void LlamaForward::ForwardBatch(std::span<const BatchItem> items) {
         ApplyRope(q.Row(r0 + j), c.n_heads, hd, pos, c.rope);
         ApplyRope(k.Row(r0 + j), c.n_kv_heads, hd, pos, c.rope);
       }
-      // k_pre, k, v: (len, kv_dim) row ranges of this item.
-      items[i].cache->Append(
-          l, KvBlock{pos0_[i], k_pre.RowRange(r0, len), k.RowRange(r0, len), v.RowRange(r0, len)});
+      KvCache& cache = *items[i].cache;
       if (IsDecode(items[i])) {
-        decode_.push_back(DecodeSeq{items[i].cache, items[i].cache->tokens(l)});
-      } else {
-        // q, att rows: (len, q_dim).
-        items[i].cache->Attend(l, q.RowRange(r0, len), pos0_[i], att.RowRange(r0, len), pool_);
+        cache.Append(
+            l, KvBlock{pos0_[i], k_pre.RowRange(r0, 1), k.RowRange(r0, 1), v.RowRange(r0, 1)});
+        decode_.push_back(DecodeSeq{&cache, cache.tokens(l)});
+        continue;
+      }
+      // Pieces of at most ExactPrefillRows, so a prompt scores as decoding it would.
+      for (int64_t j = 0; j < len;) {
+        const int64_t m = std::min(len - j, std::max<int64_t>(1, cache.ExactPrefillRows(l)));
+        // k_pre, k, v: (m, kv_dim); q, att: (m, q_dim) row ranges of this piece.
+        const int64_t r = r0 + j;
+        cache.Append(
+            l, KvBlock{pos0_[i] + j, k_pre.RowRange(r, m), k.RowRange(r, m), v.RowRange(r, m)});
+        cache.Attend(l, q.RowRange(r, m), pos0_[i] + j, att.RowRange(r, m), pool_);
+        j += m;
       }
     }
     // Decode rows in item order are rows [0, n_dec), matching decode_'s order.

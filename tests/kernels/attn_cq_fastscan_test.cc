@@ -257,6 +257,51 @@ TEST(CqFastScan, AttendAcrossTargets) {
   });
 }
 
+// The fused kernel (scores written token-major into the lookup path's buffer) against the
+// composition it replaces: CqFsScores per run handed to CqAttend (lookup path, or direct on
+// short ranges) through a CqScoreFn as (heads, n) rows. Same integer sums, same runs, same
+// candidates rescored: bitwise.
+TEST(CqFastScan, FusedEqualsScoreHandOverBitwise) {
+  for (const Case& cs : kCases) {
+    for (auto [t0, t1] :
+         {std::pair<int64_t, int64_t>{0, 1}, {5, 64}, {37, 613}, {0, 2048}, {300, 4097}}) {
+      for (int64_t page : {int64_t{0}, int64_t{256}}) {
+        SCOPED_TRACE(::testing::Message() << cs.c << "c" << cs.bits << "b hd " << cs.hd << " G "
+                                          << cs.G << " [" << t0 << ", " << t1 << ") page " << page);
+        const Head h(cs.c, cs.bits, cs.hd, t1, cs.c * cs.bits + static_cast<int>(t0), page);
+        const CqHeadView view = h.View(true);
+        const auto q = Queries(cs.G, cs.hd, 6.0f, static_cast<int>(t1));
+        const int G = cs.G, hd = cs.hd;
+        CqFsTables t;
+        CqFsBuildTables(view, q.data(), G, hd, &t);
+        std::vector<float> rows;
+        const CqScoreFn hand_over = [&](int64_t b0, int64_t n, float* out) {
+          const int64_t stride = CqFsScores(view, t, b0, b0 + n, &rows), at = b0 % 64;
+          for (int g = 0; g < G; ++g) {
+            std::copy_n(rows.data() + g * stride + at, n, out + g * n);
+          }
+        };
+        std::vector<float> m[2], l[2], acc[2];
+        for (int k = 0; k < 2; ++k) {
+          m[k].resize(G);
+          l[k].resize(G);
+          acc[k].resize(static_cast<size_t>(G) * hd);
+          const AttnState s{m[k].data(), l[k].data(), acc[k].data(), G, hd};
+          ResetAttnState(s);
+          if (k == 0) {
+            CqAttend(view, q.data(), t0, t1, s, hand_over);
+          } else {
+            CqAttendFastScan(view, q.data(), t0, t1, s);
+          }
+        }
+        EXPECT_EQ(m[0], m[1]);
+        EXPECT_EQ(l[0], l[1]);
+        EXPECT_EQ(acc[0], acc[1]);
+      }
+    }
+  }
+}
+
 TEST(CqFastScan, RefusesUnsupportedViews) {
   Head h(4, 8, 64, 64, 1);
   CqHeadView v = h.View(true);

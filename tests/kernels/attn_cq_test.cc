@@ -8,66 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "cq_fixtures.h"
 #include "sanitizer_testing.h"
 
 namespace cqkv {
 namespace {
 
-// Random codes and tables for one KV head embedded in a stream of `n_kv` heads.
-struct Fixture {
-  int c, bits, hd, n_kv, kvh;
-  std::vector<uint8_t> k_codes, v_codes;
-  std::vector<float> k_table, v_table;  // (groups of all heads, c, 2^b)
-  CqHeadView view;
-
-  Fixture(int c_, int bits_, int hd_, int64_t n_tokens, int seed)
-      : c(c_), bits(bits_), hd(hd_), n_kv(2), kvh(1) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> nd;
-    const int groups = hd / c;
-    const int64_t n_groups = int64_t{n_kv} * groups;
-    const int64_t k = int64_t{1} << bits;
-    const int64_t n_codes = n_tokens * n_groups;
-    k_codes.assign(static_cast<size_t>((n_codes * bits + 7) / 8 + 4), 0);
-    v_codes = k_codes;
-    for (auto* codes : {&k_codes, &v_codes}) {
-      for (int64_t i = 0; i < n_codes; ++i) {
-        const uint64_t code = rng() & (k - 1);
-        for (int bit = 0; bit < bits; ++bit) {
-          const uint64_t pos = static_cast<uint64_t>(i) * bits + bit;
-          (*codes)[pos >> 3] |= static_cast<uint8_t>(((code >> bit) & 1) << (pos & 7));
-        }
-      }
-    }
-    k_table.resize(static_cast<size_t>(n_groups * c * k));
-    v_table.resize(k_table.size());
-    for (auto& x : k_table) x = nd(rng);
-    for (auto& x : v_table) x = nd(rng);
-    view.k_codes = k_codes.data();
-    view.v_codes = v_codes.data();
-    view.n_groups = n_groups;
-    view.g0 = kvh * groups;
-    view.groups = groups;
-    view.c = c;
-    view.bits = bits;
-    view.k_table = k_table.data() + int64_t{view.g0} * c * k;
-    view.v_table = v_table.data() + int64_t{view.g0} * c * k;
-  }
-};
-
-struct State {
-  std::vector<float> m, l, acc;
-  int hd;
-  State(int heads, int hd_) : m(heads), l(heads), acc(static_cast<size_t>(heads) * hd_), hd(hd_) {
-    ResetAttnState(view());
-  }
-  AttnState view() { return {m.data(), l.data(), acc.data(), static_cast<int>(m.size()), hd}; }
-  std::vector<double> Out() const {
-    std::vector<double> o(acc.size());
-    for (size_t i = 0; i < o.size(); ++i) o[i] = acc[i] / l[i / hd];
-    return o;
-  }
-};
+using Fixture = testing::CqFixture;
+using Paged = testing::CqPaged;
+using State = testing::CqState;
 
 // Both paths sum the same fp32 products in another order (tables, histograms, lazy max); the
 // normalised output is a convex combination of centroids ~N(0,1): 1e-5 absolute, i.e. relative.
@@ -118,33 +67,6 @@ TEST(AttnCq, LookupAndDirectMatchReference) {
     }
   }
 }
-
-// The fixture's streams cut into pages of `page_tokens` tokens, each its own allocation with 4
-// spare bytes (set, to show they are never taken for codes).
-struct Paged {
-  std::vector<std::vector<uint8_t>> k, v;
-  std::vector<const uint8_t*> kp, vp;
-  CqHeadView view;
-
-  Paged(const Fixture& f, int64_t page_tokens, int64_t n_tokens) : view(f.view) {
-    const int64_t page_bytes = page_tokens * f.view.n_groups * f.bits / 8;
-    for (int64_t p = 0; p * page_tokens < n_tokens; ++p) {
-      for (auto [src, dst] : {std::pair{&f.k_codes, &k}, std::pair{&f.v_codes, &v}}) {
-        std::vector<uint8_t> page(static_cast<size_t>(page_bytes + 4), 0xff);
-        const int64_t from = p * page_bytes;
-        const int64_t n = std::min<int64_t>(page_bytes, static_cast<int64_t>(src->size()) - from);
-        std::copy_n(src->begin() + from, n, page.begin());
-        dst->push_back(std::move(page));
-      }
-      kp.push_back(k.back().data());
-      vp.push_back(v.back().data());
-    }
-    view.k_codes = view.v_codes = nullptr;
-    view.k_pages = kp.data();
-    view.v_pages = vp.data();
-    view.page_tokens = page_tokens;
-  }
-};
 
 // Paged codes give bitwise the results of one stream: pages are read a piece at a time inside
 // the same sub-blocks (lookup), per token (direct, reference). Ranges spanning 3+ pages from odd

@@ -8,47 +8,34 @@
 #include <string>
 #include <vector>
 
+#include "cq_fixtures.h"
 #include "hwy_targets_testing.h"
+#include "kernels/attn_cq_fastscan.h"
 #include "quant/additive.h"
 #include "util/error.h"
 
 namespace cqkv {
 namespace {
 
-// One KV head (head 1 of 2) of random codes, random key centroids and random additive value
+using Paged = testing::CqPaged;
+using State = testing::CqState;
+
+// One KV head (the last of n_kv) of random codes, random key centroids and random additive value
 // bases; v_table holds the bases' expansions in the channel-major layout CqAttendRef reads, so
 // CqAttendRef is dequantise-then-attend with exactly the values the bases represent.
-struct Fixture {
-  int c, bits, hd;
-  std::vector<uint8_t> k_codes, v_codes;
-  std::vector<float> k_table, v_table, basis;  // tables (groups, c, 2^b); basis (groups, b+1, c)
-  CqHeadView view;
+struct Fixture : testing::CqFixture {
+  std::vector<float> basis;  // (groups, b + 1, c)
   const float* head_basis = nullptr;
   float max_abs_value = 0;
 
-  Fixture(int c_, int bits_, int hd_, int64_t n_tokens, int seed) : c(c_), bits(bits_), hd(hd_) {
-    std::mt19937 rng(seed);
+  Fixture(int c_, int bits_, int hd_, int64_t n_tokens, int seed, int n_kv_ = 2)
+      : CqFixture(c_, bits_, hd_, n_tokens, seed, n_kv_) {
+    std::mt19937 rng(seed + 1);
     std::normal_distribution<float> nd;
-    const int n_kv = 2, kvh = 1, groups = hd / c;
-    const int64_t n_groups = int64_t{n_kv} * groups, k = int64_t{1} << bits;
-    const int64_t n_codes = n_tokens * n_groups;
-    k_codes.assign(static_cast<size_t>((n_codes * bits + 7) / 8 + 4), 0);
-    v_codes = k_codes;
-    for (auto* codes : {&k_codes, &v_codes}) {
-      for (int64_t i = 0; i < n_codes; ++i) {
-        const uint64_t code = rng() & (k - 1);
-        for (int bit = 0; bit < bits; ++bit) {
-          const uint64_t pos = static_cast<uint64_t>(i) * bits + bit;
-          (*codes)[pos >> 3] |= static_cast<uint8_t>(((code >> bit) & 1) << (pos & 7));
-        }
-      }
-    }
-    k_table.resize(static_cast<size_t>(n_groups * c * k));
-    for (auto& x : k_table) x = nd(rng);
+    const int64_t n_groups = view.n_groups, k = int64_t{1} << bits;
     basis.resize(static_cast<size_t>(n_groups * (bits + 1) * c));
     // Basis vectors of 1/sqrt(b) so values stay ~N(0, 2) whatever b.
     for (auto& x : basis) x = nd(rng) / std::sqrt(static_cast<float>(bits));
-    v_table.resize(k_table.size());
     std::vector<float> cent(static_cast<size_t>(k * c));
     for (int64_t g = 0; g < n_groups; ++g) {
       ExpandAdditive(basis.data() + g * (bits + 1) * c, bits, c, cent.data());
@@ -60,55 +47,7 @@ struct Fixture {
         }
       }
     }
-    view.k_codes = k_codes.data();
-    view.v_codes = v_codes.data();
-    view.n_groups = n_groups;
-    view.g0 = kvh * groups;
-    view.groups = groups;
-    view.c = c;
-    view.bits = bits;
-    view.k_table = k_table.data() + int64_t{view.g0} * c * k;
-    view.v_table = v_table.data() + int64_t{view.g0} * c * k;
     head_basis = basis.data() + int64_t{view.g0} * (bits + 1) * c;
-  }
-};
-
-struct State {
-  std::vector<float> m, l, acc;
-  int hd;
-  State(int heads, int hd_) : m(heads), l(heads), acc(static_cast<size_t>(heads) * hd_), hd(hd_) {
-    ResetAttnState(view());
-  }
-  AttnState view() { return {m.data(), l.data(), acc.data(), static_cast<int>(m.size()), hd}; }
-  std::vector<double> Out() const {
-    std::vector<double> o(acc.size());
-    for (size_t i = 0; i < o.size(); ++i) o[i] = acc[i] / l[i / hd];
-    return o;
-  }
-};
-
-// The same codes cut into pages of page_tokens tokens (each its own allocation).
-struct Paged {
-  std::vector<std::vector<uint8_t>> k, v;
-  std::vector<const uint8_t*> kp, vp;
-  CqHeadView view;
-  Paged(const Fixture& f, int64_t page_tokens, int64_t n_tokens) : view(f.view) {
-    const int64_t page_bytes = page_tokens * f.view.n_groups * f.bits / 8;
-    for (int64_t p = 0; p * page_tokens < n_tokens; ++p) {
-      for (auto [src, dst] : {std::pair{&f.k_codes, &k}, std::pair{&f.v_codes, &v}}) {
-        std::vector<uint8_t> page(static_cast<size_t>(page_bytes + 4), 0xff);
-        const int64_t from = p * page_bytes;
-        const int64_t n = std::min<int64_t>(page_bytes, static_cast<int64_t>(src->size()) - from);
-        std::copy_n(src->begin() + from, n, page.begin());
-        dst->push_back(std::move(page));
-      }
-      kp.push_back(k.back().data());
-      vp.push_back(v.back().data());
-    }
-    view.k_codes = view.v_codes = nullptr;
-    view.k_pages = kp.data();
-    view.v_pages = vp.data();
-    view.page_tokens = page_tokens;
   }
 };
 
@@ -191,6 +130,68 @@ TEST(CqAttendAdditive, MatchesDequantiseThenAttend) {
         Check(c, bits, hd, G, 200, 1300, false, true);
         Check(c, bits, hd, G, 255, 900, true, true);
       }
+    }
+  }
+}
+
+// Fast-scan keys (fused scoring into the additive kernel's rows) against dequantise-then-attend
+// on the same keys token-major, within CqAttendFastScan's bound: tanh(E / 2) * (max - min of the
+// head's value centroid channels), E the largest score bound, plus the 1e-5 relative slack of
+// the exact kernels.
+void CheckFastScan(int c, int bits, int hd, int G, int64_t t0, int64_t t1, bool paged,
+                   float spread) {
+  const Fixture f(c, bits, hd, t1, c * 10 + bits + G, 1);
+  Fixture fs = f;  // the same codes, keys rewritten in the fast-scan layout
+  const int groups = hd / c;
+  const int64_t blocks = (t1 + kCqFsBlock - 1) / kCqFsBlock;
+  fs.k_codes.assign(static_cast<size_t>(CqFsBlockBytes(groups, bits) * blocks + 4), 0);
+  for (int64_t t = 0; t < t1; ++t) {
+    for (int g = 0; g < groups; ++g) {
+      const uint32_t code = ReadCqCode(f.k_codes.data(), t * groups + g, bits);
+      const int64_t i = CqFsKeyIndex(t, g, groups, bits);
+      if (bits == 8) {
+        fs.k_codes[i] = static_cast<uint8_t>(code);
+      } else {
+        fs.k_codes[i >> 1] |= static_cast<uint8_t>(code << ((i & 1) * 4));
+      }
+    }
+  }
+  fs.Point();
+  const Paged pg(fs, 256, t1);
+  const CqHeadView& view = paged ? pg.view : fs.view;
+  std::mt19937 rng(G + hd + static_cast<int>(t1));
+  std::normal_distribution<float> nd;
+  std::vector<float> q(static_cast<size_t>(G) * hd);
+  for (auto& x : q) x = nd(rng) * spread / std::sqrt(static_cast<float>(hd));
+  CqFsTables t;
+  CqFsBuildTables(view, q.data(), G, hd, &t);
+  const double E = *std::max_element(t.bound.begin(), t.bound.end());
+  const auto [vmin, vmax] = std::minmax_element(f.v_table.begin(), f.v_table.end());
+  const double tol = std::tanh(E / 2) * (*vmax - *vmin) + 1e-5 * f.max_abs_value;
+  State ref(G, hd);
+  CqAttendRef(f.view, q.data(), t0, t1, ref.view());
+  const auto o_ref = ref.Out();
+  testing::ForEachTarget([&] {
+    State a(G, hd);
+    CqAttendAdditiveFastScan(view, f.head_basis, q.data(), t0, t1, a.view());
+    const auto o = a.Out();
+    for (size_t i = 0; i < o.size(); ++i) {
+      ASSERT_NEAR(o[i], o_ref[i], tol)
+          << c << "c" << bits << "b hd=" << hd << " G=" << G << " [" << t0 << "," << t1
+          << ") paged=" << paged << " spread=" << spread << " i=" << i;
+    }
+  });
+}
+
+TEST(CqAttendAdditive, FastScanKeysWithinBoundOfExactKernel) {
+  const std::pair<int, int> configs[] = {{4, 8}, {8, 8}, {4, 4}, {8, 4}};
+  for (auto [c, bits] : configs) {
+    for (int G : {1, 4, 8}) {
+      for (auto [t0, t1] : {std::pair<int64_t, int64_t>{0, 1}, {3, 70}, {0, 700}, {129, 1300}}) {
+        CheckFastScan(c, bits, 128, G, t0, t1, false, 3.0f);
+      }
+      CheckFastScan(c, bits, 64, G, 200, 1300, true, 3.0f);
+      CheckFastScan(c, bits, 128, G, 0, 2048, true, 12.0f);  // peaked softmax
     }
   }
 }

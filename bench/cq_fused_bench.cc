@@ -1,0 +1,126 @@
+// Where the time of one KV head's fused CQ decode attention goes (reports/attention/fused.md):
+// warm, one thread, 4 query heads per KV head, head dim 128, random codes and tables, 4096
+// tokens in one call as DecodeAttention issues them at B = 1 (one unit per KV head). Whole
+// kernels (exact histogram, fast-scan fused histogram, additive, additive with fast-scan keys),
+// then their parts: the fast-scan tables alone, the fast-scan lane scores alone (runs of 512),
+// the histogram value path alone (constant lane scores). Counter ns_per_token is per cached
+// token and KV head. Args: channels per group, bits per code (4c8b, 8c8b, 4c4b, 8c4b).
+//   cq_fused_bench [google-benchmark flags]
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "kernels/attn_cq.h"
+#include "kernels/attn_cq_fastscan.h"
+#include "kernels/attn_cq_values.h"
+
+namespace {
+
+constexpr int64_t kTokens = 4096;
+constexpr int kHeads = 4, kHeadDim = 128;
+
+struct Head {
+  int c, bits, groups;
+  std::vector<uint8_t> k_codes, v_codes;
+  std::vector<float> k_table, v_table, basis, q, m, l, acc;
+  cqkv::CqHeadView view;  // keys read as token-major or fast-scan: random bytes either way
+  Head(int c_, int bits_) : c(c_), bits(bits_), groups(kHeadDim / c_) {
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd;
+    k_codes.resize(static_cast<size_t>(kTokens * groups * bits / 8 + 4));
+    v_codes.resize(k_codes.size());
+    for (auto& b : k_codes) b = static_cast<uint8_t>(rng());
+    for (auto& b : v_codes) b = static_cast<uint8_t>(rng());
+    k_table.resize(static_cast<size_t>(groups) * c << bits);
+    v_table.resize(k_table.size());
+    basis.resize(static_cast<size_t>(groups) * (bits + 1) * c);
+    q.resize(kHeads * kHeadDim);
+    for (auto* v : {&k_table, &v_table, &basis, &q}) {
+      for (auto& x : *v) x = 0.1f * nd(rng);
+    }
+    m.resize(kHeads);
+    l.resize(kHeads);
+    acc.resize(kHeads * kHeadDim);
+    view.k_codes = k_codes.data();
+    view.v_codes = v_codes.data();
+    view.n_groups = groups;
+    view.groups = groups;
+    view.c = c;
+    view.bits = bits;
+    view.k_table = k_table.data();
+    view.v_table = v_table.data();
+  }
+  cqkv::AttnState State() {
+    const cqkv::AttnState s{m.data(), l.data(), acc.data(), kHeads, kHeadDim};
+    cqkv::ResetAttnState(s);
+    return s;
+  }
+};
+
+enum class Kernel { kExact, kFastScan, kAdditive, kAdditiveFastScan, kTables, kLanes, kValues };
+
+void Run(benchmark::State& state, Kernel kernel) {
+  Head h(static_cast<int>(state.range(0)), static_cast<int>(state.range(1)));
+  cqkv::CqFsTables tables;
+  std::vector<float> lanes((512 + 128) * 4);
+  for (auto _ : state) {
+    const cqkv::AttnState s = h.State();
+    switch (kernel) {
+      case Kernel::kExact:
+        cqkv::CqAttend(h.view, h.q.data(), 0, kTokens, s);
+        break;
+      case Kernel::kFastScan:
+        cqkv::CqAttendFastScan(h.view, h.q.data(), 0, kTokens, s);
+        break;
+      case Kernel::kAdditive:
+        cqkv::CqAttendAdditive(h.view, h.basis.data(), h.q.data(), 0, kTokens, s);
+        break;
+      case Kernel::kAdditiveFastScan:
+        cqkv::CqAttendAdditiveFastScan(h.view, h.basis.data(), h.q.data(), 0, kTokens, s);
+        break;
+      case Kernel::kTables:
+        cqkv::CqFsBuildTables(h.view, h.q.data(), kHeads, kHeadDim, &tables);
+        break;
+      case Kernel::kLanes:
+        cqkv::CqFsBuildTables(h.view, h.q.data(), kHeads, kHeadDim, &tables);
+        for (int64_t b = 0; b < kTokens; b += 512)
+          cqkv::CqFsLaneScores(h.view, tables, b, 512, 4, lanes.data());
+        break;
+      case Kernel::kValues:
+        cqkv::CqAttendLanes(
+            h.view, h.q.data(), 0, kTokens, s,
+            [](int64_t, int64_t n, int hp, float* out) { std::fill_n(out, n * hp, 0.0f); });
+        break;
+    }
+    benchmark::DoNotOptimize(h.acc.data());
+    benchmark::DoNotOptimize(lanes.data());
+  }
+  state.counters["ns_per_token"] = benchmark::Counter(
+      static_cast<double>(kTokens) * 1e-9,
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+void BM_Exact(benchmark::State& s) { Run(s, Kernel::kExact); }
+void BM_FastScanFused(benchmark::State& s) { Run(s, Kernel::kFastScan); }
+void BM_Additive(benchmark::State& s) { Run(s, Kernel::kAdditive); }
+void BM_AdditiveFastScan(benchmark::State& s) { Run(s, Kernel::kAdditiveFastScan); }
+void BM_FsTablesOnly(benchmark::State& s) { Run(s, Kernel::kTables); }
+void BM_FsLaneScoresOnly(benchmark::State& s) { Run(s, Kernel::kLanes); }
+void BM_HistogramValuesOnly(benchmark::State& s) { Run(s, Kernel::kValues); }
+
+void Configs(benchmark::internal::Benchmark* b) {
+  for (auto [c, bits] : {std::pair{4, 8}, {8, 8}, {4, 4}, {8, 4}}) b->Args({c, bits});
+}
+BENCHMARK(BM_Exact)->Apply(Configs);
+BENCHMARK(BM_FastScanFused)->Apply(Configs);
+BENCHMARK(BM_HistogramValuesOnly)->Apply(Configs);
+BENCHMARK(BM_FsLaneScoresOnly)->Apply(Configs);
+BENCHMARK(BM_FsTablesOnly)->Apply(Configs);
+BENCHMARK(BM_Additive)->Args({4, 8})->Args({8, 8});
+BENCHMARK(BM_AdditiveFastScan)->Args({4, 8})->Args({8, 8});
+
+}  // namespace
+
+BENCHMARK_MAIN();
