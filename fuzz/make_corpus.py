@@ -301,6 +301,15 @@ def main():
                             "--values", "additive", "-o", book],
                            check=True, stdout=subprocess.DEVNULL)
             shutil.copy(book, os.path.join(a.out, "codebook"))
+            # A version-3 file recording rope-comm keys (quant/rope_comm.h).
+            book = os.path.join(tmp, "stories260K-2c2b-ropecomm.cqcb")
+            subprocess.run([a.cqkv, "calibrate", "-q", "-t", "1",
+                            "-m", sh("models/stories260K/model.bin"),
+                            "--data", sh("data/c4/c4_validation_1900.jsonl") + ":0:4",
+                            "--config", "2c2b", "--tokens", "2x32", "--iters", "5", "--fisher",
+                            "--keys", "rope-comm", "-o", book],
+                           check=True, stdout=subprocess.DEVNULL)
+            shutil.copy(book, os.path.join(a.out, "codebook"))
 
     # Hand-made seeds committed beside this script.
     seeds = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds")

@@ -97,8 +97,10 @@ void RegisterCalibrate(CLI::App& app) {
                 "weight k-means by the diagonal Fisher information (squared loss gradients)");
   cmd->add_option("--tokens", o->tokens, "calibration windows x tokens per window")
       ->capture_default_str();
-  cmd->add_option("--keys", o->keys, "quantise keys pre-rope or post-rope")
-      ->check(CLI::IsMember({"pre-rope", "post-rope"}))
+  cmd->add_option("--keys", o->keys,
+                  "quantise keys pre-rope or post-rope; rope-comm: pre-RoPE codebooks over whole "
+                  "RoPE pairs, scored by the rope-comm kernel (kernels/attn_cq_ropecomm.h)")
+      ->check(CLI::IsMember({"pre-rope", "post-rope", "rope-comm"}))
       ->capture_default_str();
   cmd->add_option("--values", o->values,
                   "value codebooks: kmeans (free centroids) or additive (b0 + the basis vectors "
@@ -125,25 +127,28 @@ void RegisterCalibrate(CLI::App& app) {
   cmd->add_flag("--in-memory", o->in_memory,
                 "keep every layer's activations in RAM instead of spilling them (same result)");
   cmd->add_option("--synthetic", o->synthetic,
-                  "'7b': calibrate a 7B-shaped random model (no -m; tokens are the text's bytes) "
-                  "to check memory and time at that scale")
-      ->check(CLI::IsMember({"7b"}));
+                  "'7b[:TYPE][:layers=N][:kvh=N]': calibrate a 7B-shaped random model (no -m; "
+                  "tokens are the text's bytes) to check memory and time at that scale; TYPE "
+                  "f32, f16, bf16, q8_0 or q4_0; parts not given come from --weights, --layers, "
+                  "--kv-heads; e.g. 7b:q4_0:layers=32");
   cmd->add_option("--layers", o->layers, "layers of the synthetic model")
       ->capture_default_str()
       ->check(CLI::Range(1, 32));
   cmd->add_option("--kv-heads", o->kv_heads, "KV heads of the synthetic model (32: LLaMA-2-7B)")
       ->capture_default_str()
       ->check(CLI::IsMember({1, 2, 4, 8, 16, 32}));
-  cmd->add_option("--weights", o->weights, "matrix type of the synthetic model")
+  cmd->add_option("--weights", o->weights,
+                  "matrix type of the synthetic model (f32, f16, bf16, q8_0, q4_0)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "f16"}));
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
   cmd->add_flag("--allow-eval-data", o->allow_eval, "allow calibrating on evaluation text");
   cmd->add_flag("-q,--quiet", o->quiet, "no progress output");
   cmd->callback([o] {
     CQKV_CHECK(o->m.model.empty() != o->synthetic.empty(),
                "calibrate: give exactly one of -m MODEL and --synthetic 7b");
     o->c.config = CqConfig::Parse(o->config);
-    o->c.keys = ParseKeyPosition(o->keys);
+    o->c.key_kind = o->keys == "rope-comm" ? KeyKind::kRopeComm : KeyKind::kKMeans;
+    o->c.keys = o->keys == "rope-comm" ? KeyPosition::kPreRope : ParseKeyPosition(o->keys);
     o->c.values = ParseValueKind(o->values);
     ParseTokensSpec(o->tokens, &o->c.n_seqs, &o->c.seq_len);
     if (!o->in_memory) {
@@ -171,13 +176,18 @@ void RegisterCalibrate(CLI::App& app) {
       model = LoadModelFrom(o->m);
       ids = model->tok().Encode(text, /*add_bos=*/true);
     } else {
+      SyntheticSpec spec{o->layers, o->kv_heads, ParseSyntheticWeights(o->weights, "--weights")};
+      spec = ParseSyntheticSpec(o->synthetic, spec);
       // Vocabulary 256: each byte of the text is a token.
-      model = MakeSyntheticModel(SevenBShape(o->layers, o->kv_heads, 256, o->c.seq_len), 1, 0.02f,
-                                 o->weights == "f16" ? DType::kF16 : DType::kF32);
-      model->path = fmt::format("synthetic-7b-{}L-kvh{}-{}", o->layers, o->kv_heads, o->weights);
+      model = MakeSyntheticModel(SevenBShape(spec.n_layers, spec.n_kv_heads, 256, o->c.seq_len), 1,
+                                 0.02f, spec.weights);
+      model->path = spec.Name();
       ids.assign(text.begin(), text.end());
       for (int32_t& id : ids) id &= 0xff;
-      fmt::print(stderr, "model: {} (random weights)\n", model->path);
+      fmt::print(stderr, "model: {} (random weights, made in {:.1f} s; peak RSS {:.0f} MiB)\n",
+                 model->path,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                 PeakRssBytes() / double(1 << 20));
     }
     o->c.description =
         fmt::format("{} ({} x {} tokens, {}, {}, {} values)", o->data, o->c.n_seqs, o->c.seq_len,
@@ -198,9 +208,10 @@ void RegisterCalibrate(CLI::App& app) {
     }
     fmt::print(stderr,
                "wrote {} (CQ-{}, {} keys, {}) in {:.1f} s with {} threads; peak RSS {:.0f} MiB, "
-               "spilled {:.1f} MiB{}\n",
+               "spilled {:.1f} MiB (+{:.1f} MiB of layer checkpoints){}\n",
                o->out, set.config.Name(), o->keys, o->c.fisher ? "fisher" : "uniform", secs,
                pool.size(), peak_rss / (1 << 20), stats.spill_bytes / double(1 << 20),
+               stats.checkpoint_bytes / double(1 << 20),
                o->in_memory ? " (--in-memory)" : " to " + o->spill_dir);
     if (!o->json.empty()) {
       nlohmann::json j = {{"codebooks", o->out},
@@ -215,6 +226,7 @@ void RegisterCalibrate(CLI::App& app) {
                           {"peak_rss_bytes", peak_rss},
                           {"spill_dir", o->in_memory ? "" : o->spill_dir},
                           {"spill_bytes", stats.spill_bytes},
+                          {"checkpoint_bytes", stats.checkpoint_bytes},
                           {"objective", set.objective}};
       WriteJson(o->json, j.dump(2));
     }

@@ -52,14 +52,16 @@ AttnFormat ParseAttnFormat(const std::string& name) {
   AttnFormat f;
   f.name = name;
   if (name.starts_with("cq:")) {
-    static const std::regex kRandom(R"(cq:(\d+c\d+b)(\+add)?(:fs)?(?::r(\d+))?)");
+    static const std::regex kRandom(R"(cq:(\d+c\d+b)(\+add)?(\+pre|\+rc)?(:fs)?(?::r(\d+))?)");
     std::smatch m;
     if (std::regex_match(name, m, kRandom)) {
       f.random_cq = true;
       f.cq = CqConfig::Parse(m[1].str());
       f.additive_values = m[2].matched;
-      f.fast_scan = m[3].matched;
-      f.window = m[4].matched ? std::stoi(m[4].str()) : 0;
+      f.pre_rope = m[3].matched;
+      f.rope_comm = m[3].matched && m[3].str() == "+rc";
+      f.fast_scan = m[4].matched;
+      f.window = m[5].matched ? std::stoi(m[5].str()) : 0;
     }
     CQKV_CHECK(name.size() > 3, "--formats: '{}' names no CQ config or codebook file", name);
     return f;  // a codebook path is checked when the cache is made
@@ -90,7 +92,9 @@ std::vector<AttnFormat> ParseAttnFormats(const std::string& list) {
 std::unique_ptr<KvCache> MakeBenchCache(const AttnFormat& format, const KvShape& shape,
                                         uint64_t seed) {
   if (format.random_cq) {
-    CodebookSet set = RandomCodebooks(shape, format.cq, seed);
+    CodebookSet set = RandomCodebooks(
+        shape, format.cq, seed, format.pre_rope ? KeyPosition::kPreRope : KeyPosition::kPostRope);
+    if (format.rope_comm) set.key_kind = KeyKind::kRopeComm;
     if (format.additive_values) RandomAdditiveValues(set, seed + 1);
     return MakeCqCache(std::move(set), shape, format.window, format.name, format.fast_scan);
   }

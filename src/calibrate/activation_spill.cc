@@ -1,8 +1,11 @@
 #include "calibrate/activation_spill.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <stdlib.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -95,6 +98,58 @@ void ActivationSpill::Take(int problem, std::vector<float>* x, std::vector<float
   }
   *x = ReadAndRemove(FileName(problem, 'x'));
   *w = ReadAndRemove(FileName(problem, 'w'));
+}
+
+int64_t ActivationSpill::Size(int problem, bool weights) const {
+  if (path_.empty()) return static_cast<int64_t>((weights ? w_ : x_)[problem].size());
+  std::error_code ec;
+  const std::string name = FileName(problem, weights ? 'w' : 'x');
+  if (!std::filesystem::exists(name, ec)) return 0;  // nothing was appended
+  const auto bytes = std::filesystem::file_size(name, ec);
+  CQKV_CHECK(!ec && bytes % sizeof(float) == 0, "calibration spill {}: unreadable size", name);
+  return static_cast<int64_t>(bytes / sizeof(float));
+}
+
+void ActivationSpill::Read(int problem, bool weights, int64_t offset, std::span<float> out) const {
+  if (path_.empty()) {
+    const std::vector<float>& v = (weights ? w_ : x_)[problem];
+    CQKV_CHECK(offset >= 0 && offset + static_cast<int64_t>(out.size()) <= std::ssize(v),
+               "calibration spill (memory) problem {}: read of {} floats at {} past its {}",
+               problem, out.size(), offset, v.size());
+    std::copy_n(v.begin() + offset, out.size(), out.begin());
+    return;
+  }
+  // pread on a descriptor of its own: threads never share a file position.
+  const std::string name = FileName(problem, weights ? 'w' : 'x');
+  const int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+  CQKV_CHECK(fd >= 0, "calibration spill {}: cannot open: {}", name, std::strerror(errno));
+  auto* dst = reinterpret_cast<char*>(out.data());
+  size_t left = out.size() * sizeof(float);
+  off_t at = static_cast<off_t>(offset * static_cast<int64_t>(sizeof(float)));
+  while (left > 0) {
+    const ssize_t got = ::pread(fd, dst, left, at);
+    if (got <= 0) {
+      const int read_errno = errno;
+      ::close(fd);
+      Fail("calibration spill {}: read of {} floats at {} failed: {}", name, out.size(), offset,
+           got == 0 ? "file too short" : std::strerror(read_errno));
+    }
+    dst += got;
+    at += got;
+    left -= static_cast<size_t>(got);
+  }
+  ::close(fd);
+}
+
+void ActivationSpill::Release(int problem) {
+  if (path_.empty()) {
+    x_[problem] = {};
+    w_[problem] = {};
+    return;
+  }
+  std::error_code ec;
+  std::filesystem::remove(FileName(problem, 'x'), ec);  // frees the disk as the fit goes on
+  std::filesystem::remove(FileName(problem, 'w'), ec);
 }
 
 }  // namespace cqkv

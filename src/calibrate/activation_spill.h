@@ -27,6 +27,15 @@ class ActivationSpill {
   // each problem can be taken once.
   void Take(int problem, std::vector<float>* x, std::vector<float>* w);
 
+  // Part of a problem without taking all of it: the floats appended to `problem` so far, and
+  // `out.size()` of them from float `offset` on, of the activations (`weights` false) or the
+  // weights. Several threads may read at once (no Append meanwhile). Throws naming the file
+  // when it is shorter than offset + out.size().
+  int64_t Size(int problem, bool weights) const;
+  void Read(int problem, bool weights, int64_t offset, std::span<float> out) const;
+  // Drops what was appended to `problem` (memory or file) after its last Read.
+  void Release(int problem);
+
   // The temporary directory ("" in memory) and the bytes written to it so far.
   const std::string& path() const { return path_; }
   int64_t bytes_written() const { return bytes_written_; }

@@ -7,6 +7,7 @@
 
 #include "kernels/attn_cq.h"
 #include "kernels/attn_cq_fastscan.h"
+#include "kernels/attn_cq_ropecomm.h"
 #include "kernels/attn_cq_values.h"
 #include "kernels/attn_dense.h"
 #include "kernels/ops.h"
@@ -14,6 +15,7 @@
 #include "kv/attention.h"
 #include "kv/decode_attention.h"
 #include "quant/kmeans.h"
+#include "quant/rope_comm.h"
 #include "util/error.h"
 #include "util/fp16.h"
 
@@ -56,6 +58,13 @@ struct CqShared {
   // per centroid (kernels/attn_cq_values.h); every other path reads the expanded tables.
   ValueKind values = ValueKind::kKMeans;
   std::vector<std::vector<float>> value_basis;  // [layer] (n_groups, b + 1, c)
+  // Pre-RoPE keys whose groups hold whole RoPE pairs (quant/rope_comm.h; every such k-means
+  // codebook is rope-commutative, whatever kind the file records): decode scores them with
+  // RopeCommScores from these centroid-major copies of the key tables instead of rotating each
+  // key with `rope` (about 2x faster, same scores to fp32 rounding).
+  bool rope_comm = false;
+  std::vector<std::vector<float>> key_rows;  // [layer] (n_groups, 2^b, c)
+  RopeCommPhases phases;
 };
 
 std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& shape,
@@ -75,6 +84,23 @@ std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& sha
              "({} groups x {} bits)",
              spec, shape.head_dim / set.config.channels, set.config.bits);
   const int c = set.config.channels, k = set.config.n_centroids();
+  const std::string why =
+      set.keys == KeyPosition::kPreRope
+          ? RopeCommUnsupported(set.config, shape.head_dim, shape.rope.type == RopeType::kNeox)
+          : "keys are post-RoPE";
+  CQKV_CHECK(set.key_kind != KeyKind::kRopeComm || why.empty(),
+             "KV format '{}': rope-comm keys need pre-RoPE codebooks of whole RoPE pairs: {}", spec,
+             why);
+  const bool pairs_whole = set.keys == KeyPosition::kPreRope && why.empty();
+  sh->rope_comm = pairs_whole;
+  if (sh->rope_comm) {
+    for (int l = 0; l < set.n_layers; ++l) sh->key_rows.push_back(set.centroids[2 * l]);
+    try {
+      sh->phases = RopeCommPhases(shape.head_dim, shape.max_tokens, shape.rope);
+    } catch (const Error& e) {
+      Fail("KV format '{}': {}", spec, e.what());
+    }
+  }
   // The set's own copy of each table is dropped once transposed, so one copy lives in memory.
   sh->tables.resize(set.centroids.size());
   for (size_t t = 0; t < set.centroids.size(); ++t) {
@@ -167,7 +193,8 @@ class CqKvCache final : public KvCache {
   int64_t SharedBytes() const override {
     int64_t floats = 0;
     for (const auto& t : tables_) floats += static_cast<int64_t>(t.size());
-    return floats * static_cast<int64_t>(sizeof(float)) + rope_.bytes();
+    for (const auto& t : shared_->key_rows) floats += static_cast<int64_t>(t.size());
+    return floats * static_cast<int64_t>(sizeof(float)) + rope_.bytes() + shared_->phases.bytes();
   }
 
   std::string format() const override { return spec_; }
@@ -337,7 +364,15 @@ class CqKvCache final : public KvCache {
       hv.k_table = tables_[layer * 2].data() + head_table;
       hv.v_table = tables_[layer * 2 + 1].data() + head_table;
       CqScoreFn score;
-      if (keys_ == KeyPosition::kPreRope) {
+      if (shared_->rope_comm) {
+        RopeCommKeys rk;
+        rk.codes = hv;
+        rk.centroids = shared_->key_rows[layer].data() + head_table;
+        rk.phases = &shared_->phases;
+        score = [rk, q_group, group](int64_t b0, int64_t n, float* scores) {
+          RopeCommScores(rk, q_group, group, b0, n, scores);
+        };
+      } else if (keys_ == KeyPosition::kPreRope) {
         score = [&](int64_t b0, int64_t n, float* scores) {
           float key[kMaxHeadDim];
           for (int64_t i = 0; i < n; ++i) {

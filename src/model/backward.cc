@@ -100,7 +100,8 @@ double OutputLossBackward(const Model& model, ConstMat x, std::span<const int32_
 }  // namespace
 
 double ForwardBackwardKvStream(const Model& model, std::span<const int32_t> tokens,
-                               ThreadPool& pool, bool with_gradients, const KvLayerSink& sink) {
+                               ThreadPool& pool, bool with_gradients, const KvLayerSink& sink,
+                               CheckpointStore* checkpoints) {
   const ModelConfig& c = model.config;
   const ModelWeights& w = model.weights;
   const int64_t n = static_cast<int64_t>(tokens.size());
@@ -129,6 +130,13 @@ double ForwardBackwardKvStream(const Model& model, std::span<const int32_t> toke
   // Layer checkpoints for the backward sweep: the residual stream entering each layer and
   // entering its MLP block, (n, dim) each.
   std::vector<std::vector<float>> x_in(with_gradients ? L : 0), x_mid(with_gradients ? L : 0);
+  const auto save = [&](std::vector<float>& slot, int index) {
+    if (checkpoints) {
+      checkpoints->Put(index, x_buf);
+    } else {
+      slot = x_buf;
+    }
+  };
 
   for (int64_t i = 0; i < n; ++i) {
     CQKV_CHECK(tokens[i] >= 0 && tokens[i] < c.vocab_size,
@@ -140,7 +148,7 @@ double ForwardBackwardKvStream(const Model& model, std::span<const int32_t> toke
   // Forward, step for step as LlamaForward with an fp32 cache (same kernels, same order).
   for (int l = 0; l < L; ++l) {
     const LayerWeights& lw = w.layers[l];
-    if (with_gradients) x_in[l] = x_buf;
+    if (with_gradients) save(x_in[l], 2 * l);
     RmsNormRows(x, lw.attn_norm, c.rms_eps, xn);
     ProjectHeads(xn, lw.wq, lw.bq, lw.q_norm, hd, c.rms_eps, q, Mat(), pool);
     ProjectHeads(xn, lw.wk, lw.bk, lw.k_norm, hd, c.rms_eps, k_pre, Mat(), pool);
@@ -152,7 +160,7 @@ double ForwardBackwardKvStream(const Model& model, std::span<const int32_t> toke
     CausalAttention(shape, DenseRows{k.data, v.data, kv_dim, hd}, q, 0, att, pool);
     MatMul(att, lw.wo, proj, pool);
     AddInPlace(x, proj);
-    if (with_gradients) x_mid[l] = x_buf;
+    if (with_gradients) save(x_mid[l], 2 * l + 1);
     RmsNormRows(x, lw.ffn_norm, c.rms_eps, xn);
     MatMul(xn, lw.w_gate, gate, pool);
     MatMul(xn, lw.w_up, up, pool);
@@ -184,6 +192,14 @@ double ForwardBackwardKvStream(const Model& model, std::span<const int32_t> toke
 
   for (int l = L - 1; l >= 0; --l) {
     const LayerWeights& lw = w.layers[l];
+    if (checkpoints) {
+      x_in[l] = checkpoints->Take(2 * l);
+      x_mid[l] = checkpoints->Take(2 * l + 1);
+      CQKV_CHECK(static_cast<int64_t>(x_in[l].size()) == n * dim &&
+                     static_cast<int64_t>(x_mid[l].size()) == n * dim,
+                 "layer {} checkpoints came back with {} and {} values, expected {}", l,
+                 x_in[l].size(), x_mid[l].size(), n * dim);
+    }
     ConstMat xi(x_in[l].data(), n, dim), xm(x_mid[l].data(), n, dim);
     // MLP: x_out = x_mid + W_down (SiLU(W_gate b) * W_up b), b = RmsNormRows(x_mid).
     RmsNormRows(xm, lw.ffn_norm, c.rms_eps, xn);

@@ -43,6 +43,19 @@ struct KvLayerSlice {
 };
 using KvLayerSink = std::function<void(const KvLayerSlice&)>;
 
+// Where a gradient pass keeps its layer checkpoints (index 2 l: the residual stream entering
+// layer l, 2 l + 1: entering its MLP; (n, dim) each) from the forward sweep until the backward
+// sweep reaches the layer. Without one they stay in memory (4 n L 2 dim bytes at once);
+// calibration passes one backed by files so that only the current layer's are in memory.
+class CheckpointStore {
+ public:
+  virtual ~CheckpointStore() = default;
+  // Called once per index and window, in forward order.
+  virtual void Put(int index, std::span<const float> x) = 0;
+  // Returns what Put stored and releases it; called once per index, in backward order.
+  virtual std::vector<float> Take(int index) = 0;
+};
+
 // Runs an fp32 forward pass over `tokens` at positions 0..n-1 (a fresh context, as one
 // perplexity window) and, when `with_gradients`, loss = sum_{i < n-1} -log
 // softmax(logits_i)[tokens[i+1]] backpropagated through the whole network (every path through
@@ -61,6 +74,7 @@ using KvLayerSink = std::function<void(const KvLayerSlice&)>;
 //   one layer's K/V (and gradients)     4 n 3 kv_dim  (+ 4 n 3 kv_dim with gradients)
 //   layer checkpoints (gradients only)  4 n L 2 dim   (residual stream entering each layer and
 //                                                      its MLP; freed layer by layer going back)
+//                                       4 n 2 dim with a CheckpointStore (the current layer's)
 //   one layer's scratch                 4 n (4 dim + 3 q_dim + 3 hidden + 2 n_heads)
 //                                       + 4 n (q_dim + 2 kv_dim) with Q/K norms (qwen3)
 //   logits, in row chunks               <= 64 MiB (16 Mi floats) + 8 chunk_rows dim
@@ -72,7 +86,8 @@ using KvLayerSink = std::function<void(const KvLayerSlice&)>;
 // Throws cqkv::Error for fewer than 2 tokens, more than the model's context or ids outside the
 // vocabulary.
 double ForwardBackwardKvStream(const Model& model, std::span<const int32_t> tokens,
-                               ThreadPool& pool, bool with_gradients, const KvLayerSink& sink);
+                               ThreadPool& pool, bool with_gradients, const KvLayerSink& sink,
+                               CheckpointStore* checkpoints = nullptr);
 
 // ForwardBackwardKvStream with every layer's slices kept: O(n L kv_dim) more memory (4 n L 3
 // kv_dim bytes each for activations and gradients). `grads` may be null: activations only, no

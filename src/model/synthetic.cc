@@ -1,42 +1,70 @@
 #include "model/synthetic.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
 #include <vector>
 
+#include "kernels/dequant.h"
 #include "util/error.h"
-
 #include "util/fast_rng.h"
-#include "util/fp16.h"
 
 namespace cqkv {
+namespace {
+
+bool Supported(DType t) {
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16 || t == DType::kQ8_0 ||
+         t == DType::kQ4_0;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return out;
+}
+
+}  // namespace
 
 std::unique_ptr<Model> MakeSyntheticModel(const ModelConfig& c, uint64_t seed, float scale,
                                           DType matrices) {
-  CQKV_CHECK(matrices == DType::kF32 || matrices == DType::kF16,
-             "synthetic models store F32 or F16 matrices, not {}", DTypeName(matrices));
+  CQKV_CHECK(Supported(matrices),
+             "synthetic models store F32, F16, BF16, Q8_0 or Q4_0 matrices, not {}",
+             DTypeName(matrices));
+  const int64_t block = DTypeBlockSize(matrices);
+  CQKV_CHECK(c.dim % block == 0 && c.hidden_dim % block == 0 && c.q_dim() % block == 0,
+             "synthetic {} matrices need rows that are multiples of {} (dim {}, hidden {})",
+             DTypeName(matrices), block, c.dim, c.hidden_dim);
   auto model = std::make_unique<Model>();
   model->path = "<synthetic>";
   model->file_format = "synthetic";
   model->config = c;
   struct Store {
     std::vector<std::vector<float>> f32;
-    std::vector<std::vector<uint16_t>> f16;
+    std::vector<std::vector<uint8_t>> encoded;  // every matrix type but F32, as stored in GGUF
   };
   auto store = std::make_shared<Store>();
   store->f32.reserve(static_cast<size_t>(4 + 14 * c.n_layers));  // data pointers must stay stable
-  store->f16.reserve(static_cast<size_t>(4 + 14 * c.n_layers));
+  store->encoded.reserve(static_cast<size_t>(4 + 14 * c.n_layers));
   FastRng rng(seed);
   auto alloc = [&](int64_t n, float mean, float amp) {
     auto& v = store->f32.emplace_back(static_cast<size_t>(n));
     for (auto& x : v) x = mean + amp * rng.Next();
     return v.data();
   };
+  std::vector<float> row;  // the one fp32 row drawn before it is encoded
   auto mat = [&](int64_t rows, int64_t cols, const char* name) {
     if (matrices == DType::kF32) {
       return WeightMatrix{DType::kF32, rows, cols, alloc(rows * cols, 0.0f, scale), name};
     }
-    auto& v = store->f16.emplace_back(static_cast<size_t>(rows * cols));
-    for (auto& x : v) x = F32ToF16(scale * rng.Next());
-    return WeightMatrix{DType::kF16, rows, cols, v.data(), name};
+    const int64_t row_bytes = DTypeRowBytes(matrices, cols);
+    auto& v = store->encoded.emplace_back(static_cast<size_t>(rows * row_bytes));
+    row.resize(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      for (auto& x : row) x = scale * rng.Next();
+      QuantizeRow(matrices, row.data(), cols, v.data() + r * row_bytes);
+    }
+    return WeightMatrix{matrices, rows, cols, v.data(), name};
   };
   const int64_t q_dim = c.q_dim();
   ModelWeights& w = model->weights;
@@ -80,6 +108,56 @@ ModelConfig SevenBShape(int n_layers, int n_kv_heads, int vocab, int ctx) {
   c.vocab_size = vocab;
   c.max_seq_len = ctx;
   return c;
+}
+
+DType ParseSyntheticWeights(const std::string& name, const char* flag) {
+  for (DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+    if (Lower(DTypeName(t)) == Lower(name)) return t;
+  }
+  Fail("{} {}: unknown weight type; expected f32, f16, bf16, q8_0 or q4_0", flag, name);
+}
+
+std::string SyntheticSpec::Name() const {
+  return fmt::format("synthetic-7b-{}L-kvh{}-{}", n_layers, n_kv_heads, Lower(DTypeName(weights)));
+}
+
+SyntheticSpec ParseSyntheticSpec(const std::string& text, SyntheticSpec spec, const char* flag) {
+  std::vector<std::string> parts;
+  for (size_t b = 0;;) {
+    const size_t e = text.find(':', b);
+    parts.push_back(text.substr(b, e == std::string::npos ? e : e - b));
+    if (e == std::string::npos) break;
+    b = e + 1;
+  }
+  CQKV_CHECK(Lower(parts[0]) == "7b", "{} {}: the only synthetic shape is 7b (e.g. 7b:q4_0)", flag,
+             text);
+  const auto number = [&](const std::string& part, size_t at) {
+    size_t used = 0;
+    int v = -1;
+    try {
+      v = std::stoi(part.substr(at), &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    CQKV_CHECK(used > 0 && at + used == part.size(), "{} {}: '{}' needs a whole number", flag, text,
+               part);
+    return v;
+  };
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const std::string& p = parts[i];
+    if (p.rfind("layers=", 0) == 0) {
+      spec.n_layers = number(p, 7);
+      CQKV_CHECK(spec.n_layers >= 1 && spec.n_layers <= 32, "{} {}: layers must be 1..32", flag,
+                 text);
+    } else if (p.rfind("kvh=", 0) == 0) {
+      spec.n_kv_heads = number(p, 4);
+      CQKV_CHECK(spec.n_kv_heads >= 1 && spec.n_kv_heads <= 32 && 32 % spec.n_kv_heads == 0,
+                 "{} {}: kvh must divide the 32 query heads", flag, text);
+    } else {
+      spec.weights = ParseSyntheticWeights(p, flag);
+    }
+  }
+  return spec;
 }
 
 }  // namespace cqkv

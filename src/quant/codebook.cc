@@ -22,9 +22,10 @@ namespace {
 //   | (version 2, additive values only) float32 value bases per layer, each (n_groups, b + 1, c)
 //   | uint64 FNV-1a of every byte before it
 // Version 2 added the header field "values" (the value kind); version 1 files have none and
-// hold k-means values.
+// hold k-means values. Version 3 added "key_kind"; files with k-means keys are still written
+// as version 2, so builds before key kinds keep reading them.
 constexpr char kMagic[4] = {'C', 'Q', 'C', 'B'};
-constexpr uint32_t kVersion = 2;
+constexpr uint32_t kVersion = 3;
 constexpr size_t kPrefixBytes = 4 + 4 + 8;
 static_assert(std::endian::native == std::endian::little, "codebook I/O assumes little-endian");
 
@@ -75,6 +76,11 @@ void CheckShape(const CodebookSet& s, const std::string& what) {
              c.channels, s.head_dim);
   CQKV_CHECK(s.values == ValueKind::kKMeans || c.bits <= 12,
              "{}: additive values need b <= 12 bits, config has {}", what, c.bits);
+  CQKV_CHECK(
+      s.key_kind == KeyKind::kKMeans || (s.keys == KeyPosition::kPreRope && c.channels % 2 == 0),
+      "{}: rope-comm keys need pre-RoPE keys and an even group size (whole RoPE pairs), "
+      "config {} has {} keys",
+      what, c.Name(), KeyPositionName(s.keys));
   CQKV_CHECK(s.objective.empty() || s.objective.size() == static_cast<size_t>(2 * s.n_layers),
              "{}: sizes inconsistent: {} objective values for {} layers", what, s.objective.size(),
              s.n_layers);
@@ -116,6 +122,7 @@ std::string ParseHeader(const std::string& text, uint32_t version, CodebookSet& 
                                    "model_name", "calibration", "objective",
                                    "layout"};
   if (version >= 2) kFields.insert("values");
+  if (version >= 3) kFields.insert("key_kind");
   for (const auto& [k, v] : h.items()) {
     if (!kFields.contains(k)) return fmt::format("unknown field \"{}\"", Escaped(k));
   }
@@ -179,6 +186,15 @@ std::string ParseHeader(const std::string& text, uint32_t version, CodebookSet& 
     }
     s.values = ParseValueKind(values);
   }
+  if (version >= 3) {
+    std::string kind;
+    if (!(err = string_field("key_kind", kind)).empty()) return err;
+    if (kind != "kmeans" && kind != "rope-comm") {
+      return fmt::format("field \"key_kind\" is \"{}\", expected \"kmeans\" or \"rope-comm\"",
+                         Escaped(kind));
+    }
+    s.key_kind = ParseKeyKind(kind);
+  }
   const auto& obj = h.at("objective");
   if (!obj.is_array()) return "field \"objective\" is not an array";
   for (const auto& x : obj) {
@@ -230,6 +246,14 @@ ValueKind ParseValueKind(const std::string& text) {
   Fail("value kind '{}' must be 'kmeans' or 'additive'", text);
 }
 
+const char* KeyKindName(KeyKind k) { return k == KeyKind::kRopeComm ? "rope-comm" : "kmeans"; }
+
+KeyKind ParseKeyKind(const std::string& text) {
+  if (text == "kmeans") return KeyKind::kKMeans;
+  if (text == "rope-comm") return KeyKind::kRopeComm;
+  Fail("key kind '{}' must be 'kmeans' or 'rope-comm'", text);
+}
+
 void SaveCodebooks(const CodebookSet& set, const std::string& path) {
   const std::string what = "codebook file " + Escaped(path);
   CheckShape(set, what);
@@ -264,6 +288,8 @@ void SaveCodebooks(const CodebookSet& set, const std::string& path) {
   h["calibration"] = set.calibration;
   h["objective"] = set.objective;
   h["values"] = ValueKindName(set.values);
+  const bool key_kind = set.key_kind != KeyKind::kKMeans;
+  if (key_kind) h["key_kind"] = KeyKindName(set.key_kind);
   h["layout"] = additive
                     ? "float32 tables per (layer, K then V), each (n_groups, 2^b, c) "
                       "row-major, then value bases per layer, each (n_groups, b + 1, c)"
@@ -273,7 +299,7 @@ void SaveCodebooks(const CodebookSet& set, const std::string& path) {
   std::string out;
   out.reserve(kPrefixBytes + header.size() + 2 * set.n_layers * floats * 4 + 8);
   out.append(kMagic, 4);
-  Put<uint32_t>(out, kVersion);
+  Put<uint32_t>(out, key_kind ? kVersion : 2);
   Put<uint64_t>(out, header.size());
   out += header;
   for (const auto& t : set.centroids) {
@@ -295,8 +321,8 @@ CodebookSet LoadCodebooks(const std::string& path) {
              "{}: not a cqkv codebook file (bad magic)", what);
   CQKV_CHECK(size >= kPrefixBytes, "{}: truncated ({} bytes)", what, size);
   const uint32_t version = Get<uint32_t>(p + 4);
-  CQKV_CHECK(version == 1 || version == kVersion,
-             "{}: unsupported version {} (this build reads versions 1 and {})", what, version,
+  CQKV_CHECK(version >= 1 && version <= kVersion,
+             "{}: unsupported version {} (this build reads versions 1 to {})", what, version,
              kVersion);
   const uint64_t header_len = Get<uint64_t>(p + 8);
   CQKV_CHECK(header_len <= size && kPrefixBytes + header_len + 8 <= size,

@@ -32,6 +32,14 @@ enum class ValueKind { kKMeans, kAdditive };
 const char* ValueKindName(ValueKind v);  // "kmeans" / "additive"
 ValueKind ParseValueKind(const std::string& text);
 
+// How the key groups are represented. kRopeComm (quant/rope_comm.h): pre-RoPE centroids over
+// groups of whole RoPE pairs, scored by rotating each decoded key in registers with the query
+// folded to its block's position (kernels/attn_cq_ropecomm.h) instead of the cache's per-token
+// RopeTable rotation; needs pre-RoPE keys, an even group size and NORM pairing.
+enum class KeyKind { kKMeans, kRopeComm };
+const char* KeyKindName(KeyKind k);  // "kmeans" / "rope-comm"
+KeyKind ParseKeyKind(const std::string& text);
+
 struct CodebookSet {
   CqConfig config;
   KeyPosition keys = KeyPosition::kPostRope;
@@ -50,6 +58,7 @@ struct CodebookSet {
   // 1 + j its B_j. The V centroid tables are their expansions (ExpandAdditive), so every path
   // that reads centroids works unchanged; the file stores both and checks they agree.
   std::vector<std::vector<float>> value_basis;
+  KeyKind key_kind = KeyKind::kKMeans;  // recorded from file version 3 on
   // k-means objective (weighted mean squared error per vector) per (layer * 2 + kind).
   std::vector<double> objective;
 
@@ -69,7 +78,8 @@ struct CodebookSet {
 // Writes `set` to `path` atomically (temp file + rename).
 void SaveCodebooks(const CodebookSet& set, const std::string& path);
 // Reads and verifies magic, version, sizes and checksum; throws cqkv::Error naming the file.
-// Version 1 files (before value kinds) load as k-means values.
+// Version 1 files (before value kinds) load as k-means values; version 1 and 2 files (before key
+// kinds) as k-means keys. Files with k-means keys are still written as version 2.
 CodebookSet LoadCodebooks(const std::string& path);
 
 }  // namespace cqkv

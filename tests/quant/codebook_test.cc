@@ -108,10 +108,10 @@ TEST(Codebook, DamagedFilesAreClearErrors) {
   testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad});
   write(bytes + "x");
   testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "inconsistent"});
-  std::string v3 = bytes;
-  v3[4] = 3;
-  write(v3);
-  testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "unsupported version 3"});
+  std::string v4 = bytes;
+  v4[4] = 4;
+  write(v4);
+  testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "unsupported version 4"});
   write("# a text file, not a codebook\n");
   testing::ExpectErrorMentioning([&] { LoadCodebooks(bad); }, {bad, "not a cqkv codebook file"});
   testing::ExpectErrorMentioning([&] { LoadCodebooks(bad + ".missing"); }, {bad + ".missing"});
