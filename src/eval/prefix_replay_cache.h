@@ -27,6 +27,17 @@ class PrefixRecordingCache final : public KvCache {
     inner_->AttendPartial(layer, kv_head, q_group, group, t0, t1, m, l, acc);
   }
   bool HasAttendPartial() const override { return inner_->HasAttendPartial(); }
+  int64_t PreparedQueryFloats(int layer, int group) const override {
+    return inner_->PreparedQueryFloats(layer, group);
+  }
+  void PrepareQuery(int layer, int kv_head, const float* q_group, int group,
+                    float* prepared) const override {
+    inner_->PrepareQuery(layer, kv_head, q_group, group, prepared);
+  }
+  void AttendPartialPrepared(int layer, int kv_head, const float* prepared, int group, int64_t t0,
+                             int64_t t1, float* m, float* l, float* acc) const override {
+    inner_->AttendPartialPrepared(layer, kv_head, prepared, group, t0, t1, m, l, acc);
+  }
   int64_t ExactPrefillRows(int layer) const override { return inner_->ExactPrefillRows(layer); }
   int64_t tokens(int layer) const override { return inner_->tokens(layer); }
   // Drops the inner cache's tokens and the recording.

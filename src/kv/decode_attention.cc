@@ -53,12 +53,25 @@ void DecodeAttention(std::span<const DecodeSeq> seqs, int layer, ConstMat q, Mat
   // Per unit: m (group), l (group), acc (group, hd).
   const int64_t unit_floats = 2 * group + int64_t{group} * hd;
   std::vector<float> states(static_cast<size_t>(n_units * unit_floats));
-  // Queries scaled once: (B, q_dim).
-  std::vector<float> qs(static_cast<size_t>(B * shape.q_dim()));
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Queries scaled and prepared (KvCache::PrepareQuery: a rotated format rotates them) once per
+  // (sequence, KV head), not once per unit; pair p's prepared query starts at prep_begin[p].
+  std::vector<int64_t> prep_begin(static_cast<size_t>(B * n_kv + 1), 0);
   for (int64_t b = 0; b < B; ++b) {
-    for (int64_t j = 0; j < shape.q_dim(); ++j) qs[b * shape.q_dim() + j] = q(b, j) * scale;
+    const int64_t floats = seqs[b].cache->PreparedQueryFloats(layer, group);
+    for (int h = 0; h < n_kv; ++h) prep_begin[b * n_kv + h + 1] = prep_begin[b * n_kv + h] + floats;
   }
+  std::vector<float> prepared(static_cast<size_t>(prep_begin.back()));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  pool.ParallelFor(B * n_kv, 1, [&](int64_t p0, int64_t p1, int) {
+    std::vector<float> qs(static_cast<size_t>(group) * hd);
+    for (int64_t pair = p0; pair < p1; ++pair) {
+      const int64_t b = pair / n_kv;
+      const float* src = q.Row(b) + (pair % n_kv) * group * hd;
+      for (size_t j = 0; j < qs.size(); ++j) qs[j] = src[j] * scale;
+      seqs[b].cache->PrepareQuery(layer, static_cast<int>(pair % n_kv), qs.data(), group,
+                                  prepared.data() + prep_begin[pair]);
+    }
+  });
   auto state = [&](int64_t u) {
     float* p = states.data() + u * unit_floats;
     return AttnState{p, p + group, p + 2 * group, group, hd};
@@ -73,8 +86,8 @@ void DecodeAttention(std::span<const DecodeSeq> seqs, int layer, ConstMat q, Mat
       const int64_t t0 = (u - unit_begin[pair]) * block;
       const int64_t t1 = std::min(seqs[b].n_ctx, t0 + block);
       const AttnState s = state(u);
-      const float* qg = qs.data() + b * shape.q_dim() + int64_t{h} * group * hd;
-      seqs[b].cache->AttendPartial(layer, h, qg, group, t0, t1, s.m, s.l, s.acc);
+      seqs[b].cache->AttendPartialPrepared(layer, h, prepared.data() + prep_begin[pair], group, t0,
+                                           t1, s.m, s.l, s.acc);
     }
   });
   // Merge each pair's units in block order and normalise.

@@ -1,5 +1,6 @@
 #include "kv/kv_cache.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "kv/cq_cache.h"
@@ -16,6 +17,10 @@ namespace cqkv {
 void KvCache::AttendPartial(int, int, const float*, int, int64_t, int64_t, float*, float*,
                             float*) const {
   Fail("kv cache {}: no partial (decode) attention for this format", format());
+}
+
+void KvCache::PrepareQuery(int, int, const float* q_group, int group, float* prepared) const {
+  std::copy_n(q_group, int64_t{group} * shape_.head_dim, prepared);
 }
 
 int64_t KvCache::ExactPrefillRows(int) const { return std::numeric_limits<int64_t>::max(); }

@@ -85,6 +85,20 @@ class KvCache {
   virtual void AttendPartial(int layer, int kv_head, const float* q_group, int group, int64_t t0,
                              int64_t t1, float* m, float* l, float* acc) const;
   virtual bool HasAttendPartial() const { return false; }
+  // Decode splits one query into many AttendPartial units (kv/decode_attention.h); formats that
+  // transform the query before scoring (a head rotation, a sketch projection) do it once per step
+  // here instead of once per unit. PrepareQuery writes PreparedQueryFloats(layer, group) floats
+  // for the q_group AttendPartial would take; AttendPartialPrepared on them gives bitwise what
+  // AttendPartial on q_group gives. Default: the identity (a copy) and AttendPartial.
+  virtual int64_t PreparedQueryFloats(int /*layer*/, int group) const {
+    return int64_t{group} * shape_.head_dim;
+  }
+  virtual void PrepareQuery(int layer, int kv_head, const float* q_group, int group,
+                            float* prepared) const;
+  virtual void AttendPartialPrepared(int layer, int kv_head, const float* prepared, int group,
+                                     int64_t t0, int64_t t1, float* m, float* l, float* acc) const {
+    AttendPartial(layer, kv_head, prepared, group, t0, t1, m, l, acc);
+  }
   // Writes tokens [t0, t0 + n) (< tokens(layer)) of kv head kvh of `part` as attention sees them,
   // (n, head_dim) row-major, in the model's space (keys after RoPE): what lets a composite
   // (kv/mixed_cache.h) score with one format's keys and sum another format's values. The

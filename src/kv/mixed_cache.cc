@@ -117,6 +117,27 @@ class MixedKvCache final : public KvCache {
     CausalAttention(shape_, Ops{k.data(), v.data(), head_floats, hd}, q, pos0, out, pool);
   }
 
+  // A layer whose keys and values share a sub-cache prepares the query as that sub-cache does;
+  // a split layer scores model-space rows (ReadRows), so takes the query as it is.
+  int64_t PreparedQueryFloats(int layer, int group) const override {
+    const LayerMap& lm = layers_[layer];
+    return lm.split() ? KvCache::PreparedQueryFloats(layer, group)
+                      : children_[lm.k_child]->PreparedQueryFloats(lm.k_local, group);
+  }
+  void PrepareQuery(int layer, int kv_head, const float* q_group, int group,
+                    float* prepared) const override {
+    const LayerMap& lm = layers_[layer];
+    if (lm.split()) return KvCache::PrepareQuery(layer, kv_head, q_group, group, prepared);
+    children_[lm.k_child]->PrepareQuery(lm.k_local, kv_head, q_group, group, prepared);
+  }
+  void AttendPartialPrepared(int layer, int kv_head, const float* prepared, int group, int64_t t0,
+                             int64_t t1, float* m, float* l, float* acc) const override {
+    const LayerMap& lm = layers_[layer];
+    if (lm.split()) return AttendPartial(layer, kv_head, prepared, group, t0, t1, m, l, acc);
+    children_[lm.k_child]->AttendPartialPrepared(lm.k_local, kv_head, prepared, group, t0, t1, m, l,
+                                                 acc);
+  }
+
   // Split layers: blocks of rows read into stack scratch (32 KiB each, as the quantised formats
   // do) and folded into one softmax state by the dense kernel.
   void AttendPartial(int layer, int kv_head, const float* q_group, int group, int64_t t0,

@@ -78,19 +78,31 @@ void QuantKvCache::RotateRows(int layer, const float* row, float* out) const {
   if (rotation_) rotation_->Forward(layer, out, shape_.n_kv_heads);
 }
 
+void QuantKvCache::PrepareQuery(int layer, int, const float* q_group, int group,
+                                float* prepared) const {
+  std::copy_n(q_group, int64_t{group} * shape_.head_dim, prepared);
+  if (rotation_) rotation_->Forward(layer, prepared, group);
+}
+
 void QuantKvCache::AttendPartial(int layer, int kv_head, const float* q_group, int group,
                                  int64_t t0, int64_t t1, float* m, float* l, float* acc) const {
+  if (!rotation_) {
+    AttendPartialPrepared(layer, kv_head, q_group, group, t0, t1, m, l, acc);
+    return;
+  }
+  std::vector<float> q_rot(static_cast<size_t>(group) * shape_.head_dim);
+  PrepareQuery(layer, kv_head, q_group, group, q_rot.data());
+  AttendPartialPrepared(layer, kv_head, q_rot.data(), group, t0, t1, m, l, acc);
+}
+
+void QuantKvCache::AttendPartialPrepared(int layer, int kv_head, const float* q_group, int group,
+                                         int64_t t0, int64_t t1, float* m, float* l,
+                                         float* acc) const {
   const int hd = shape_.head_dim;
   const AttnState s{m, l, acc, group, hd};
   ResetAttnState(s);
-  // Rotated rows: the group's queries are rotated once per call, the accumulator rotated back at
+  // Rotated rows: q_group is already rotated (PrepareQuery); the accumulator is rotated back at
   // the end (acc is linear in the values; m and l do not change under the rotation).
-  std::vector<float> q_rot;
-  if (rotation_) {
-    q_rot.assign(q_group, q_group + int64_t{group} * hd);
-    rotation_->Forward(layer, q_rot.data(), group);
-    q_group = q_rot.data();
-  }
   ForEachPageRange(t0, t1, shape_.page_tokens, [&](int64_t, int64_t b, int64_t e) {
     IntRowsView kr, vr;
     if (InPlaceRows(layer, KvPart::kKey, kv_head, b, &kr) &&

@@ -44,6 +44,12 @@ class QuantKvCache : public KvCache {
   void AttendPartial(int layer, int kv_head, const float* q_group, int group, int64_t t0,
                      int64_t t1, float* m, float* l, float* acc) const final;
   bool HasAttendPartial() const final { return true; }
+  // A rotated format's prepared query is the query rotated (decode rotates it once per step);
+  // AttendPartial rotates its own copy.
+  void PrepareQuery(int layer, int kv_head, const float* q_group, int group,
+                    float* prepared) const final;
+  void AttendPartialPrepared(int layer, int kv_head, const float* prepared, int group, int64_t t0,
+                             int64_t t1, float* m, float* l, float* acc) const final;
   // The per-head rotation rows are stored under (`int<B>-*:hadamard`), or null. Attend and
   // AttendPartial rotate the queries with it and rotate outputs back, so callers never see it.
   const HeadRotation* rotation() const { return rotation_.get(); }

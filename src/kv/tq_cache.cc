@@ -193,19 +193,36 @@ class TqCacheImpl final : public TqCache {
 
   bool HasAttendPartial() const override { return true; }
 
+  // Scores are taken in the rotated domain, (Rq).(R k) = q.k, and with :qjl the sketches need
+  // S(Rq): the prepared query is Rq (group, d), then S(Rq) (group, d) with :qjl.
+  int64_t PreparedQueryFloats(int, int group) const override {
+    return int64_t{group} * shape_.head_dim * (t_->qjl ? 2 : 1);
+  }
+  void PrepareQuery(int layer, int, const float* q_group, int group,
+                    float* prepared) const override {
+    const int64_t d = shape_.head_dim, n = group * d;
+    std::copy_n(q_group, n, prepared);
+    t_->rotation.Forward(layer, prepared, group);
+    if (!t_->qjl) return;
+    for (int h = 0; h < group; ++h) {
+      t_->sketch->Project(layer, prepared + h * d, prepared + n + h * d);
+    }
+  }
+
   void AttendPartial(int layer, int kvh, const float* q_group, int group, int64_t t0, int64_t t1,
                      float* m, float* l, float* acc) const override {
+    std::vector<float> prepared(static_cast<size_t>(PreparedQueryFloats(layer, group)));
+    PrepareQuery(layer, kvh, q_group, group, prepared.data());
+    AttendPartialPrepared(layer, kvh, prepared.data(), group, t0, t1, m, l, acc);
+  }
+
+  void AttendPartialPrepared(int layer, int kvh, const float* prepared, int group, int64_t t0,
+                             int64_t t1, float* m, float* l, float* acc) const override {
     const int d = shape_.head_dim;
     const AttnState s{m, l, acc, group, d};
     ResetAttnState(s);
-    // Scores in the rotated domain: (Rq).(R k) = q.k; with :qjl also S(Rq) for the sketches.
-    std::vector<float> qr(q_group, q_group + int64_t{group} * d), qs;
-    t_->rotation.Forward(layer, qr.data(), group);
-    if (t_->qjl) {
-      qs.resize(qr.size());
-      for (int h = 0; h < group; ++h)
-        t_->sketch->Project(layer, &qr[size_t(h) * d], &qs[size_t(h) * d]);
-    }
+    const float* qr = prepared;
+    const float* qs = prepared + int64_t{group} * d;  // :qjl only
     std::vector<float> k(size_t(kBlockRows) * d), v(k.size()), z(t_->qjl ? k.size() : 0),
         scores(size_t(group) * kBlockRows);
     for (int64_t b0 = t0; b0 < t1; b0 += kBlockRows) {
@@ -216,14 +233,14 @@ class TqCacheImpl final : public TqCache {
         DecodeRow(false, Row(layer, false, kvh, b0 + i), &v[size_t(i) * d], nullptr);
       }
       if (!t_->qjl) {
-        DenseAttendF32(qr.data(), k.data(), v.data(), d, n, s);
+        DenseAttendF32(qr, k.data(), v.data(), d, n, s);
         continue;
       }
       // score = <Rq, k_mse> + |r| sqrt(pi/2)/d <S Rq, z>: z rows already carry the scale.
       for (int h = 0; h < group; ++h) {
         for (int64_t i = 0; i < n; ++i) {
-          scores[size_t(h) * n + i] = Dot(&qr[size_t(h) * d], &k[size_t(i) * d], d) +
-                                      Dot(&qs[size_t(h) * d], &z[size_t(i) * d], d);
+          scores[size_t(h) * n + i] = Dot(qr + size_t(h) * d, &k[size_t(i) * d], d) +
+                                      Dot(qs + size_t(h) * d, &z[size_t(i) * d], d);
         }
       }
       SoftmaxBlock(s, scores.data(), n);

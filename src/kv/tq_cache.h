@@ -4,8 +4,9 @@
 // close to N(0, 1/d)), and every rotated coordinate is coded with the B-bit Lloyd-Max quantiser
 // of that density (kv/tq_lloyd_max.h). With `:qjl`, keys use B-1 such bits plus the 1-bit QJL
 // sketch of their residual with its fp16 norm (kv/tq_qjl.h), TurboQuant's unbiased inner-product
-// variant at the same B bits; values always use B bits. Attention rotates the query once per call,
-// scores and sums values in the rotated domain, and rotates the output back.
+// variant at the same B bits; values always use B bits. Attention rotates the query once per call
+// (decode: once per step, KvCache::PrepareQuery), scores and sums values in the rotated domain,
+// and rotates the output back.
 //
 // Page layout: per (layer, KV head) a key region then a value region of page_tokens rows each;
 // a key row is [codes (d*Bk bits) | QJL signs (d bits, :qjl) | fp16 |x| | fp16 |r| (:qjl)], a

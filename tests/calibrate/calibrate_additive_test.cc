@@ -5,17 +5,12 @@
 #include <cstring>
 
 #include "calibrate/calibrate.h"
+#include "calibrate/calibrate_testing.h"
 #include "quant/additive.h"
 #include "random_model.h"
 
 namespace cqkv {
 namespace {
-
-std::vector<int32_t> Tokens(int n, int vocab) {
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) t[i] = (i * 7 + i / 5) % vocab;
-  return t;
-}
 
 // Keys are the same k-means either way; values are additive: their tables are exactly the
 // expansions of the stored bases, and their objective is positive and, for this data, not below
@@ -24,13 +19,8 @@ std::vector<int32_t> Tokens(int n, int vocab) {
 TEST(CalibrateAdditive, ValuesAreAdditiveKeysUnchanged) {
   auto m = testing::MakeRandomModel(testing::SmallConfig(), 41, 0.3f);
   ThreadPool pool(2);
-  const auto tokens = Tokens(200, m->config.vocab_size);
-  CalibrationOptions opt;
-  opt.config = CqConfig::Parse("4c4b");
-  opt.fisher = true;
-  opt.keys = KeyPosition::kPreRope;
-  opt.n_seqs = 3;
-  opt.seq_len = 64;
+  const auto tokens = testing::Tokens(200, m->config.vocab_size);
+  CalibrationOptions opt = testing::SmallOptions(/*fisher=*/true, KeyPosition::kPreRope);
   const CodebookSet km = Calibrate(*m, tokens, opt, pool);
   opt.values = ValueKind::kAdditive;
   const CodebookSet add = Calibrate(*m, tokens, opt, pool);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "calibrate/calibrate_testing.h"
 #include "eval/perplexity.h"
 #include "loader/loader.h"
 #include "model/backward.h"
@@ -17,11 +18,7 @@
 namespace cqkv {
 namespace {
 
-std::vector<int32_t> Tokens(int n, int vocab) {
-  std::vector<int32_t> t(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) t[i] = (i * 7 + i / 5) % vocab;
-  return t;
-}
+using testing::Tokens;
 
 TEST(Calibrate, ProducesCompatibleCodebooksForBothKeyPositionsAndWeightings) {
   auto m = testing::MakeRandomModel(testing::SmallConfig(), 31, 0.3f);
@@ -29,12 +26,7 @@ TEST(Calibrate, ProducesCompatibleCodebooksForBothKeyPositionsAndWeightings) {
   const auto tokens = Tokens(200, m->config.vocab_size);
   for (bool fisher : {false, true}) {
     for (KeyPosition keys : {KeyPosition::kPostRope, KeyPosition::kPreRope}) {
-      CalibrationOptions opt;
-      opt.config = CqConfig::Parse("4c4b");
-      opt.fisher = fisher;
-      opt.keys = keys;
-      opt.n_seqs = 3;
-      opt.seq_len = 64;
+      const CalibrationOptions opt = testing::SmallOptions(fisher, keys);
       const CodebookSet set = Calibrate(*m, tokens, opt, pool);
       EXPECT_EQ(set.n_layers, m->config.n_layers);
       EXPECT_EQ(set.model_fingerprint, ModelFingerprint(*m));

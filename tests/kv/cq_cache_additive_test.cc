@@ -11,32 +11,26 @@
 
 #include "kernels/rope.h"
 #include "kv/cq_cache.h"
+#include "kv/cq_cache_testing.h"
 #include "kv/kv_testing.h"
 #include "quant/additive_codebook.h"
 #include "quant/codebook.h"
 #include "quant/kmeans.h"
+#include "sanitizer_testing.h"
 #include "util/error.h"
 
 namespace cqkv {
 namespace {
 
-// The row x (kv_dim) with each group replaced by its nearest centroid of (layer, kind).
-std::vector<float> Dequantise(const CodebookSet& cb, int layer, int kind, const float* x) {
-  const int c = cb.config.channels;
-  std::vector<float> out(static_cast<size_t>(cb.kv_dim()));
-  for (int g = 0; g < cb.n_groups(); ++g) {
-    const float* table = cb.Table(layer, kind, g);
-    int32_t code;
-    AssignNearestRef(ConstMat(x + g * c, 1, c), ConstMat(table, cb.config.n_centroids(), c), &code);
-    std::copy_n(table + code * c, c, out.begin() + g * c);
-  }
-  return out;
-}
+using testing::Dequantise;
+using testing::DequantisedKey;
 
-// 600 tokens (several 256-token pages and kernel blocks), then single-token decode steps and one
-// prefill block, against naive attention over the dequantised rows. 1e-5 relative: the cache
-// sums the same fp32 products in another order.
+// 600 tokens (several 256-token pages and kernel blocks; 520 under the sanitizers, still three
+// pages, the last partial), then single-token decode steps and one prefill block, against naive
+// attention over the dequantised rows. 1e-5 relative: the cache sums the same fp32 products in
+// another order.
 TEST(CqCacheAdditive, DecodeAndPrefillMatchDequantisedReference) {
+  const int64_t first_block = testing::kSanitized ? 520 : 600;
   for (const char* config : {"4c8b", "8c8b", "4c4b"}) {
     for (bool pre : {false, true}) {
       KvShape s = testing::TestShape(8, 2, 32, 1024);
@@ -51,7 +45,7 @@ TEST(CqCacheAdditive, DecodeAndPrefillMatchDequantisedReference) {
       const int kvd = s.kv_dim(), layer = 1;
       std::vector<float> ref_k, ref_v;
       int64_t pos = 0;
-      for (int64_t block : {600, 1, 1, 7}) {
+      for (int64_t block : {first_block, int64_t{1}, int64_t{1}, int64_t{7}}) {
         std::vector<float> k_pre(static_cast<size_t>(block * kvd)), v(k_pre.size()),
             q(static_cast<size_t>(block * s.q_dim()));
         for (auto& x : k_pre) x = nd(rng);
@@ -60,8 +54,8 @@ TEST(CqCacheAdditive, DecodeAndPrefillMatchDequantisedReference) {
         std::vector<float> k = k_pre;
         for (int64_t i = 0; i < block; ++i) {
           ApplyRope(k.data() + i * kvd, s.n_kv_heads, s.head_dim, pos + i, s.rope);
-          std::vector<float> dk = Dequantise(cb, layer, 0, (pre ? k_pre : k).data() + i * kvd);
-          if (pre) ApplyRope(dk.data(), s.n_kv_heads, s.head_dim, pos + i, s.rope);
+          const std::vector<float> dk = DequantisedKey(cb, s, layer, pre, pos + i,
+                                                       k_pre.data() + i * kvd, k.data() + i * kvd);
           const std::vector<float> dv = Dequantise(cb, layer, 1, v.data() + i * kvd);
           ref_k.insert(ref_k.end(), dk.begin(), dk.end());
           ref_v.insert(ref_v.end(), dv.begin(), dv.end());

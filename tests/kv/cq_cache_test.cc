@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/rope.h"
+#include "kv/cq_cache_testing.h"
 #include "kv/kv_testing.h"
 #include "quant/kmeans.h"
 #include "test_util.h"
@@ -29,19 +30,8 @@ KvShape Shape(int n_heads, int n_kv, int hd, int max_tokens) {
   return s;
 }
 
-// The dequantised row of `x` (kv_dim) under one (layer, kind) of `cb`: each group replaced by its
-// nearest centroid, found by the double-precision reference search.
-std::vector<float> Dequantise(const CodebookSet& cb, int layer, int kind, const float* x) {
-  const int c = cb.config.channels;
-  std::vector<float> out(static_cast<size_t>(cb.kv_dim()));
-  for (int g = 0; g < cb.n_groups(); ++g) {
-    const float* table = cb.Table(layer, kind, g);
-    int32_t code;
-    AssignNearestRef(ConstMat(x + g * c, 1, c), ConstMat(table, cb.config.n_centroids(), c), &code);
-    std::copy_n(table + code * c, c, out.begin() + g * c);
-  }
-  return out;
-}
+using testing::Dequantise;
+using testing::DequantisedKey;
 
 struct Case {
   const char* config;
@@ -77,11 +67,8 @@ TEST_P(CqCacheTest, MatchesDequantisedReference) {
     k = k_pre;
     for (int64_t i = 0; i < block; ++i) {
       ApplyRope(k.data() + i * kvd, s.n_kv_heads, s.head_dim, pos + i, s.rope);
-      std::vector<float> dk = Dequantise(cb, layer, 0, (pre ? k_pre : k).data() + i * kvd);
-      if (pre) {
-        ApplyRope(dk.data(), s.n_kv_heads, s.head_dim, pos + i, s.rope);
-      }
-      deq_k.push_back(dk);
+      deq_k.push_back(
+          DequantisedKey(cb, s, layer, pre, pos + i, k_pre.data() + i * kvd, k.data() + i * kvd));
       deq_v.push_back(Dequantise(cb, layer, 1, v.data() + i * kvd));
       std::vector<float> wk(kvd), wv(kvd);
       for (int c = 0; c < kvd; ++c) {
