@@ -242,7 +242,7 @@ HWY_INLINE void SubQ45_K(const uint8_t* b, int64_t e, int k, float d, float dmin
   const uint8_t* qp = b + (kFifth ? 48 : 16) + 32 * (k / 2);
   const uint8_t* qh = b + 16;
   s.template Sub<true>(e + 32 * k, 32, d * static_cast<float>(sc), -(dmin * static_cast<float>(m)),
-                       [qp, qh, k](int64_t j) HWY_ATTR {
+                       [=](int64_t j) HWY_ATTR {  // qh, k: Q5_K only
                          const DI di;
                          const VI bytes = LoadBytes(qp + j);
                          VI q = kHigh ? hn::ShiftRight<4>(bytes) : hn::And(bytes, hn::Set(di, 15));
