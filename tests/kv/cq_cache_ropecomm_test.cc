@@ -10,6 +10,7 @@
 
 #include "kernels/rope.h"
 #include "kv/cq_cache.h"
+#include "kv/cq_cache_testing.h"
 #include "kv/kv_spec.h"
 #include "kv/kv_testing.h"
 #include "quant/codebook.h"
@@ -20,18 +21,7 @@
 namespace cqkv {
 namespace {
 
-// The row x (kv_dim) with each group replaced by its nearest centroid of (layer, kind).
-std::vector<float> Dequantise(const CodebookSet& cb, int layer, int kind, const float* x) {
-  const int c = cb.config.channels;
-  std::vector<float> out(static_cast<size_t>(cb.kv_dim()));
-  for (int g = 0; g < cb.n_groups(); ++g) {
-    const float* table = cb.Table(layer, kind, g);
-    int32_t code;
-    AssignNearestRef(ConstMat(x + g * c, 1, c), ConstMat(table, cb.config.n_centroids(), c), &code);
-    std::copy_n(table + code * c, c, out.begin() + g * c);
-  }
-  return out;
-}
+using testing::Dequantise;
 
 // 2100 tokens (pages of 256, rope-comm blocks of 32 and a high step of 2048 crossed), then
 // decode steps and a prefill block, against naive attention over dequantised, rotated keys.
@@ -60,8 +50,8 @@ TEST(CqCacheRopeComm, DecodeAndPrefillMatchDequantisedReference) {
       std::vector<float> k = k_pre;
       for (int64_t i = 0; i < block; ++i) {
         ApplyRope(k.data() + i * kvd, s.n_kv_heads, s.head_dim, pos + i, s.rope);
-        std::vector<float> dk = Dequantise(cb, layer, 0, k_pre.data() + i * kvd);
-        ApplyRope(dk.data(), s.n_kv_heads, s.head_dim, pos + i, s.rope);
+        const std::vector<float> dk = testing::DequantisedKey(
+            cb, s, layer, /*pre=*/true, pos + i, k_pre.data() + i * kvd, k.data() + i * kvd);
         const std::vector<float> dv = Dequantise(cb, layer, 1, v.data() + i * kvd);
         ref_k.insert(ref_k.end(), dk.begin(), dk.end());
         ref_v.insert(ref_v.end(), dv.begin(), dv.end());

@@ -1,5 +1,6 @@
-// Reference rows shared by the CQ cache tests (cq_cache_test.cc, cq_cache_additive_test.cc): a
-// row as its codebooks dequantise it, found by the double-precision nearest-centroid search.
+// Reference rows shared by the CQ cache tests (cq_cache_test.cc, cq_cache_additive_test.cc,
+// cq_cache_ropecomm_test.cc): a row as its codebooks dequantise it, found by the
+// double-precision nearest-centroid search.
 #pragma once
 
 #include <algorithm>
