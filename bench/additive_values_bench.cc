@@ -7,57 +7,22 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
-#include <random>
 #include <vector>
 
+#include "cq_bench_head.h"
 #include "kernels/attn_cq.h"
 #include "kernels/attn_cq_values.h"
 
 namespace {
 
-constexpr int64_t kTokens = 4096;
-constexpr int kHeads = 4, kHeadDim = 128, kBits = 8;
-
-struct Head {
-  int c, groups;
-  std::vector<uint8_t> k_codes, v_codes;
-  std::vector<float> k_table, v_table, basis, q, m, l, acc;
-  cqkv::CqHeadView view;
-  explicit Head(int c_) : c(c_), groups(kHeadDim / c_) {
-    std::mt19937 rng(1);
-    std::normal_distribution<float> nd;
-    k_codes.resize(static_cast<size_t>(kTokens * groups));
-    v_codes.resize(k_codes.size());
-    for (auto& b : k_codes) b = static_cast<uint8_t>(rng());
-    for (auto& b : v_codes) b = static_cast<uint8_t>(rng());
-    k_table.resize(static_cast<size_t>(groups) * c * 256);
-    v_table.resize(k_table.size());
-    basis.resize(static_cast<size_t>(groups) * (kBits + 1) * c);
-    q.resize(kHeads * kHeadDim);
-    for (auto* v : {&k_table, &v_table, &basis, &q}) {
-      for (auto& x : *v) x = 0.1f * nd(rng);
-    }
-    m.resize(kHeads);
-    l.resize(kHeads);
-    acc.resize(kHeads * kHeadDim);
-    view.k_codes = k_codes.data();
-    view.v_codes = v_codes.data();
-    view.n_groups = groups;
-    view.groups = groups;
-    view.c = c;
-    view.bits = kBits;
-    view.k_table = k_table.data();
-    view.v_table = v_table.data();
-  }
-  cqkv::AttnState State() {
-    const cqkv::AttnState s{m.data(), l.data(), acc.data(), kHeads, kHeadDim};
-    cqkv::ResetAttnState(s);
-    return s;
-  }
-};
+using cqkv::bench::Head;
+using cqkv::bench::kHeadDim;
+using cqkv::bench::kHeads;
+using cqkv::bench::kTokens;
+constexpr int kBits = 8;
 
 void Run(benchmark::State& state, bool additive, bool values_only) {
-  Head h(static_cast<int>(state.range(0)));
+  Head h(static_cast<int>(state.range(0)), kBits);
   const cqkv::CqScoreFn zero = [](int64_t, int64_t n, float* sc) {
     std::fill_n(sc, kHeads * n, 0.0f);
   };
@@ -82,7 +47,7 @@ void BM_HistogramValuesOnly(benchmark::State& s) { Run(s, false, true); }
 void BM_AdditiveValuesOnly(benchmark::State& s) { Run(s, true, true); }
 
 void BM_BitSums(benchmark::State& state) {
-  Head h(static_cast<int>(state.range(0)));
+  Head h(static_cast<int>(state.range(0)), kBits);
   const int64_t row_bytes = h.groups * kBits / 8;
   std::vector<float> p(kHeads * 256, 0.5f), sums(kHeads * row_bytes * 8);
   for (auto _ : state) {
