@@ -238,12 +238,22 @@ KeyPosition ParseKeyPosition(const std::string& text) {
   Fail("key position '{}' must be 'pre-rope' or 'post-rope'", text);
 }
 
-const char* ValueKindName(ValueKind v) { return v == ValueKind::kAdditive ? "additive" : "kmeans"; }
+const char* ValueKindName(ValueKind v) {
+  switch (v) {
+    case ValueKind::kAdditive:
+      return "additive";
+    case ValueKind::kResidual:
+      return "residual";
+    default:
+      return "kmeans";
+  }
+}
 
 ValueKind ParseValueKind(const std::string& text) {
   if (text == "kmeans") return ValueKind::kKMeans;
   if (text == "additive") return ValueKind::kAdditive;
-  Fail("value kind '{}' must be 'kmeans' or 'additive'", text);
+  if (text == "residual") return ValueKind::kResidual;
+  Fail("value kind '{}' must be 'kmeans', 'additive' or 'residual'", text);
 }
 
 const char* KeyKindName(KeyKind k) { return k == KeyKind::kRopeComm ? "rope-comm" : "kmeans"; }

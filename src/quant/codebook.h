@@ -55,8 +55,10 @@ struct CodebookSet {
   std::vector<std::vector<float>> centroids;
   ValueKind values = ValueKind::kKMeans;
   // Only for additive values: [layer] (n_groups, b + 1, c), row 0 of a group its offset b0, row
-  // 1 + j its B_j. The V centroid tables are their expansions (ExpandAdditive), so every path
-  // that reads centroids works unchanged; the file stores both and checks they agree.
+  // 1 + j its B_j. For residual values: [layer] (n_groups, 2 * 2^(b/2), c), rows 0..2^(b/2)-1
+  // stage A (indexed by the code's high half), the next 2^(b/2) stage B (low half). The V centroid
+  // tables are their expansions (ExpandAdditive), so every path that reads centroids works
+  // unchanged; the file stores both and checks they agree.
   std::vector<std::vector<float>> value_basis;
   KeyKind key_kind = KeyKind::kKMeans;  // recorded from file version 3 on
   // k-means objective (weighted mean squared error per vector) per (layer * 2 + kind).
@@ -69,9 +71,13 @@ struct CodebookSet {
     return centroids[static_cast<size_t>(layer) * 2 + kind].data() +
            static_cast<size_t>(group) * config.n_centroids() * config.channels;
   }
+  // Rows of one group's value basis: b + 1 (additive) or 2 * 2^(b/2) (residual).
+  int value_basis_rows() const {
+    return values == ValueKind::kResidual ? 2 << (config.bits / 2) : config.bits + 1;
+  }
   const float* ValueBasis(int layer, int group) const {
     return value_basis[static_cast<size_t>(layer)].data() +
-           static_cast<size_t>(group) * (config.bits + 1) * config.channels;
+           static_cast<size_t>(group) * value_basis_rows() * config.channels;
   }
 };
 
