@@ -25,11 +25,12 @@ enum class KeyPosition { kPreRope, kPostRope };
 const char* KeyPositionName(KeyPosition p);  // "pre-rope" / "post-rope"
 KeyPosition ParseKeyPosition(const std::string& text);
 
-// How the value groups are represented: free k-means centroids, or additive binary codes (each
+// How the value groups are represented: free k-means centroids, additive binary codes (each
 // centroid is b0 plus the basis vectors its code's set bits select; quant/additive.h), whose
-// weighted sums are dense masked adds (kernels/attn_cq_values.h). Keys are always k-means.
-enum class ValueKind { kKMeans, kAdditive };
-const char* ValueKindName(ValueKind v);  // "kmeans" / "additive"
+// weighted sums are dense masked adds (kernels/attn_cq_values.h), or residual two-stage codes
+// (centroid = A[high half of the code] + B[low half]; quant/residual.h). Keys are always k-means.
+enum class ValueKind { kKMeans, kAdditive, kResidual };
+const char* ValueKindName(ValueKind v);  // "kmeans" / "additive" / "residual"
 ValueKind ParseValueKind(const std::string& text);
 
 // How the key groups are represented. kRopeComm (quant/rope_comm.h): pre-RoPE centroids over
