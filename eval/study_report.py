@@ -4,6 +4,8 @@ and one bits-vs-quality plot with every family (KL and perplexity change against
 import math
 import os
 
+import study_variants as sv
+
 
 def _bits(r):
     return r["kv_bits_per_channel"]
@@ -45,6 +47,8 @@ def _zeroshot_table(rows):
 
 
 def write(results, zeroshot, args):
+    variants = [r for r in results if sv.is_variant(r)]
+    results = [r for r in results if not sv.is_variant(r)]
     lines = ["# CQ study: KV-cache formats at equal bits per channel", "",
              f"`python3 eval/study.py --max-windows {args.max_windows} --recipe-tokens "
              f"{args.recipe_tokens} --limit {args.limit} --zeroshot-windows`; ctx 256, KL and top-1 agreement against "
@@ -59,6 +63,19 @@ def write(results, zeroshot, args):
             if rows:
                 lines += [f"## {model_name}, {data_name} ({rows[0]['windows']} windows, "
                           f"{rows[0]['tokens']} predicted tokens)", ""] + _ppl_table(rows) + [""]
+    for model_name, data_name in sorted({(r["model_name"], r["data_name"]) for r in variants}):
+        rows = [r for r in variants
+                if r["model_name"] == model_name and r["data_name"] == data_name]
+        lines += [f"## Attention variants (issue 14): {model_name}, {data_name} "
+                  f"({rows[0]['windows']} windows, decode mode `-b {rows[0]['batch']}`)", "",
+                  "Each row runs one token per step, so the variant's decode kernel computes every "
+                  "score and value sum. *vs exact* and *KL / exact*: against the recipe's exact "
+                  "k-means codebook (Fisher, pre-RoPE, "
+                  f"{args.recipe_tokens} tokens) of the same bits and fp16 window; *same file "
+                  "exact*: a fast-scan row against the exact kernel on its own codebook file. "
+                  f"Bar (issue 14): ppl at most +{100 * sv.PPL_BAR:.1f}% and KL at most "
+                  f"{sv.KL_BAR}x the exact row's.", ""]
+        lines += sv.table(rows, results, args.recipe_tokens) + [""]
     for model_name in sorted({r["model_name"] for r in zeroshot}):
         rows = [r for r in zeroshot if r["model_name"] == model_name]
         lines += [f"## {model_name}, zero-shot accuracy (%), first {rows[0]['limit']} items per "
