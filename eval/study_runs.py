@@ -83,9 +83,9 @@ class Runner:
     def perplexity(self, model_name, data_name, spec, cbs=(), may_run=True, batch=None):
         """Perplexity + KL vs fp32 of one format: the run's JSON, or None if it failed or is not
         cached and may_run is False. batch forces -b (1: decode mode, so the decode kernels
-        compute every score); a windowed run keeps its file name, any other gets a _b<N> suffix."""
+        compute every score) and names the run's file _b<N>, apart from the study's own rows."""
         window = sf.has_window(spec)
-        suffix = "" if batch is None or window else f"_b{batch}"
+        suffix = "" if batch is None else f"_b{batch}"
         out = os.path.join(self.runs_dir, f"{model_name}_{data_name}_{sf.tag(spec)}{suffix}.json")
         # A windowed run made before the per-query prefill fix, with -b 512, records no batch.
         r = self._cached(out, lambda r: r["windows"] == self.args.max_windows

@@ -42,6 +42,8 @@ def rows(model, recipe_tokens, runs_dir):
                 (_fam("exact, post-RoPE k-means"), p(post) + win, (post,), DECODE_BATCH),
                 (_fam("fast-scan keys"), p(post) + ":fs" + win, (post,), DECODE_BATCH),
                 (_fam("additive values"), p(add) + win, (add,), BATCH),
+                # The same sums by the decode kernel (bit-plane weights times basis vectors).
+                (_fam("additive values, decode kernel"), p(add) + win, (add,), DECODE_BATCH),
                 (_fam("additive values, fast-scan keys"), p(add_post) + ":fs" + win, (add_post,),
                  DECODE_BATCH),
                 (_fam("residual values"), p(res) + win, (res,), BATCH),
@@ -72,12 +74,12 @@ def reference(row, results, recipe_tokens):
                  and r["data_name"] == row["data_name"]), None)
 
 
-def same_file_exact(row, results):
-    """For a fast-scan row, the exact-kernel row on the same codebook file and window."""
+def same_file_exact(row, variants):
+    """For a fast-scan row, the exact-kernel variant row on the same codebook file and window."""
     if ":fs" not in row["format"]:
         return None
     want = row["format"].replace(":fs", "")
-    return next((r for r in results if is_variant(r) and r["format"] == want
+    return next((r for r in variants if r["format"] == want
                  and r["model_name"] == row["model_name"]
                  and r["data_name"] == row["data_name"]), None)
 
@@ -88,11 +90,11 @@ def table(rows_, results, recipe_tokens):
                  and r["model_name"] == rows_[0]["model_name"]
                  and r["data_name"] == rows_[0]["data_name"]), None)
     out = ["| format | variant | bits/channel | fp16 window | ppl | vs fp32 | vs exact | KL (nats) "
-           "| KL / exact | KL / same file exact | top-1 agree | meets bar |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| KL / exact | KL / same file exact | top-1 agree | -b | meets bar |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows_, key=lambda r: (-r["kv_bits_per_channel"], _window(r["format"]),
                                           r["family"])):
-        ref, same = reference(r, results, recipe_tokens), same_file_exact(r, results)
+        ref, same = reference(r, results, recipe_tokens), same_file_exact(r, rows_)
         dppl = f"{100 * (r['ppl'] / base - 1):+.2f}%" if base else ""
         vs_ref = f"{100 * (r['ppl'] / ref['ppl'] - 1):+.2f}%" if ref else ""
         kl_ref = f"{r['kld'] / ref['kld']:.2f}x" if ref else ""
@@ -102,5 +104,5 @@ def table(rows_, results, recipe_tokens):
         out.append(f"| {r['format']} | {r['family'][len(FAMILY_PREFIX):]} | "
                    f"{r['kv_bits_per_channel']:.3g} | {'32' if _window(r['format']) else '-'} | "
                    f"{r['ppl']:.3f} | {dppl} | {vs_ref} | {r['kld']:.4g} | {kl_ref} | {kl_same} | "
-                   f"{r['top1_agree']:.3f} | {meets} |")
+                   f"{r['top1_agree']:.3f} | {r.get('batch', 512)} | {meets} |")
     return out

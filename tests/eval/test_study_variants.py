@@ -42,8 +42,8 @@ class Names(unittest.TestCase):
     def test_rows(self):
         rows = sv.rows("cq-tiny", "128x256", "runs")
         specs = [spec for _, spec, _, _ in rows]
-        self.assertEqual(len(specs), len(set(specs)))
-        self.assertEqual(len({sf.tag(s) for s in specs}), len(specs))  # one cache file each
+        # One cache file each: the tag and the forced batch name it.
+        self.assertEqual(len({(sf.tag(s), b) for _, s, _, b in rows}), len(rows))
         for fam, spec, cbs, batch in rows:
             self.assertTrue(fam.startswith(sv.FAMILY_PREFIX))
             if ":fs" in spec:  # fast-scan keys exist for post-RoPE codebooks only, approximate
@@ -98,13 +98,17 @@ class Runs(unittest.TestCase):
             dump({"windows": 24, "batch": 1, "ppl": 2.0}, os.path.join(d, "cq-tiny_c4_x_b1.json"))
             self.assertEqual(
                 r.perplexity("cq-tiny", "c4", spec, may_run=False, batch=1)["ppl"], 2.0)
-            # A windowed run keeps its name; it is reused only when made with the batch asked.
-            dump({"windows": 24, "batch": 512, "ppl": 3.0},
+            # Windowed runs too: the study's own row is never taken for a forced-batch one.
+            dump({"windows": 24, "batch": 1, "ppl": 3.0},
                  os.path.join(d, "cq-tiny_c4_x_r32.json"))
             self.assertIsNone(r.perplexity("cq-tiny", "c4", spec + ":r32", may_run=False,
                                            batch=1))
             self.assertEqual(
                 r.perplexity("cq-tiny", "c4", spec + ":r32", may_run=False)["ppl"], 3.0)
+            dump({"windows": 24, "batch": 512, "ppl": 4.0},
+                 os.path.join(d, "cq-tiny_c4_x_r32_b1.json"))  # made with another batch
+            self.assertIsNone(r.perplexity("cq-tiny", "c4", spec + ":r32", may_run=False,
+                                           batch=1))
 
     def test_unknown_value_kind_skipped(self):
         with tempfile.TemporaryDirectory() as d:
