@@ -151,7 +151,7 @@ def plot_variants(variants, results, args):
     import matplotlib.ticker  # noqa: F401
     fams = sorted({r["family"] for r in variants})
     groups = [(b, w) for b in (2.0, 1.0) for w in (False, True)]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     width = 0.8 / max(1, len(fams))
     for j, (key, label, bar) in enumerate((
             ("kld", "KL / exact k-means recipe", sv.KL_BAR),
@@ -181,10 +181,10 @@ def plot_variants(variants, results, args):
                             for b, w in groups])
         ax.set_ylabel(label)
         ax.grid(True, axis="y", which="both", alpha=0.3)
-    axes[0].legend(fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
     fig.suptitle(f"issue 14 attention variants, {variants[0]['model_name']} on "
                  f"{variants[0]['data_name']} (dashed: the bar)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     png = os.path.join(args.out, "attention_variants.png")
     fig.savefig(png + ".tmp.png", dpi=100)
     os.replace(png + ".tmp.png", png)
