@@ -7,8 +7,9 @@ docs 0..1799), then runs `cqkv perplexity --kl-base fp32` for CQ and the integer
 Hadamard-rotated integer, TurboQuant-style and mixed-precision formats on WikiText-2 test and the
 C4 hold-out (docs 1800..1899), and `cqkv eval-tasks` for a zero-shot table. Issue 14's attention
 variants (study_variants.py: fast-scan keys, additive and residual values, rope-comm keys, 4-bit
-values) run on cq-tiny's C4 hold-out in decode mode, judged against the exact k-means recipe. Writes README.md,
-results.json, zeroshot.json and quality_vs_bits.png; FINDINGS.md is written by hand from them.
+values) run on cq-tiny's C4 hold-out (decode mode where the kernel approximates), judged
+against the exact k-means recipe. Writes README.md, results.json, zeroshot.json,
+quality_vs_bits.png and attention_variants.png; FINDINGS.md is written by hand from them.
 
 Every run is cached under OUT/runs (JSON beside the codebooks); rerun parts with --parts, --only,
 --skip, or redraw the report from the cache with --cached-only.

@@ -126,6 +126,30 @@ class Runs(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(d, "ran")))
             self.assertFalse(os.path.exists(cb.path(d)))
 
+    def test_known_value_kind_calibrated(self):
+        with tempfile.TemporaryDirectory() as d:
+            fake, argv = os.path.join(d, "cqkv"), os.path.join(d, "argv")
+            # Prints a --values line that knows residual; for calibrate, records its arguments
+            # and writes the -o file.
+            with open(fake, "w") as f:
+                f.write("#!/bin/sh\nfor a; do [ \"$a\" = --help ] && "
+                        "echo '  --values TEXT:{kmeans,additive,residual}=kmeans' && exit 0; done\n"
+                        f"echo \"$@\" > {argv}\n"
+                        "while [ $# -gt 0 ]; do [ \"$1\" = -o ] && touch \"$2\"; shift; done\n")
+            os.chmod(fake, 0o755)
+            cb = sf.Codebook("cq-tiny", "4c8b", True, "pre-rope", "128x256", "residual")
+            self.assertTrue(self.runner(d, fake).calibrate(cb))
+            with open(argv) as f:
+                args = f.read().split()
+            self.assertIn("--values", args)
+            self.assertEqual(args[args.index("--values") + 1], "residual")
+            self.assertTrue(os.path.exists(cb.path(d)))
+            # k-means codebooks pass no --values, so binaries from before the flag still work.
+            km = sf.Codebook("cq-tiny", "2c4b", True, "pre-rope", "128x256")
+            self.assertTrue(self.runner(d, fake).calibrate(km))
+            with open(argv) as f:
+                self.assertNotIn("--values", f.read().split())
+
 
 if __name__ == "__main__":
     unittest.main()
