@@ -5,8 +5,11 @@ Calibrates CQ codebooks on C4 documents that are not evaluation text (the first 
 docs 0..399 with 16 x 256 tokens, and the default recipe: Fisher, pre-RoPE keys, 128 x 256 tokens of
 docs 0..1799), then runs `cqkv perplexity --kl-base fp32` for CQ and the integer, NormalFloat, KIVI,
 Hadamard-rotated integer, TurboQuant-style and mixed-precision formats on WikiText-2 test and the
-C4 hold-out (docs 1800..1899), and `cqkv eval-tasks` for a zero-shot table. Writes README.md,
-results.json, zeroshot.json and quality_vs_bits.png; FINDINGS.md is written by hand from them.
+C4 hold-out (docs 1800..1899), and `cqkv eval-tasks` for a zero-shot table. Issue 14's attention
+variants (study_variants.py: fast-scan keys, additive and residual values, rope-comm keys, 4-bit
+values) run on cq-tiny's C4 hold-out (decode mode where the kernel approximates), judged
+against the exact k-means recipe. Writes README.md, results.json, zeroshot.json,
+quality_vs_bits.png and attention_variants.png; FINDINGS.md is written by hand from them.
 
 Every run is cached under OUT/runs (JSON beside the codebooks); rerun parts with --parts, --only,
 --skip, or redraw the report from the cache with --cached-only.
@@ -28,6 +31,7 @@ if __name__ == "__main__" and "numpy" not in sys.modules:
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import study_formats as sf  # noqa: E402
 import study_report  # noqa: E402
+import study_variants as sv  # noqa: E402
 from study_runs import Runner  # noqa: E402
 
 
@@ -114,10 +118,14 @@ def main():
         if model_name not in sf.MODELS:
             sys.exit(f"study: unknown --models entry '{model_name}' (known: {', '.join(sf.MODELS)})")
         for data_name in args.data.split(","):
-            for family, spec, cbs in ppl_formats(model_name, args, runs_dir):
+            rows = [(fam, spec, cbs, None)
+                    for fam, spec, cbs in ppl_formats(model_name, args, runs_dir)]
+            if (model_name, data_name) == sv.PROTOCOL:
+                rows += sv.rows(model_name, args.recipe_tokens, runs_dir)
+            for family, spec, cbs, batch in rows:
                 if not selected(args, spec):
                     continue
-                r = runner.perplexity(model_name, data_name, spec, cbs,
+                r = runner.perplexity(model_name, data_name, spec, cbs, batch=batch,
                                       may_run="ppl" in parts and not args.cached_only)
                 if r is not None:
                     r.update({"model_name": model_name, "data_name": data_name,

@@ -23,15 +23,19 @@ ZEROSHOT_TASKS = "piqa,arc_easy,arc_challenge,winogrande,hellaswag,boolq,copa,op
 
 
 class Codebook:
-    """One calibration: CQ config, Fisher or uniform k-means, key side, calibration tokens."""
+    """One calibration: CQ config, Fisher or uniform k-means, key side, calibration tokens, value
+    codebook kind (`cqkv calibrate --values`: kmeans, additive, residual)."""
 
-    def __init__(self, model, cfg, fisher, keys, tokens):
+    def __init__(self, model, cfg, fisher, keys, tokens, values="kmeans"):
         self.model, self.cfg, self.fisher, self.keys, self.tokens = model, cfg, fisher, keys, tokens
+        self.values = values
 
     @property
     def name(self):
-        # The 16 x 256 grid keeps the first study's file names, so its cached runs stay valid.
+        # The 16 x 256 grid keeps the first study's file names, so its cached runs stay valid;
+        # k-means values add nothing to the name for the same reason.
         suffix = "" if self.tokens == "16x256" else "_" + self.tokens
+        suffix += "" if self.values == "kmeans" else "_" + self.values
         return (f"{self.model}_{self.cfg}_{'fisher' if self.fisher else 'uniform'}_{self.keys}"
                 f"{suffix}")
 
@@ -42,7 +46,8 @@ class Codebook:
     @property
     def family(self):
         return (f"CQ {'fisher' if self.fisher else 'uniform'} {self.keys}"
-                + ("" if self.tokens == "16x256" else f" {self.tokens}"))
+                + ("" if self.tokens == "16x256" else f" {self.tokens}")
+                + ("" if self.values == "kmeans" else f" {self.values} values"))
 
     def path(self, runs_dir):
         return os.path.join(runs_dir, self.name + ".cqcb")

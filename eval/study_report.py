@@ -4,6 +4,8 @@ and one bits-vs-quality plot with every family (KL and perplexity change against
 import math
 import os
 
+import study_variants as sv
+
 
 def _bits(r):
     return r["kv_bits_per_channel"]
@@ -45,6 +47,8 @@ def _zeroshot_table(rows):
 
 
 def write(results, zeroshot, args):
+    variants = [r for r in results if sv.is_variant(r)]
+    results = [r for r in results if not sv.is_variant(r)]
     lines = ["# CQ study: KV-cache formats at equal bits per channel", "",
              f"`python3 eval/study.py --max-windows {args.max_windows} --recipe-tokens "
              f"{args.recipe_tokens} --limit {args.limit} --zeroshot-windows`; ctx 256, KL and top-1 agreement against "
@@ -59,6 +63,23 @@ def write(results, zeroshot, args):
             if rows:
                 lines += [f"## {model_name}, {data_name} ({rows[0]['windows']} windows, "
                           f"{rows[0]['tokens']} predicted tokens)", ""] + _ppl_table(rows) + [""]
+    for model_name, data_name in sorted({(r["model_name"], r["data_name"]) for r in variants}):
+        rows = [r for r in variants
+                if r["model_name"] == model_name and r["data_name"] == data_name]
+        lines += [f"## Attention variants (issue 14): {model_name}, {data_name} "
+                  f"({rows[0]['windows']} windows)", "",
+                  "`-b 1`: decode mode, one token per step, so the decode kernel computes every "
+                  "score and value sum (prefill reads dequantised rows); used wherever the kernel "
+                  "approximates (fast-scan scores) or is the row's point (rope-comm keys, and the "
+                  "exact post-RoPE rows the fast-scan ones pair with). "
+                  "*vs exact* and *KL / exact*: against the recipe's exact "
+                  "k-means codebook (Fisher, pre-RoPE, "
+                  f"{args.recipe_tokens} tokens) of the same bits and fp16 window; *same file "
+                  "exact*: a fast-scan row against the exact kernel on its own codebook file. "
+                  f"Bar (issue 14): ppl at most +{100 * sv.PPL_BAR:.1f}% and KL at most "
+                  f"{sv.KL_BAR}x the exact row's.", ""]
+        lines += sv.table(rows, results, args.recipe_tokens) + [""]
+        lines += ["![attention variants](attention_variants.png)", ""]
     for model_name in sorted({r["model_name"] for r in zeroshot}):
         rows = [r for r in zeroshot if r["model_name"] == model_name]
         lines += [f"## {model_name}, zero-shot accuracy (%), first {rows[0]['limit']} items per "
@@ -72,6 +93,8 @@ def write(results, zeroshot, args):
     os.replace(md + ".tmp", md)
     if results:
         plot(results, args)
+    if variants:
+        plot_variants(variants, results, args)
 
 
 def plot(results, args):
@@ -115,5 +138,53 @@ def plot(results, args):
                fontsize=8)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     png = os.path.join(args.out, "quality_vs_bits.png")
+    fig.savefig(png + ".tmp.png", dpi=100)
+    os.replace(png + ".tmp.png", png)
+
+
+def plot_variants(variants, results, args):
+    """Issue 14's bar per variant: KL and perplexity against the exact recipe row of the same bits
+    and window (the variants sit at 1 and 2 bits only, so the bits-sweep plot would hide them)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
+    fams = sorted({r["family"] for r in variants})
+    groups = [(b, w) for b in (2.0, 1.0) for w in (False, True)]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    width = 0.8 / max(1, len(fams))
+    for j, (key, label, bar) in enumerate((
+            ("kld", "KL / exact k-means recipe", sv.KL_BAR),
+            ("ppl", "perplexity vs exact k-means recipe (%)", 100 * sv.PPL_BAR))):
+        ax = axes[j]
+        for i, fam in enumerate(fams):
+            xs, ys = [], []
+            for g, (bits, win) in enumerate(groups):
+                r = next((r for r in variants if r["family"] == fam
+                          and r["kv_bits_per_channel"] == bits and (":r32" in r["format"]) == win),
+                         None)
+                ref = sv.reference(r, results, args.recipe_tokens) if r else None
+                if ref:
+                    xs.append(g + (i - (len(fams) - 1) / 2) * width)
+                    ys.append(r["kld"] / ref["kld"] if key == "kld"
+                              else 100 * (r["ppl"] / ref["ppl"] - 1))
+            ax.bar(xs, ys, width, label=fam[len(sv.FAMILY_PREFIX):],
+                   color=plt.cm.tab10(i % 10))
+        ax.axhline(bar, color="r", lw=1, ls="--")
+        ax.axhline(1 if key == "kld" else 0, color="k", lw=0.8)
+        if key == "kld":
+            ax.set_yscale("log")
+            for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                axis(matplotlib.ticker.FormatStrFormatter("%.3g"))
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{b:g} bit{'s' if b > 1 else ''}" + (" + r32" if w else "")
+                            for b, w in groups])
+        ax.set_ylabel(label)
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
+    fig.suptitle(f"issue 14 attention variants, {variants[0]['model_name']} on "
+                 f"{variants[0]['data_name']} (dashed: the bar)")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    png = os.path.join(args.out, "attention_variants.png")
     fig.savefig(png + ".tmp.png", dpi=100)
     os.replace(png + ".tmp.png", png)

@@ -16,6 +16,20 @@ import study_formats as sf
 class Runner:
     def __init__(self, args, runs_dir, log):
         self.args, self.runs_dir, self.log = args, runs_dir, log
+        self._value_kinds = None  # what `cqkv calibrate --values` accepts, read once
+        self._skipped = set()  # codebooks already reported as not calibratable by this binary
+
+    def knows_values(self, kind):
+        """True when the cqkv binary can calibrate value codebooks of this kind (residual values
+        arrive after the binary the study may be run with)."""
+        if kind == "kmeans":
+            return True
+        if self._value_kinds is None:
+            p = subprocess.run([self.args.cqkv, "calibrate", "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+            line = next((x for x in p.stdout.splitlines() if "--values" in x), "")
+            self._value_kinds = line
+        return kind in self._value_kinds
 
     def _run(self, cmd):
         self.log.write("$ " + " ".join(cmd) + "\n")
@@ -40,12 +54,22 @@ class Runner:
         path = cb.path(self.runs_dir)
         if os.path.exists(path):
             return True
+        if not self.knows_values(cb.values):
+            if cb.name in self._skipped:
+                return False
+            self._skipped.add(cb.name)
+            print(f"[{cb.model}] skipping {cb.name}: {self.args.cqkv} does not know "
+                  f"`calibrate --values {cb.values}` yet (rebuild it from a tree that does)",
+                  file=sys.stderr, flush=True)
+            return False
         cmd = [self.args.cqkv, "calibrate", "-q"] + self.model_args(cb.model) + [
             "--data", os.path.join(self.args.shared, cb.data), "--config", cb.cfg, "--tokens",
             cb.tokens, "--keys", cb.keys, "--in-memory", "-o", path,
             "--json", os.path.join(self.runs_dir, cb.name + ".calib.json")]
         if cb.fisher:
             cmd.append("--fisher")
+        if cb.values != "kmeans":  # older binaries have no --values: k-means runs do not pass it
+            cmd += ["--values", cb.values]
         print(f"[{cb.model}] calibrating {cb.name}", file=sys.stderr, flush=True)
         return self._run(cmd)
 
@@ -56,19 +80,23 @@ class Runner:
         r = json.load(open(path))
         return r if valid(r) else None
 
-    def perplexity(self, model_name, data_name, spec, cbs=(), may_run=True):
+    def perplexity(self, model_name, data_name, spec, cbs=(), may_run=True, batch=None):
         """Perplexity + KL vs fp32 of one format: the run's JSON, or None if it failed or is not
-        cached and may_run is False."""
-        out = os.path.join(self.runs_dir, f"{model_name}_{data_name}_{sf.tag(spec)}.json")
+        cached and may_run is False. batch forces -b (1: decode mode, so the decode kernels
+        compute every score) and names the run's file _b<N>, apart from the study's own rows."""
         window = sf.has_window(spec)
+        suffix = "" if batch is None else f"_b{batch}"
+        out = os.path.join(self.runs_dir, f"{model_name}_{data_name}_{sf.tag(spec)}{suffix}.json")
         # A windowed run made before the per-query prefill fix, with -b 512, records no batch.
         r = self._cached(out, lambda r: r["windows"] == self.args.max_windows
-                         and (not window or "batch" in r))
+                         and (not window or "batch" in r)
+                         and (batch is None or r.get("batch") == batch))
         if r is not None:
             return r
         if not may_run or not all(self.calibrate(cb) for cb in cbs):
             return None
-        batch = self.args.window_batch if window else 512
+        if batch is None:
+            batch = self.args.window_batch if window else 512
         ctx = sf.MODELS[model_name][2]
         cmd = [self.args.cqkv, "perplexity", "-q"] + self.model_args(model_name) + [
             "--data", os.path.join(self.args.shared, sf.DATA[data_name]), "--ctx", str(ctx),
