@@ -159,20 +159,8 @@ TEST(Codebook, SaveRejectsInconsistentSets) {
 
 // A set with additive values: random bases, V tables their expansions.
 CodebookSet AdditiveSet(CqConfig cfg, int n_layers, int n_kv_heads, int head_dim, uint64_t seed) {
-  CodebookSet s = RandomSet(cfg, n_layers, n_kv_heads, head_dim, seed);
-  s.values = ValueKind::kAdditive;
-  std::mt19937 rng(static_cast<uint32_t>(seed) + 1);
-  std::normal_distribution<float> nd;
-  const int per_basis = (cfg.bits + 1) * cfg.channels, per_table = cfg.n_centroids() * cfg.channels;
-  for (int l = 0; l < n_layers; ++l) {
-    s.value_basis.emplace_back(static_cast<size_t>(s.n_groups()) * per_basis);
-    for (auto& v : s.value_basis.back()) v = nd(rng);
-    for (int g = 0; g < s.n_groups(); ++g) {
-      ExpandAdditive(s.value_basis[l].data() + g * per_basis, cfg.bits, cfg.channels,
-                     s.centroids[2 * l + 1].data() + g * per_table);
-    }
-  }
-  return s;
+  return testing::RandomValueBasisSet(cfg, n_layers, n_kv_heads, head_dim, seed,
+                                      ValueKind::kAdditive, ExpandAdditive);
 }
 
 TEST(Codebook, AdditiveValuesRoundTrip) {

@@ -38,6 +38,28 @@ inline CodebookSet RandomSet(CqConfig cfg, int n_layers, int n_kv_heads, int hea
   return s;
 }
 
+// RandomSet with `kind` values (additive or residual): random bases, the V tables their
+// expansions by `expand` (ExpandAdditive or ExpandResidual).
+inline CodebookSet RandomValueBasisSet(CqConfig cfg, int n_layers, int n_kv_heads, int head_dim,
+                                       uint64_t seed, ValueKind kind,
+                                       void (*expand)(const float*, int, int, float*)) {
+  CodebookSet s = RandomSet(cfg, n_layers, n_kv_heads, head_dim, seed);
+  s.values = kind;
+  std::mt19937 rng(static_cast<uint32_t>(seed) + 1);
+  std::normal_distribution<float> nd;
+  const int per_basis = s.value_basis_rows() * cfg.channels;
+  const int per_table = cfg.n_centroids() * cfg.channels;
+  for (int l = 0; l < n_layers; ++l) {
+    s.value_basis.emplace_back(static_cast<size_t>(s.n_groups()) * per_basis);
+    for (auto& v : s.value_basis.back()) v = nd(rng);
+    for (int g = 0; g < s.n_groups(); ++g) {
+      expand(s.value_basis[l].data() + g * per_basis, cfg.bits, cfg.channels,
+             s.centroids[2 * l + 1].data() + g * per_table);
+    }
+  }
+  return s;
+}
+
 inline std::string TempPath(const std::string& name) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   return (std::filesystem::temp_directory_path() /
