@@ -1,10 +1,25 @@
 #include "quant/residual_codebook.h"
 
 #include <algorithm>
+#include <cmath>
+#include <random>
 
 #include "util/error.h"
 
 namespace cqkv {
+namespace {
+
+float* GroupStages(CodebookSet& set, int layer, int group) {
+  return set.value_basis[static_cast<size_t>(layer)].data() +
+         static_cast<int64_t>(group) * set.value_basis_rows() * set.config.channels;
+}
+
+float* GroupTable(CodebookSet& set, int layer, int group) {
+  return set.centroids[static_cast<size_t>(layer) * 2 + 1].data() +
+         static_cast<int64_t>(group) * set.config.n_centroids() * set.config.channels;
+}
+
+}  // namespace
 
 void InitResidualValues(CodebookSet& set) {
   CQKV_CHECK(set.config.bits % 2 == 0 && set.config.bits <= 12,
@@ -25,14 +40,23 @@ double FitResidualValueGroup(ConstMat x, std::span<const float> weights,
              "residual values: fit of {} bits x {} channels into a {} set of {}", params.bits,
              x.cols, ValueKindName(set.values), set.config.Name());
   const ResidualResult r = FitResidual(x, weights, params);
-  const size_t c = set.config.channels;
-  std::copy(r.stages.begin(), r.stages.end(),
-            set.value_basis[static_cast<size_t>(layer)].begin() +
-                static_cast<int64_t>(group) * set.value_basis_rows() * c);
+  std::copy(r.stages.begin(), r.stages.end(), GroupStages(set, layer, group));
   ExpandResidual(r.stages.data(), set.config.bits, set.config.channels,
-                 set.centroids[static_cast<size_t>(layer) * 2 + 1].data() +
-                     static_cast<size_t>(group) * set.config.n_centroids() * c);
+                 GroupTable(set, layer, group));
   return r.objective;
+}
+
+void RandomResidualValues(CodebookSet& set, uint64_t seed) {
+  InitResidualValues(set);
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.0f, std::sqrt(0.5f));
+  for (int l = 0; l < set.n_layers; ++l) {
+    for (float& v : set.value_basis[l]) v = nd(rng);
+    for (int g = 0; g < set.n_groups(); ++g) {
+      ExpandResidual(GroupStages(set, l, g), set.config.bits, set.config.channels,
+                     GroupTable(set, l, g));
+    }
+  }
 }
 
 }  // namespace cqkv

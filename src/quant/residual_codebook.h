@@ -2,6 +2,7 @@
 // become their expansions, so every path that reads centroids works unchanged).
 #pragma once
 
+#include <cstdint>
 #include <span>
 
 #include "quant/codebook.h"
@@ -19,5 +20,9 @@ void InitResidualValues(CodebookSet& set);
 // writes them and their expanded centroid table into `set` and returns the objective.
 double FitResidualValueGroup(ConstMat x, std::span<const float> weights,
                              const ResidualParams& params, CodebookSet& set, int layer, int group);
+
+// InitResidualValues, then N(0, 1/2) stages (so A[i] + B[j] has unit variance per channel) and
+// their expansions: random residual values for benchmarks and tests.
+void RandomResidualValues(CodebookSet& set, uint64_t seed);
 
 }  // namespace cqkv

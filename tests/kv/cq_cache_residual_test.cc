@@ -9,28 +9,12 @@
 #include "kv/cq_cache.h"
 #include "kv/kv_testing.h"
 #include "quant/codebook.h"
-#include "quant/residual.h"
 #include "quant/residual_codebook.h"
 #include "test_util.h"
 #include "util/error.h"
 
 namespace cqkv {
 namespace {
-
-// Random stages per value group, the V tables their expansions.
-void RandomResidualValues(CodebookSet& cb, uint64_t seed) {
-  InitResidualValues(cb);
-  std::mt19937 rng(static_cast<uint32_t>(seed));
-  std::normal_distribution<float> nd;
-  const int c = cb.config.channels, rows = cb.value_basis_rows();
-  for (int l = 0; l < cb.n_layers; ++l) {
-    for (float& v : cb.value_basis[l]) v = nd(rng);
-    for (int g = 0; g < cb.n_groups(); ++g) {
-      ExpandResidual(cb.value_basis[l].data() + int64_t{g} * rows * c, cb.config.bits, c,
-                     cb.centroids[2 * l + 1].data() + int64_t{g} * cb.config.n_centroids() * c);
-    }
-  }
-}
 
 // Decode (one query) and prefill (a block of queries) over 600 tokens, pre- and post-RoPE keys,
 // 8-bit and 4-bit codes: every output float equal to the k-means cache's.
