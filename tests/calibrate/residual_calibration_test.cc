@@ -1,10 +1,13 @@
 // Calibrate with --values residual: the hook into quant/residual_codebook.h.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "calibrate/calibrate.h"
 #include "calibrate/calibrate_testing.h"
+#include "eval/perplexity.h"
 #include "quant/residual.h"
 #include "random_model.h"
 #include "test_util.h"
@@ -43,6 +46,37 @@ TEST(CalibrateResidual, ValuesAreResidualKeysUnchanged) {
   const CodebookSet spilled = Calibrate(*m, tokens, opt, pool);
   EXPECT_EQ(spilled.value_basis, res.value_basis);
   EXPECT_EQ(spilled.centroids, res.centroids);
+}
+
+// End to end through a model: perplexity with residual values decodes on the exact path from the
+// expanded tables, so it equals, bit for bit, perplexity with the same tables saved as k-means
+// values (with and without an fp16 window).
+TEST(CalibrateResidual, PerplexityEqualsKMeansWithTheExpandedTables) {
+  auto m = testing::MakeRandomModel(testing::SmallConfig(), 41, 0.3f);
+  ThreadPool pool(2);
+  const auto tokens = testing::Tokens(200, m->config.vocab_size);
+  CalibrationOptions opt = testing::SmallOptions(/*fisher=*/true, KeyPosition::kPreRope);
+  opt.values = ValueKind::kResidual;
+  CodebookSet set = Calibrate(*m, tokens, opt, pool);
+  const std::string res = ::testing::TempDir() + "/cqkv_residual_e2e.cqcb";
+  const std::string km = ::testing::TempDir() + "/cqkv_residual_e2e_as_kmeans.cqcb";
+  SaveCodebooks(set, res);
+  set.values = ValueKind::kKMeans;
+  set.value_basis.clear();
+  SaveCodebooks(set, km);
+  for (const char* window : {"", ":r8"}) {
+    PerplexityOptions p;
+    p.ctx = 64;
+    p.max_windows = 2;
+    p.kv = "cq:" + res + window;
+    const PerplexityResult a = EvalPerplexity(*m, tokens, p, pool);
+    p.kv = "cq:" + km + window;
+    const PerplexityResult b = EvalPerplexity(*m, tokens, p, pool);
+    EXPECT_EQ(a.nll, b.nll) << window;
+    EXPECT_GT(a.nll, 0.0);
+  }
+  std::remove(res.c_str());
+  std::remove(km.c_str());
 }
 
 // An odd code size cannot be split into two stages: refused before the model runs.
