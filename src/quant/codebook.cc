@@ -7,8 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "quant/additive.h"
-#include "quant/residual.h"
+#include "quant/value_basis.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/escape.h"
@@ -62,15 +61,6 @@ uint64_t TableFloats(const CodebookSet& s) {
 // Floats in one layer's value bases (additive or residual values).
 uint64_t BasisFloats(const CodebookSet& s) {
   return static_cast<uint64_t>(s.n_groups()) * s.value_basis_rows() * s.config.channels;
-}
-
-// The centroid table a group's value basis expands to (additive or residual values).
-void ExpandValueBasis(const CodebookSet& s, const float* basis, float* centroids) {
-  if (s.values == ValueKind::kResidual) {
-    ExpandResidual(basis, s.config.bits, s.config.channels, centroids);
-  } else {
-    ExpandAdditive(basis, s.config.bits, s.config.channels, centroids);
-  }
 }
 
 // Header-level consistency shared by Save and Load (`what` prefixes the message).
@@ -407,7 +397,7 @@ CodebookSet LoadCodebooks(const std::string& path) {
       for (float v : b) CQKV_CHECK(std::isfinite(v), "{}: non-finite value basis", what);
       // The kernels sum bases, the other paths read centroids: both must be the same values.
       for (int g = 0; g < s.n_groups(); ++g) {
-        ExpandValueBasis(s, s.ValueBasis(l, g), expanded.data());
+        ExpandValueBasis(s.values, s.config.bits, c, s.ValueBasis(l, g), expanded.data());
         CQKV_CHECK(std::memcmp(expanded.data(), s.Table(l, 1, g), expanded.size() * 4) == 0,
                    "{}: layer {} group {}: value centroids are not the expansion of the {} value "
                    "basis",
