@@ -284,32 +284,22 @@ def main():
          "max_completion_tokens": 16, "stop": "x", "stream": False}).encode())
 
     if a.cqkv:
+        # Codebook seeds of every kind the format records: k-means (version 2), additive and
+        # residual value bases (quant/additive_codebook.h, residual_codebook.h), rope-comm keys
+        # (version 3, quant/rope_comm.h).
+        kinds = [("", []), ("-additive", ["--values", "additive"]),
+                 ("-residual", ["--values", "residual"]),
+                 ("-ropecomm", ["--fisher", "--keys", "rope-comm"])]
         with tempfile.TemporaryDirectory() as tmp:
-            book = os.path.join(tmp, "stories260K-2c2b.cqcb")
-            subprocess.run([a.cqkv, "calibrate", "-q", "-t", "1",
-                            "-m", sh("models/stories260K/model.bin"),
-                            "--data", sh("data/c4/c4_validation_1900.jsonl") + ":0:4",
-                            "--config", "2c2b", "--tokens", "2x32", "--iters", "5", "-o", book],
-                           check=True, stdout=subprocess.DEVNULL)
-            shutil.copy(book, os.path.join(a.out, "codebook"))
-            # A version-2 file with additive value bases (quant/additive_codebook.h).
-            book = os.path.join(tmp, "stories260K-2c2b-additive.cqcb")
-            subprocess.run([a.cqkv, "calibrate", "-q", "-t", "1",
-                            "-m", sh("models/stories260K/model.bin"),
-                            "--data", sh("data/c4/c4_validation_1900.jsonl") + ":0:4",
-                            "--config", "2c2b", "--tokens", "2x32", "--iters", "5",
-                            "--values", "additive", "-o", book],
-                           check=True, stdout=subprocess.DEVNULL)
-            shutil.copy(book, os.path.join(a.out, "codebook"))
-            # A version-3 file recording rope-comm keys (quant/rope_comm.h).
-            book = os.path.join(tmp, "stories260K-2c2b-ropecomm.cqcb")
-            subprocess.run([a.cqkv, "calibrate", "-q", "-t", "1",
-                            "-m", sh("models/stories260K/model.bin"),
-                            "--data", sh("data/c4/c4_validation_1900.jsonl") + ":0:4",
-                            "--config", "2c2b", "--tokens", "2x32", "--iters", "5", "--fisher",
-                            "--keys", "rope-comm", "-o", book],
-                           check=True, stdout=subprocess.DEVNULL)
-            shutil.copy(book, os.path.join(a.out, "codebook"))
+            for suffix, extra in kinds:
+                book = os.path.join(tmp, "stories260K-2c2b" + suffix + ".cqcb")
+                subprocess.run([a.cqkv, "calibrate", "-q", "-t", "1",
+                                "-m", sh("models/stories260K/model.bin"),
+                                "--data", sh("data/c4/c4_validation_1900.jsonl") + ":0:4",
+                                "--config", "2c2b", "--tokens", "2x32", "--iters", "5",
+                                *extra, "-o", book],
+                               check=True, stdout=subprocess.DEVNULL)
+                shutil.copy(book, os.path.join(a.out, "codebook"))
 
     # Hand-made seeds committed beside this script.
     seeds = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds")

@@ -104,9 +104,11 @@ void RegisterCalibrate(CLI::App& app) {
       ->check(CLI::IsMember({"pre-rope", "post-rope", "rope-comm"}))
       ->capture_default_str();
   cmd->add_option("--values", o->values,
-                  "value codebooks: kmeans (free centroids) or additive (b0 + the basis vectors "
-                  "the code's bits select: dense aggregation, fitted by alternating least squares)")
-      ->check(CLI::IsMember({"kmeans", "additive"}))
+                  "value codebooks: kmeans (free centroids), additive (b0 + the basis vectors "
+                  "the code's bits select: dense aggregation) or residual (A[high half of the "
+                  "code] + B[low half], two stages of 2^(b/2) centroids; even b); additive and "
+                  "residual are fitted by alternating least squares")
+      ->check(CLI::IsMember({"kmeans", "additive", "residual"}))
       ->capture_default_str();
   cmd->add_option("--iters", o->c.max_iter, "max k-means iterations")
       ->capture_default_str()

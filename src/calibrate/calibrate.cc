@@ -11,6 +11,7 @@
 #include "model/fingerprint.h"
 #include "quant/additive_codebook.h"
 #include "quant/kmeans.h"
+#include "quant/residual_codebook.h"
 #include "quant/rope_comm.h"
 #include "util/error.h"
 
@@ -59,6 +60,11 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
   CQKV_CHECK(opt.seq_len <= mc.max_seq_len,
              "--tokens: sequence length {} exceeds the model context {}", opt.seq_len,
              mc.max_seq_len);
+  // Checked before the model runs, not minutes later when the values are fitted.
+  CQKV_CHECK(
+      opt.values != ValueKind::kResidual || (opt.config.bits % 2 == 0 && opt.config.bits <= 12),
+      "--values residual --config {}: needs an even code size of at most 12 bits",
+      opt.config.Name());
   const bool rope_comm = opt.key_kind == KeyKind::kRopeComm;
   if (rope_comm) {
     CQKV_CHECK(opt.keys == KeyPosition::kPreRope, "--keys rope-comm: the keys must be pre-RoPE");
@@ -142,6 +148,7 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
                        std::vector<float>(static_cast<size_t>(n_groups) * k * c));
   set.objective.resize(static_cast<size_t>(L) * 2);
   if (opt.values == ValueKind::kAdditive) InitAdditiveValues(set);
+  if (opt.values == ValueKind::kResidual) InitResidualValues(set);
 
   // One group of one problem in memory per thread. Seeds are numbered over
   // all (layer, kind, group) fits, as when every problem was in memory at once.
@@ -171,6 +178,10 @@ CodebookSet Calibrate(const Model& model, const std::vector<int32_t>& tokens,
         if (lk % 2 == 1 && opt.values == ValueKind::kAdditive) {
           const AdditiveParams ap{opt.config.bits, opt.max_iter, opt.n_init, 1e-6, kp.seed};
           sse[grp] = FitAdditiveValueGroup(ConstMat(sub.data(), need, c), wg, ap, set, lk / 2,
+                                           static_cast<int>(grp));
+        } else if (lk % 2 == 1 && opt.values == ValueKind::kResidual) {
+          const ResidualParams rp{opt.config.bits, opt.max_iter, opt.n_init, 1e-6, kp.seed};
+          sse[grp] = FitResidualValueGroup(ConstMat(sub.data(), need, c), wg, rp, set, lk / 2,
                                            static_cast<int>(grp));
         } else {
           const ConstMat xg(sub.data(), need, c);

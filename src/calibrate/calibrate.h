@@ -19,7 +19,7 @@ struct CalibrationOptions {
   CqConfig config;
   KeyPosition keys = KeyPosition::kPostRope;
   bool fisher = false;
-  ValueKind values = ValueKind::kKMeans;  // additive: quant/additive_codebook.h
+  ValueKind values = ValueKind::kKMeans;  // quant/additive_codebook.h, residual_codebook.h
   KeyKind key_kind = KeyKind::kKMeans;    // rope-comm (pre-RoPE keys): quant/rope_comm.h
   int n_seqs = 16;                        // calibration windows
   int seq_len = 256;   // tokens per window (the paper uses 16 x 2048 on 7B models)

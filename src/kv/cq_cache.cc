@@ -56,8 +56,10 @@ struct CqShared {
   RopeTable rope;  // (max_tokens) positions; only for pre-RoPE codebooks
   // Additive values (CodebookSet::value_basis): decode sums weights per code bit instead of
   // per centroid (kernels/attn_cq_values.h); every other path reads the expanded tables.
+  // Residual values decode on the exact path from the expanded tables too (their stages are
+  // kept for a kernel that aggregates per stage).
   ValueKind values = ValueKind::kKMeans;
-  std::vector<std::vector<float>> value_basis;  // [layer] (n_groups, b + 1, c)
+  std::vector<std::vector<float>> value_basis;  // [layer] (n_groups, value_basis_rows(), c)
   // Pre-RoPE keys whose groups hold whole RoPE pairs (quant/rope_comm.h; every such k-means
   // codebook is rope-commutative, whatever kind the file records): decode scores them with
   // RopeCommScores from these centroid-major copies of the key tables instead of rotating each
@@ -76,13 +78,14 @@ std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& sha
   sh->value_basis = std::move(set.value_basis);
   CQKV_CHECK(set.values == ValueKind::kKMeans ||
                  sh->value_basis.size() == static_cast<size_t>(set.n_layers),
-             "KV format '{}': additive values with bases for {} of {} layers", spec,
-             sh->value_basis.size(), set.n_layers);
+             "KV format '{}': {} values with bases for {} of {} layers", spec,
+             ValueKindName(set.values), sh->value_basis.size(), set.n_layers);
   CQKV_CHECK(set.values == ValueKind::kKMeans ||
                  (shape.head_dim / set.config.channels * set.config.bits) % 8 == 0,
-             "KV format '{}': additive values need each head's codes to fill whole bytes "
+             "KV format '{}': {} values need each head's codes to fill whole bytes "
              "({} groups x {} bits)",
-             spec, shape.head_dim / set.config.channels, set.config.bits);
+             spec, ValueKindName(set.values), shape.head_dim / set.config.channels,
+             set.config.bits);
   const int c = set.config.channels, k = set.config.n_centroids();
   const std::string why =
       set.keys == KeyPosition::kPreRope

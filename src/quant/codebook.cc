@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "quant/additive.h"
+#include "quant/value_basis.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/escape.h"
@@ -19,7 +19,8 @@ namespace {
 // File layout (all integers little-endian):
 //   "CQCB" | uint32 version | uint64 header_len | JSON header (header_len bytes)
 //   | float32 centroids of (layer 0, K), (layer 0, V), (layer 1, K), ... each (n_groups, 2^b, c)
-//   | (version 2, additive values only) float32 value bases per layer, each (n_groups, b + 1, c)
+//   | (version 2, additive or residual values only) float32 value bases per layer, each
+//     (n_groups, value_basis_rows(), c): b + 1 rows (additive), 2 * 2^(b/2) (residual)
 //   | uint64 FNV-1a of every byte before it
 // Version 2 added the header field "values" (the value kind); version 1 files have none and
 // hold k-means values. Version 3 added "key_kind"; files with k-means keys are still written
@@ -57,9 +58,9 @@ uint64_t TableFloats(const CodebookSet& s) {
   return static_cast<uint64_t>(s.n_groups()) * s.config.n_centroids() * s.config.channels;
 }
 
-// Floats in one layer's value bases (additive values).
+// Floats in one layer's value bases (additive or residual values).
 uint64_t BasisFloats(const CodebookSet& s) {
-  return static_cast<uint64_t>(s.n_groups()) * (s.config.bits + 1) * s.config.channels;
+  return static_cast<uint64_t>(s.n_groups()) * s.value_basis_rows() * s.config.channels;
 }
 
 // Header-level consistency shared by Save and Load (`what` prefixes the message).
@@ -75,7 +76,11 @@ void CheckShape(const CodebookSet& s, const std::string& what) {
              "{}: sizes inconsistent: group size c={} does not divide head dim {}", what,
              c.channels, s.head_dim);
   CQKV_CHECK(s.values == ValueKind::kKMeans || c.bits <= 12,
-             "{}: additive values need b <= 12 bits, config has {}", what, c.bits);
+             "{}: {} values need b <= 12 bits, config has {}", what, ValueKindName(s.values),
+             c.bits);
+  CQKV_CHECK(s.values != ValueKind::kResidual || c.bits % 2 == 0,
+             "{}: residual values need an even b (two stages of 2^(b/2)), config has {}", what,
+             c.bits);
   CQKV_CHECK(
       s.key_kind == KeyKind::kKMeans || (s.keys == KeyPosition::kPreRope && c.channels % 2 == 0),
       "{}: rope-comm keys need pre-RoPE keys and an even group size (whole RoPE pairs), "
@@ -180,9 +185,10 @@ std::string ParseHeader(const std::string& text, uint32_t version, CodebookSet& 
   if (version >= 2) {
     std::string values;
     if (!(err = string_field("values", values)).empty()) return err;
-    if (values != "kmeans" && values != "additive") {
-      return fmt::format("field \"values\" is \"{}\", expected \"kmeans\" or \"additive\"",
-                         Escaped(values));
+    if (values != "kmeans" && values != "additive" && values != "residual") {
+      return fmt::format(
+          "field \"values\" is \"{}\", expected \"kmeans\", \"additive\" or \"residual\"",
+          Escaped(values));
     }
     s.values = ParseValueKind(values);
   }
@@ -275,8 +281,8 @@ void SaveCodebooks(const CodebookSet& set, const std::string& path) {
     CQKV_CHECK(t.size() == floats, "{}: a centroid table has {} floats, expected {}", what,
                t.size(), floats);
   }
-  const bool additive = set.values == ValueKind::kAdditive;
-  CQKV_CHECK(set.value_basis.size() == (additive ? static_cast<size_t>(set.n_layers) : 0),
+  const bool has_basis = set.values != ValueKind::kKMeans;
+  CQKV_CHECK(set.value_basis.size() == (has_basis ? static_cast<size_t>(set.n_layers) : 0),
              "{}: {} value bases for {} layers of {} values", what, set.value_basis.size(),
              set.n_layers, ValueKindName(set.values));
   for (const auto& b : set.value_basis) {
@@ -300,10 +306,14 @@ void SaveCodebooks(const CodebookSet& set, const std::string& path) {
   h["values"] = ValueKindName(set.values);
   const bool key_kind = set.key_kind != KeyKind::kKMeans;
   if (key_kind) h["key_kind"] = KeyKindName(set.key_kind);
-  h["layout"] = additive
-                    ? "float32 tables per (layer, K then V), each (n_groups, 2^b, c) "
-                      "row-major, then value bases per layer, each (n_groups, b + 1, c)"
-                    : "float32 tables per (layer, K then V), each (n_groups, 2^b, c) row-major";
+  h["layout"] =
+      set.values == ValueKind::kAdditive
+          ? "float32 tables per (layer, K then V), each (n_groups, 2^b, c) "
+            "row-major, then value bases per layer, each (n_groups, b + 1, c)"
+      : set.values == ValueKind::kResidual
+          ? "float32 tables per (layer, K then V), each (n_groups, 2^b, c) row-major, then value "
+            "stages per layer, each (n_groups, 2 * 2^(b/2), c): stage A rows, then stage B"
+          : "float32 tables per (layer, K then V), each (n_groups, 2^b, c) row-major";
   const std::string header = h.dump(1);
 
   std::string out;
@@ -357,8 +367,8 @@ CodebookSet LoadCodebooks(const std::string& path) {
     throw;
   }
   const uint64_t floats = TableFloats(s);
-  const bool additive = s.values == ValueKind::kAdditive;
-  const uint64_t basis_floats = additive ? BasisFloats(s) : 0;
+  const bool has_basis = s.values != ValueKind::kKMeans;
+  const uint64_t basis_floats = has_basis ? BasisFloats(s) : 0;
   const uint64_t expected =
       kPrefixBytes + header_len + (2 * floats + basis_floats) * s.n_layers * 4 + 8;
   CQKV_CHECK(size >= expected, "{}: truncated ({} bytes, the header implies {})", what, size,
@@ -375,7 +385,7 @@ CodebookSet LoadCodebooks(const std::string& path) {
     data += floats * sizeof(float);
     for (float v : t) CQKV_CHECK(std::isfinite(v), "{}: non-finite centroid value", what);
   }
-  if (additive) {
+  if (has_basis) {
     const int k = s.config.n_centroids(), c = s.config.channels;
     std::vector<float> expanded(static_cast<size_t>(k) * c);
     s.value_basis.resize(static_cast<size_t>(s.n_layers));
@@ -387,11 +397,11 @@ CodebookSet LoadCodebooks(const std::string& path) {
       for (float v : b) CQKV_CHECK(std::isfinite(v), "{}: non-finite value basis", what);
       // The kernels sum bases, the other paths read centroids: both must be the same values.
       for (int g = 0; g < s.n_groups(); ++g) {
-        ExpandAdditive(s.ValueBasis(l, g), s.config.bits, c, expanded.data());
+        ExpandValueBasis(s.values, s.config.bits, c, s.ValueBasis(l, g), expanded.data());
         CQKV_CHECK(std::memcmp(expanded.data(), s.Table(l, 1, g), expanded.size() * 4) == 0,
-                   "{}: layer {} group {}: value centroids are not the expansion of the value "
+                   "{}: layer {} group {}: value centroids are not the expansion of the {} value "
                    "basis",
-                   what, l, g);
+                   what, l, g, ValueKindName(s.values));
       }
     }
   }

@@ -57,9 +57,9 @@ struct CodebookSet {
   ValueKind values = ValueKind::kKMeans;
   // Only for additive values: [layer] (n_groups, b + 1, c), row 0 of a group its offset b0, row
   // 1 + j its B_j. For residual values: [layer] (n_groups, 2 * 2^(b/2), c), rows 0..2^(b/2)-1
-  // stage A (indexed by the code's high half), the next 2^(b/2) stage B (low half). The V centroid
-  // tables are their expansions (ExpandAdditive), so every path that reads centroids works
-  // unchanged; the file stores both and checks they agree.
+  // stage A (indexed by the code's high half), the next 2^(b/2) stage B (low half). The V
+  // centroid tables are their expansions (ExpandAdditive, ExpandResidual), so every path that
+  // reads centroids works unchanged; the file stores both and checks they agree.
   std::vector<std::vector<float>> value_basis;
   KeyKind key_kind = KeyKind::kKMeans;  // recorded from file version 3 on
   // k-means objective (weighted mean squared error per vector) per (layer * 2 + kind).

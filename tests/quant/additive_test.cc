@@ -6,31 +6,18 @@
 #include <random>
 #include <vector>
 
+#include "quant/expanded_objective_testing.h"
 #include "util/error.h"
 
 namespace cqkv {
 namespace {
 
-// Weighted mean squared distance of each row to its nearest centroid of the expanded basis,
-// brute force in double: independent of the SIMD assignment the fit uses.
+// The fit's objective recomputed by brute force from the expanded table.
 double Objective(const std::vector<float>& x, const std::vector<float>& w, int d,
                  const std::vector<float>& basis, int bits) {
   std::vector<float> cent(static_cast<size_t>(d) << bits);
   ExpandAdditive(basis.data(), bits, d, cent.data());
-  const size_t n = x.size() / d;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; ++i) {
-    double best = 1e300;
-    for (int k = 0; k < (1 << bits); ++k) {
-      double s = 0;
-      for (int j = 0; j < d; ++j) s += std::pow(double(x[i * d + j]) - cent[k * d + j], 2);
-      best = std::min(best, s);
-    }
-    const double wi = w.empty() ? 1.0 : w[i];
-    num += wi * best;
-    den += wi;
-  }
-  return num / den;
+  return testing::NearestCentroidObjective(x, w, d, cent);
 }
 
 TEST(ExpandAdditive, SumsTheSelectedBasisVectors) {

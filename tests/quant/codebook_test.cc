@@ -10,6 +10,7 @@
 #include <string>
 
 #include "quant/additive.h"
+#include "quant/codebook_testing.h"
 #include "test_util.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
@@ -17,34 +18,11 @@
 namespace cqkv {
 namespace {
 
-CodebookSet RandomSet(CqConfig cfg, int n_layers, int n_kv_heads, int head_dim, uint64_t seed) {
-  CodebookSet s;
-  s.config = cfg;
-  s.keys = KeyPosition::kPreRope;
-  s.fisher = true;
-  s.n_layers = n_layers;
-  s.n_kv_heads = n_kv_heads;
-  s.head_dim = head_dim;
-  s.model_fingerprint = 0xfedcba9876543210ull;
-  s.model_name = "tiny \"model\".bin";
-  s.calibration = "c4 docs 0..9, 4x64 tokens";
-  std::mt19937 rng(static_cast<uint32_t>(seed));
-  std::normal_distribution<float> nd;
-  const size_t floats = static_cast<size_t>(s.n_groups()) * cfg.n_centroids() * cfg.channels;
-  for (int t = 0; t < 2 * n_layers; ++t) {
-    s.centroids.emplace_back(floats);
-    for (auto& v : s.centroids.back()) v = nd(rng);
-    s.objective.push_back(0.1 + 1.0 / 3.0 * t);
-  }
-  return s;
-}
-
-std::string TempPath(const std::string& name) {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  return (std::filesystem::temp_directory_path() /
-          (std::string("cqkv_codebook_") + info->name() + "_" + name))
-      .string();
-}
+using testing::RandomSet;
+using testing::Replace;
+using testing::TempPath;
+using testing::WithChecksum;
+using testing::WithHeader;
 
 TEST(CqConfig, ParseAndName) {
   const CqConfig c = CqConfig::Parse("8c4b");
@@ -119,34 +97,6 @@ TEST(Codebook, DamagedFilesAreClearErrors) {
   std::filesystem::remove(bad);
 }
 
-// `bytes` (a saved .cqcb) with its JSON header replaced by `edit(header)`, lengths and checksum
-// recomputed, so only the header's content is wrong.
-std::string WithHeader(const std::string& bytes,
-                       const std::function<std::string(std::string)>& edit) {
-  uint64_t header_len = 0;
-  std::memcpy(&header_len, bytes.data() + 8, 8);
-  const std::string header = edit(bytes.substr(16, header_len));
-  std::string out = bytes.substr(0, 8);
-  const uint64_t n = header.size();
-  out.append(reinterpret_cast<const char*>(&n), 8);
-  out += header;
-  out += bytes.substr(16 + header_len, bytes.size() - 16 - header_len - 8);
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a, as the format specifies
-  for (unsigned char c : out) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  out.append(reinterpret_cast<const char*>(&h), 8);
-  return out;
-}
-
-std::string Replace(std::string s, const std::string& from, const std::string& to) {
-  const size_t at = s.find(from);
-  EXPECT_NE(at, std::string::npos) << from;
-  if (at != std::string::npos) s.replace(at, from.size(), to);
-  return s;
-}
-
 // Headers a plain get<int>() accepted: out-of-range integers wrapped (4294967300 -> 4), floats
 // and bools converted, duplicate keys resolved to the last, "config" never compared with c/b.
 TEST(Codebook, HeaderSchemaIsStrict) {
@@ -209,31 +159,8 @@ TEST(Codebook, SaveRejectsInconsistentSets) {
 
 // A set with additive values: random bases, V tables their expansions.
 CodebookSet AdditiveSet(CqConfig cfg, int n_layers, int n_kv_heads, int head_dim, uint64_t seed) {
-  CodebookSet s = RandomSet(cfg, n_layers, n_kv_heads, head_dim, seed);
-  s.values = ValueKind::kAdditive;
-  std::mt19937 rng(static_cast<uint32_t>(seed) + 1);
-  std::normal_distribution<float> nd;
-  const int per_basis = (cfg.bits + 1) * cfg.channels, per_table = cfg.n_centroids() * cfg.channels;
-  for (int l = 0; l < n_layers; ++l) {
-    s.value_basis.emplace_back(static_cast<size_t>(s.n_groups()) * per_basis);
-    for (auto& v : s.value_basis.back()) v = nd(rng);
-    for (int g = 0; g < s.n_groups(); ++g) {
-      ExpandAdditive(s.value_basis[l].data() + g * per_basis, cfg.bits, cfg.channels,
-                     s.centroids[2 * l + 1].data() + g * per_table);
-    }
-  }
-  return s;
-}
-
-std::string WithChecksum(std::string b) {
-  b.resize(b.size() - 8);
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : b) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  b.append(reinterpret_cast<const char*>(&h), 8);
-  return b;
+  return testing::RandomValueBasisSet(cfg, n_layers, n_kv_heads, head_dim, seed,
+                                      ValueKind::kAdditive, ExpandAdditive);
 }
 
 TEST(Codebook, AdditiveValuesRoundTrip) {
@@ -259,13 +186,9 @@ TEST(Codebook, AdditiveTablesMustMatchTheirBases) {
   const CodebookSet s = AdditiveSet(CqConfig{2, 2}, 1, 1, 4, 6);
   const std::string path = TempPath("add.cqcb");
   SaveCodebooks(s, path);
-  std::string b = ReadFile(path);
   // The last float before the checksum is the last basis value (layer 0, group 1, last basis
   // vector, channel 1).
-  float v;
-  std::memcpy(&v, b.data() + b.size() - 12, 4);
-  v += 1.0f;
-  std::memcpy(b.data() + b.size() - 12, &v, 4);
+  std::string b = testing::WithLastFloatRaised(ReadFile(path));
   std::ofstream(path, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
   testing::ExpectErrorMentioning([&] { LoadCodebooks(path); }, {path, "checksum"});
   b = WithChecksum(b);
