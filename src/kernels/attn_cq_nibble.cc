@@ -30,14 +30,20 @@ void KeyTables(const CqHeadView& hv, const float* q, int G, int hd, int hp,
                std::vector<float>& lut) {
   const int64_t K = int64_t{1} << hv.bits;
   lut.assign(static_cast<size_t>(hv.groups * K * hp), 0.0f);
+  // One head's row of a group over contiguous centroid channels (vectorised), then interleaved
+  // into the head-innermost table: the strided form costs ~30 ns per token at 4096 tokens.
+  std::vector<float> row(static_cast<size_t>(K));
   for (int gi = 0; gi < hv.groups; ++gi) {
     for (int h = 0; h < G; ++h) {
       const float* qg = q + int64_t{h} * hd + gi * hv.c;
-      float* o = lut.data() + gi * K * hp + h;
+      std::fill(row.begin(), row.end(), 0.0f);
       for (int j = 0; j < hv.c; ++j) {
         const float* col = hv.k_table + (int64_t{gi} * hv.c + j) * K;
-        for (int64_t code = 0; code < K; ++code) o[code * hp] += qg[j] * col[code];
+        const float qj = qg[j];
+        for (int64_t code = 0; code < K; ++code) row[code] += qj * col[code];
       }
+      float* o = lut.data() + gi * K * hp + h;
+      for (int64_t code = 0; code < K; ++code) o[code * hp] = row[code];
     }
   }
 }
@@ -51,11 +57,16 @@ void KeyScores(const CqHeadView& hv, const float* lut, int hp, const float* q, i
     for (int64_t i = 0; i < n; ++i) {
       const uint8_t* codes;
       const int64_t base = CqTokenCodes(hv, 0, b0 + i, &codes);
-      float o[4] = {0, 0, 0, 0};
+      // Four named sums: an array here was kept in memory, a store-to-load chain per group.
+      float o0 = 0, o1 = 0, o2 = 0, o3 = 0;
       for (int gi = 0; gi < hv.groups; ++gi) {
         const float* row = lut + (gi * K + ReadCqCode(codes, base + gi, hv.bits)) * 4;
-        for (int h = 0; h < 4; ++h) o[h] += row[h];
+        o0 += row[0];
+        o1 += row[1];
+        o2 += row[2];
+        o3 += row[3];
       }
+      const float o[4] = {o0, o1, o2, o3};
       for (int h = 0; h < G; ++h) sc[h * n + i] = o[h];
     }
     return;
