@@ -6,7 +6,7 @@
 // register accumulator; the mask is shared by the GQA heads of the KV head. Streams are taken a
 // chunk at a time so heads x streams accumulators stay in registers, and the token loop runs
 // inside the chunk. fp32 lanes keep the exact sums; 32-bit integer lanes (fixed-point weights)
-// issue on all four of Zen 4's vector ALU pipes where fp32 adds have two.
+// were tried for the integer units' throughput (reports/attention/nibble_values.md).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
