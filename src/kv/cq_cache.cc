@@ -387,7 +387,7 @@ class CqKvCache final : public KvCache {
                                      int64_t{kv_head} * groups_per_head_ * (bits_ + 1) * c_
                                : nullptr;
       // Residual values on 8-bit codes: nibble histograms in registers (kernels/attn_cq_nibble.h).
-      // 4-bit k-means values stay on CqAttend's paired histograms, measured 2-3x faster
+      // 4-bit k-means values stay on CqAttend's paired histograms, measured 3-4x faster
       // (reports/attention/nibble_values.md).
       const float* residual =
           shared_->values == ValueKind::kResidual && bits_ == 8
