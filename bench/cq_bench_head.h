@@ -1,6 +1,7 @@
 // The random KV head the CQ kernel benchmarks time (cq_fused_bench, additive_values_bench): codes,
-// key/value tables and additive bases of one KV head with 4 query heads, head dim 128, 4096
-// cached tokens, all drawn from one fixed seed so every benchmark reads the same head.
+// key/value tables, additive bases and residual (two-stage) bases of one KV head with 4 query
+// heads, head dim 128, 4096 cached tokens, all drawn from one fixed seed so every benchmark reads
+// the same head.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +19,8 @@ struct Head {
   int c, bits, groups;
   std::vector<uint8_t> k_codes, v_codes;
   std::vector<float> k_table, v_table, basis, q, m, l, acc;
-  cqkv::CqHeadView view;  // keys read as token-major or fast-scan: random bytes either way
+  std::vector<float> residual;  // (groups, 32, c): stages A and B of 16 rows (attn_cq_nibble.h)
+  cqkv::CqHeadView view;        // keys read as token-major or fast-scan: random bytes either way
   Head(int c_, int bits_) : c(c_), bits(bits_), groups(kHeadDim / c_) {
     std::mt19937 rng(1);
     std::normal_distribution<float> nd;
@@ -33,6 +35,8 @@ struct Head {
     for (auto* v : {&k_table, &v_table, &basis, &q}) {
       for (auto& x : *v) x = 0.1f * nd(rng);
     }
+    residual.resize(static_cast<size_t>(groups) * 32 * c);
+    for (auto& x : residual) x = 0.1f * nd(rng);
     m.resize(kHeads);
     l.resize(kHeads);
     acc.resize(kHeads * kHeadDim);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kv/cq_cache.h"
+#include "kv/cq_random_residual.h"
 #include "kv/decode_attention.h"
 #include "quant/additive_codebook.h"
 #include "util/error.h"
@@ -52,12 +53,16 @@ AttnFormat ParseAttnFormat(const std::string& name) {
   AttnFormat f;
   f.name = name;
   if (name.starts_with("cq:")) {
-    static const std::regex kRandom(R"(cq:(\d+c\d+b)(\+add)?(\+pre|\+rc)?(:fs)?(?::r(\d+))?)");
+    static const std::regex kRandom(
+        R"(cq:(\d+c\d+b)(\+add|\+res)?(\+pre|\+rc)?(:fs)?(?::r(\d+))?)");
     std::smatch m;
     if (std::regex_match(name, m, kRandom)) {
       f.random_cq = true;
       f.cq = CqConfig::Parse(m[1].str());
-      f.additive_values = m[2].matched;
+      f.additive_values = m[2].matched && m[2].str() == "+add";
+      f.residual_values = m[2].matched && m[2].str() == "+res";
+      CQKV_CHECK(!f.residual_values || f.cq.bits == 8,
+                 "--formats: '{}': residual values (+res) need 8-bit codes", name);
       f.pre_rope = m[3].matched;
       f.rope_comm = m[3].matched && m[3].str() == "+rc";
       f.fast_scan = m[4].matched;
@@ -96,6 +101,7 @@ std::unique_ptr<KvCache> MakeBenchCache(const AttnFormat& format, const KvShape&
         shape, format.cq, seed, format.pre_rope ? KeyPosition::kPreRope : KeyPosition::kPostRope);
     if (format.rope_comm) set.key_kind = KeyKind::kRopeComm;
     if (format.additive_values) RandomAdditiveValues(set, seed + 1);
+    if (format.residual_values) RandomResidualValues(set, seed + 1);
     return MakeCqCache(std::move(set), shape, format.window, format.name, format.fast_scan);
   }
   return MakeKvCache(format.name, shape);

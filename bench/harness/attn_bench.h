@@ -15,10 +15,11 @@
 namespace cqkv {
 
 // A KV format under benchmark. Every --kv spec is accepted; in addition
-// "cq:<c>c<b>b[+add][+pre|+rc][:fs][:rN]" (e.g. "cq:4c8b") means CQ with random in-memory codebooks
-// of that config, which times exactly like learned ones (attention cost depends on the code layout,
-// not on the centroid values);
-// "+add" makes the values additive (random bases, quant/additive_codebook.h); "+pre" makes the
+// "cq:<c>c<b>b[+add|+res][+pre|+rc][:fs][:rN]" (e.g. "cq:4c8b") means CQ with random in-memory
+// codebooks of that config, which times exactly like learned ones (attention cost depends on the
+// code layout, not on the centroid values);
+// "+add" makes the values additive (random bases, quant/additive_codebook.h), "+res" residual
+// (8-bit codes, two random 16-entry stages, kv/cq_random_residual.h); "+pre" makes the
 // keys pre-RoPE k-means (rotated per token from the RopeTable), "+rc" pre-RoPE rope-comm keys
 // (kernels/attn_cq_ropecomm.h).
 // Any other "cq:..." is a codebook file path as in --kv.
@@ -28,6 +29,7 @@ struct AttnFormat {
   CqConfig cq;                   // only when random_cq
   int window = 0;                // fp16 window of a random-codebook CQ cache (":rN")
   bool additive_values = false;  // "+add"
+  bool residual_values = false;  // "+res"
   bool fast_scan = false;        // fast-scan keys of a random-codebook CQ cache (":fs")
   bool pre_rope = false;         // "+pre" or "+rc": pre-RoPE keys
   bool rope_comm = false;        // "+rc": rope-comm keys

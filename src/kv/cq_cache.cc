@@ -7,6 +7,7 @@
 
 #include "kernels/attn_cq.h"
 #include "kernels/attn_cq_fastscan.h"
+#include "kernels/attn_cq_nibble.h"
 #include "kernels/attn_cq_ropecomm.h"
 #include "kernels/attn_cq_values.h"
 #include "kernels/attn_dense.h"
@@ -388,7 +389,19 @@ class CqKvCache final : public KvCache {
                                ? shared_->value_basis[layer].data() +
                                      int64_t{kv_head} * groups_per_head_ * (bits_ + 1) * c_
                                : nullptr;
-      if (fast_scan_ && basis != nullptr) {
+      // Residual values on 8-bit codes: nibble histograms in registers (kernels/attn_cq_nibble.h).
+      // 4-bit k-means values stay on CqAttend's paired histograms, measured 3-4x faster
+      // (reports/attention/nibble_values.md).
+      const float* residual =
+          shared_->values == ValueKind::kResidual && bits_ == 8
+              ? shared_->value_basis[layer].data() + int64_t{kv_head} * groups_per_head_ * 32 * c_
+              : nullptr;
+      const bool nibble = residual != nullptr && *CqNibbleUnsupported(hv, residual) == '\0';
+      if (nibble && fast_scan_) {
+        CqAttendNibbleFastScan(hv, residual, q_group, t0, code_end, s);
+      } else if (nibble) {
+        CqAttendNibble(hv, residual, q_group, t0, code_end, s, score);
+      } else if (fast_scan_ && basis != nullptr) {
         CqAttendAdditiveFastScan(hv, basis, q_group, t0, code_end, s);
       } else if (fast_scan_) {
         CqAttendFastScan(hv, q_group, t0, code_end, s);

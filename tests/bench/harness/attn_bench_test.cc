@@ -31,6 +31,14 @@ TEST(AttnBench, ParsesFormatNames) {
   EXPECT_EQ(win.cq.channels, 4);
   EXPECT_EQ(win.window, 32);
 
+  const AttnFormat res = ParseAttnFormat("cq:8c8b+res:fs");
+  EXPECT_TRUE(res.random_cq);
+  EXPECT_TRUE(res.residual_values);
+  EXPECT_FALSE(res.additive_values);
+  EXPECT_TRUE(res.fast_scan);
+  EXPECT_TRUE(ParseAttnFormat("cq:4c8b+add").additive_values);
+  EXPECT_FALSE(ParseAttnFormat("cq:4c8b+add").residual_values);
+
   // Anything that is not <c>c<b>b is a codebook path, checked when the cache is made.
   const AttnFormat file = ParseAttnFormat("cq:codebooks/tiny.cqcb");
   EXPECT_FALSE(file.random_cq);
@@ -46,6 +54,7 @@ TEST(AttnBench, UnknownFormatsAreErrors) {
   EXPECT_THROW(ParseAttnFormat("cq:"), Error);
   EXPECT_THROW(ParseAttnFormat("cq:4c99b"), Error);  // b out of range
   EXPECT_THROW(ParseAttnFormats(","), Error);
+  EXPECT_THROW(ParseAttnFormat("cq:4c4b+res"), Error);  // residual values need 8-bit codes
   // A missing codebook file fails when the cache is made, naming the file.
   AttnBenchOptions o;
   o.ctx = 8;
