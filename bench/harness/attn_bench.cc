@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include "kv/cq_cache.h"
-#include "kv/cq_random_residual.h"
 #include "kv/decode_attention.h"
 #include "quant/additive_codebook.h"
+#include "quant/residual_codebook.h"
 #include "util/error.h"
 #include "util/fast_rng.h"
 

@@ -11,9 +11,9 @@
 
 #include "kv/cq_cache.h"
 #include "kv/cq_cache_testing.h"
-#include "kv/cq_random_residual.h"
 #include "kv/kv_testing.h"
 #include "quant/codebook.h"
+#include "quant/residual_codebook.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -79,12 +79,6 @@ TEST(CqCacheNibble, ResidualDecodeEqualsExpandedTableKernel) {
       }
     }
   }
-}
-
-TEST(CqCacheNibble, RandomResidualValuesNeedEightBitCodes) {
-  const KvShape s = testing::TestShape(8, 2, 64, 64);
-  CodebookSet cb = RandomCodebooks(s, CqConfig::Parse("4c4b"), 1);
-  EXPECT_THROW(RandomResidualValues(cb, 2), Error);
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // tables, so it must give bit-identical attention to a k-means cache holding the same tables.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -17,7 +19,9 @@ namespace cqkv {
 namespace {
 
 // Decode (one query) and prefill (a block of queries) over 600 tokens, pre- and post-RoPE keys,
-// 8-bit and 4-bit codes: every output float equal to the k-means cache's.
+// 8-bit and 4-bit codes: every output float equal to the k-means cache's where both run the
+// same kernel (4-bit codes, prefill); 8-bit decode sums the stages' histograms instead
+// (kernels/attn_cq_nibble.h), equal up to fp32 rounding: 1e-5 of the largest value entry.
 TEST(CqCacheResidual, AttendsExactlyAsKMeansWithTheExpandedTables) {
   for (const char* config : {"4c8b", "8c8b", "2c4b"}) {
     for (bool pre : {false, true}) {
@@ -29,6 +33,11 @@ TEST(CqCacheResidual, AttendsExactlyAsKMeansWithTheExpandedTables) {
       CodebookSet km = res;
       km.values = ValueKind::kKMeans;
       km.value_basis.clear();
+      float vmax = 0;
+      for (int l = 0; l < s.n_layers; ++l) {
+        for (float x : km.centroids[static_cast<size_t>(l) * 2 + 1])
+          vmax = std::max(vmax, std::abs(x));
+      }
       auto a = MakeCqCache(res, s, 0, "cq:<residual test>");
       auto b = MakeCqCache(km, s, 0, "cq:<k-means test>");
       ThreadPool pool(2);
@@ -55,6 +64,11 @@ TEST(CqCacheResidual, AttendsExactlyAsKMeansWithTheExpandedTables) {
           const ConstMat qm(q.data() + (block - rows) * qd, rows, qd);
           a->Attend(1, qm, q0, Mat(oa.data(), rows, qd), pool);
           b->Attend(1, qm, q0, Mat(ob.data(), rows, qd), pool);
+          if (res.config.bits == 8 && rows == 1) {
+            for (size_t i = 0; i < oa.size(); ++i)
+              ASSERT_NEAR(oa[i], ob[i], 1e-5f * vmax) << config << " pre=" << pre << " at " << pos;
+            continue;
+          }
           ASSERT_EQ(std::memcmp(oa.data(), ob.data(), oa.size() * 4), 0)
               << config << " pre=" << pre << " at " << pos << ", " << rows << " queries";
         }
