@@ -3,9 +3,11 @@
 // histograms of paired 4-bit codes. Internal to the kernels layer.
 #pragma once
 
+#include <algorithm>
 #include <cassert>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "kernels/attn_cq.h"
 
@@ -103,6 +105,31 @@ inline BytePieces SubBlockByteCodes(const CqHeadView& h, int kind, int64_t b0, i
     p.n[p.count++] = n;
   });
   return p;
+}
+
+// Per-group key tables of the additive and nibble kernels:
+// lut[(gi * 2^b + code) * hp + h] = q_h . centroid_gi[code] (zero for padding heads).
+inline void KeyTables(const CqHeadView& hv, const float* q, int G, int hd, int hp,
+                      std::vector<float>& lut) {
+  const int64_t K = int64_t{1} << hv.bits;
+  lut.assign(static_cast<size_t>(hv.groups * K * hp), 0.0f);
+  // One head's row of a group at a time over contiguous centroid channels (vectorisable), then
+  // interleaved into the head-innermost table (the strided form costs ~30 ns per token at 4096
+  // tokens).
+  std::vector<float> row(static_cast<size_t>(K));
+  for (int gi = 0; gi < hv.groups; ++gi) {
+    for (int h = 0; h < G; ++h) {
+      const float* qg = q + int64_t{h} * hd + gi * hv.c;
+      std::fill(row.begin(), row.end(), 0.0f);
+      for (int j = 0; j < hv.c; ++j) {
+        const float* col = hv.k_table + (int64_t{gi} * hv.c + j) * K;
+        const float qj = qg[j];
+        for (int64_t code = 0; code < K; ++code) row[code] += qj * col[code];
+      }
+      float* o = lut.data() + gi * K * hp + h;
+      for (int64_t code = 0; code < K; ++code) o[code * hp] = row[code];
+    }
+  }
 }
 
 }  // namespace cqkv::cq_codes

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/attn_cq_codes.h"
 #include "kernels/attn_cq_fastscan.h"
 #include "kernels/attn_cq_nibble.h"
 #include "util/error.h"
@@ -24,29 +25,6 @@ constexpr int64_t kBlock = 256;  // tokens per block: scores and weights stay in
 
 using SumsFn = void (*)(const uint8_t* rows, int64_t row_stride, int64_t row_bytes, int64_t n,
                         const float* p, int64_t p_stride, int heads, float* sums);
-
-// lut[(gi * 2^b + code) * hp + h] = q_h . key centroid gi[code] (zero for padding heads).
-void KeyTables(const CqHeadView& hv, const float* q, int G, int hd, int hp,
-               std::vector<float>& lut) {
-  const int64_t K = int64_t{1} << hv.bits;
-  lut.assign(static_cast<size_t>(hv.groups * K * hp), 0.0f);
-  // One head's row of a group over contiguous centroid channels (vectorised), then interleaved
-  // into the head-innermost table: the strided form costs ~30 ns per token at 4096 tokens.
-  std::vector<float> row(static_cast<size_t>(K));
-  for (int gi = 0; gi < hv.groups; ++gi) {
-    for (int h = 0; h < G; ++h) {
-      const float* qg = q + int64_t{h} * hd + gi * hv.c;
-      std::fill(row.begin(), row.end(), 0.0f);
-      for (int j = 0; j < hv.c; ++j) {
-        const float* col = hv.k_table + (int64_t{gi} * hv.c + j) * K;
-        const float qj = qg[j];
-        for (int64_t code = 0; code < K; ++code) row[code] += qj * col[code];
-      }
-      float* o = lut.data() + gi * K * hp + h;
-      for (int64_t code = 0; code < K; ++code) o[code * hp] = row[code];
-    }
-  }
-}
 
 // Scores (heads, n) of tokens [b0, b0 + n) from the key tables (tmp: n * hp floats) or, without
 // tables, from each token's centroids.
@@ -142,7 +120,7 @@ void AttendNibble(const CqHeadView& hv, const float* basis, const float* q, int6
   const int hp = CqLanes(G);
   const bool tables = !score && fs == nullptr && t1 - t0 >= K;
   thread_local std::vector<float> lut, sc, tmp, sums, block_sums, m_old, fs_rows;
-  if (tables) KeyTables(hv, q, G, hd, hp, lut);
+  if (tables) cq_codes::KeyTables(hv, q, G, hd, hp, lut);
   sc.resize(static_cast<size_t>(G * kBlock));
   tmp.resize(static_cast<size_t>(hp * kBlock));
   sums.assign(static_cast<size_t>(G) * streams * 16, 0.0f);

@@ -30,6 +30,7 @@
 // Per-target math (Exp) after highway.h.
 #include <hwy/contrib/math/math-inl.h>
 
+#include "kernels/attn_cq_codes.h"
 #include "kernels/attn_cq_fastscan.h"
 #include "kernels/attn_cq_values.h"
 #include "util/error.h"
@@ -51,29 +52,6 @@ using Scores8Fn = void (*)(const uint8_t* codes, int64_t stride, int64_t n, cons
 
 // Lanes of the head dimension of the key tables: 4 for up to 4 heads, else a multiple of 8.
 int PaddedHeads(int heads) { return heads <= 4 ? 4 : (heads + 7) / 8 * 8; }
-
-// lut[(gi * 2^b + code) * hp + h] = q_h . centroid_gi[code] (zero for padding heads).
-void BuildKeyTables(const CqHeadView& hv, const float* q, int G, int hd, int hp,
-                    std::vector<float>& lut) {
-  const int64_t K = int64_t{1} << hv.bits;
-  lut.assign(static_cast<size_t>(hv.groups * K * hp), 0.0f);
-  // One head's row of a group at a time over contiguous centroid channels (vectorisable), then
-  // interleaved into the head-innermost table.
-  std::vector<float> row(static_cast<size_t>(K));
-  for (int gi = 0; gi < hv.groups; ++gi) {
-    for (int h = 0; h < G; ++h) {
-      const float* qg = q + int64_t{h} * hd + gi * hv.c;
-      std::fill(row.begin(), row.end(), 0.0f);
-      for (int j = 0; j < hv.c; ++j) {
-        const float* col = hv.k_table + (int64_t{gi} * hv.c + j) * K;
-        const float qj = qg[j];
-        for (int64_t code = 0; code < K; ++code) row[code] += qj * col[code];
-      }
-      float* o = lut.data() + gi * K * hp + h;
-      for (int64_t code = 0; code < K; ++code) o[code * hp] = row[code];
-    }
-  }
-}
 
 // Scores (heads, n) of tokens [b0, b0 + n) from the key tables; tmp holds n * hp floats.
 template <int kHp>
@@ -145,7 +123,7 @@ void AttendAdditive(const CqHeadView& hv, const float* basis, const float* q, in
   const bool in_place = head_bytes == row_bytes;
   thread_local std::vector<float> lut, sc, tmp, sums, totals, block_sums, bmax;
   thread_local std::vector<uint8_t> rows;
-  if (tables) BuildKeyTables(hv, q, G, hd, hp, lut);
+  if (tables) cq_codes::KeyTables(hv, q, G, hd, hp, lut);
   sc.resize(static_cast<size_t>(G * kBlock));
   tmp.resize(static_cast<size_t>(hp * kBlock));
   sums.assign(static_cast<size_t>(G * lanes), 0.0f);

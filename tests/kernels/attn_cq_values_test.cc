@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cq_basis_check.h"
 #include "cq_fixtures.h"
 #include "hwy_targets_testing.h"
 #include "kernels/attn_cq_fastscan.h"
@@ -79,42 +80,12 @@ TEST(AdditiveBitSums, EqualsTheScalarDefinitionBitwise) {
   for (float x : s) EXPECT_EQ(x, 3.75f);
 }
 
-// Kernel (every SIMD target) vs its scalar reference vs dequantise-then-attend (CqAttendRef on
-// the expanded centroids). All three compute the same exact sums in other orders (per-bit sums,
-// 256-token blocks, vectorised exp within a few ulp): outputs are convex combinations of values
-// of magnitude <= max|v|, compared to 1e-5 relative to it.
+// Kernel (every SIMD target) and its scalar reference against dequantise-then-attend
+// (testing::CheckBasisKernel).
 void Check(int c, int bits, int hd, int G, int64_t t0, int64_t t1, bool callback, bool paged) {
-  const Fixture f(c, bits, hd, t1, c * 100 + bits * 10 + G);
-  const Paged pg(f, 256, t1);
-  const CqHeadView& view = paged ? pg.view : f.view;
-  std::mt19937 rng(G + hd);
-  std::normal_distribution<float> nd;
-  std::vector<float> q(static_cast<size_t>(G) * hd);
-  for (auto& x : q) x = nd(rng) * 2.0f / std::sqrt(static_cast<float>(hd));
-  CqScoreFn score;
-  if (callback) {  // a stand-in for pre-RoPE scoring: any per-token function works
-    score = [&](int64_t b0, int64_t n, float* s) {
-      for (int h = 0; h < G; ++h) {
-        for (int64_t i = 0; i < n; ++i) s[h * n + i] = std::sin(0.37f * (b0 + i) + h) * 6.0f;
-      }
-    };
-  }
-  State ref(G, hd), sref(G, hd);
-  CqAttendRef(f.view, q.data(), t0, t1, ref.view(), score);
-  CqAttendAdditiveRef(view, f.head_basis, q.data(), t0, t1, sref.view(), score);
-  const auto o_ref = ref.Out(), o_sref = sref.Out();
-  const double tol = 1e-5 * f.max_abs_value;
-  const std::string where = std::to_string(c) + "c" + std::to_string(bits) +
-                            "b hd=" + std::to_string(hd) + " G=" + std::to_string(G) + " [" +
-                            std::to_string(t0) + "," + std::to_string(t1) +
-                            ") cb=" + std::to_string(callback) + " paged=" + std::to_string(paged);
-  for (size_t i = 0; i < o_ref.size(); ++i) ASSERT_NEAR(o_sref[i], o_ref[i], tol) << where;
-  testing::ForEachTarget([&] {
-    State a(G, hd);
-    CqAttendAdditive(view, f.head_basis, q.data(), t0, t1, a.view(), score);
-    const auto o = a.Out();
-    for (size_t i = 0; i < o.size(); ++i) ASSERT_NEAR(o[i], o_ref[i], tol) << where << " i=" << i;
-  });
+  testing::CheckBasisKernel<Fixture>(
+      c, bits, hd, G, t0, t1, callback, paged, [](auto&&... a) { CqAttendAdditive(a...); },
+      [](auto&&... a) { CqAttendAdditiveRef(a...); });
 }
 
 TEST(CqAttendAdditive, MatchesDequantiseThenAttend) {
