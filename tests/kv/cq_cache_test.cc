@@ -475,39 +475,17 @@ TEST(CqCache, FastScanKeysMatchPlainLayoutWithinBound) {
           }
           const double tol = std::tanh(E / 2) * (vmax - vmin) + 1e-5;
           for (auto [t0, t1] : {std::pair<int64_t, int64_t>{0, n_ctx}, {301, 1100}, {70, 1000}}) {
-            std::vector<float> m[2], l[2], acc[2];
-            for (int f = 0; f < 2; ++f) {
-              m[f].resize(group);
-              l[f].resize(group);
-              acc[f].resize(static_cast<size_t>(group) * hd);
-              (f ? fast : plain)
-                  ->AttendPartial(layer, kvh, qs.data() + kvh * group * hd, group, t0, t1,
-                                  m[f].data(), l[f].data(), acc[f].data());
-            }
+            const float* qg = qs.data() + kvh * group * hd;
+            const auto a = testing::PartialAttention(*plain, layer, kvh, qg, group, t0, t1);
+            const auto b = testing::PartialAttention(*fast, layer, kvh, qg, group, t0, t1);
             for (int i = 0; i < group * hd; ++i)
-              ASSERT_NEAR(acc[1][i] / l[1][i / hd], acc[0][i] / l[0][i / hd], tol)
+              ASSERT_NEAR(b[i], a[i], tol)
                   << "kv head " << kvh << " [" << t0 << ", " << t1 << ") value " << i;
           }
-          // The bound is loose for diffuse softmaxes (outputs near the values' mean pass it even
-          // with scrambled keys), so also a query aimed at one cached key, 0.3 x k(777): its
-          // exact score leads the others by tens of nats, far above 2E, so both layouts put
-          // nearly all weight on token 777 and agree closely; keys read at the wrong place would
-          // move the weight to other tokens and the output by O(1).
-          std::vector<float> qa(static_cast<size_t>(group) * hd);
-          for (int i = 0; i < group * hd; ++i) qa[i] = 0.3f * k[777 * kvd + kvh * hd + i % hd];
-          std::vector<float> m[2], l[2], acc[2];
-          for (int f = 0; f < 2; ++f) {
-            m[f].resize(group);
-            l[f].resize(group);
-            acc[f].resize(static_cast<size_t>(group) * hd);
-            (f ? fast : plain)
-                ->AttendPartial(layer, kvh, qa.data(), group, 0, n_ctx, m[f].data(), l[f].data(),
-                                acc[f].data());
-          }
-          for (int i = 0; i < group * hd; ++i)
-            ASSERT_NEAR(acc[1][i] / l[1][i / hd], acc[0][i] / l[0][i / hd], 1e-3)
-                << "aimed query, kv head " << kvh << " value " << i;
         }
+        // The bound alone is loose for diffuse softmaxes: also a query aimed at one cached key.
+        ASSERT_NO_FATAL_FAILURE(
+            testing::ExpectAimedQueryAgrees(*plain, *fast, s, layer, k, n_ctx, 777));
       }
     }
   }
