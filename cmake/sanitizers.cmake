@@ -38,6 +38,7 @@ if(CQKV_FUZZ)
        ${CMAKE_SOURCE_DIR}/src/tokenizer/*.cc            # vocabularies (.bin, .gguf, .json), text
        ${CMAKE_SOURCE_DIR}/src/loader/*.cc               # models: GGUF, llama2.c, HF safetensors
        ${CMAKE_SOURCE_DIR}/src/quant/codebook.cc         # .cqcb files
+       ${CMAKE_SOURCE_DIR}/src/quant/value_basis.cc      # .cqcb value bases -> tables
        ${CMAKE_SOURCE_DIR}/src/kv/kv_spec.cc             # --kv specs and their parts
        ${CMAKE_SOURCE_DIR}/src/kv/mixed_spec.cc
        ${CMAKE_SOURCE_DIR}/src/kv/cq_spec.cc
