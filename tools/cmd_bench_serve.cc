@@ -38,7 +38,7 @@ struct ServeResult {
 
 struct Opts {
   ModelOptions m;
-  std::string synthetic;  // "7b": SevenBShape with `layers` layers and 8 KV heads
+  std::string synthetic;  // "7b[:TYPE][:layers=N][:kvh=N]" (model/synthetic.h); default 8 KV heads
   int layers = 2;
   int ctx = 4096;
   int gen = 8;
@@ -140,11 +140,13 @@ void RegisterBenchServe(CLI::App& app) {
       "linear_gflops = 2 x linear weights x tokens / time: how close a step is to being "
       "compute-bound by its matrix products.");
   cmd->add_option("-m,--model", o->m.model, "model file (or --synthetic)");
-  cmd->add_option("--synthetic", o->synthetic, "'7b': a 7B-shaped random model (8 KV heads)")
-      ->check(CLI::IsMember({"7b"}));
-  cmd->add_option("--weights", o->weights, "matrix type of the synthetic model")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "f16"}));
+  cmd->add_option("--synthetic", o->synthetic,
+                  "'7b[:TYPE][:layers=N][:kvh=N]': a 7B-shaped random model (no -m); TYPE f32, "
+                  "f16, bf16, q8_0 or q4_0; parts not given come from --weights, --layers and 8 "
+                  "KV heads; e.g. 7b:q4_0:layers=2");
+  cmd->add_option("--weights", o->weights,
+                  "matrix type of the synthetic model (f32, f16, bf16, q8_0, q4_0)")
+      ->capture_default_str();
   cmd->add_flag("--sequential", o->sequential,
                 "also decode the same sequences one after another (Forward per sequence) and "
                 "report the batch's speed-up over that");
@@ -174,12 +176,17 @@ void RegisterBenchServe(CLI::App& app) {
     CQKV_CHECK(o->Fill() >= 1, "bench-serve: --gen {} leaves no room for cached tokens in --ctx {}",
                o->gen, o->ctx);
     const int64_t budget = ParseByteSize(o->kv_memory, "--kv-memory");
-    std::unique_ptr<Model> model =
-        o->synthetic.empty() ? LoadModel(o->m.model)
-                             : MakeSyntheticModel(SevenBShape(o->layers, 8, 256, o->ctx), 1, 0.02f,
-                                                  o->weights == "f16" ? DType::kF16 : DType::kF32);
-    const std::string name =
-        o->synthetic.empty() ? o->m.model : "7B-shaped-" + std::to_string(o->layers) + "L-kvh8";
+    std::unique_ptr<Model> model;
+    std::string name = o->m.model;
+    if (o->synthetic.empty()) {
+      model = LoadModel(o->m.model);
+    } else {
+      SyntheticSpec spec{o->layers, 8, ParseSyntheticWeights(o->weights, "--weights")};
+      spec = ParseSyntheticSpec(o->synthetic, spec);
+      model = MakeSyntheticModel(SevenBShape(spec.n_layers, spec.n_kv_heads, 256, o->ctx), 1, 0.02f,
+                                 spec.weights);
+      name = spec.Name();
+    }
     std::vector<AttnFormat> formats = ParseAttnFormats(o->formats);
     if (formats.empty() || formats[0].name != "fp16") {
       formats.insert(formats.begin(), ParseAttnFormat("fp16"));  // the ratio's baseline first

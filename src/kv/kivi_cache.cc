@@ -78,7 +78,7 @@ class KiviCache final : public QuantKvCache {
   // appended token keep q where that first token leaves it.
   int64_t ExactPrefillRows(int layer) const override {
     const Layer& L = layers_[layer];
-    const int64_t n = L.q + window_rows(L);
+    const int64_t n = tokens(layer);
     const int64_t q1 = n + 1 - L.q - residual_ >= group_ ? L.q + group_ : L.q;
     return q1 + residual_ + group_ - 1 - n;
   }

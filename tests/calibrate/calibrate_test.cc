@@ -156,21 +156,13 @@ TEST(Calibrate, StreamedSpillEqualsAllLayersInMemory) {
       opt.n_seqs = 4;
       opt.seq_len = 64;
       opt.max_iter = 20;
-      const CodebookSet want = AllLayersInMemory(*model, tokens, opt);
-      const CodebookSet in_memory = Calibrate(*model, tokens, opt, pool);
-      opt.spill_dir = ::testing::TempDir();
-      CalibrationStats stats;
-      const CodebookSet spilled = Calibrate(*model, tokens, opt, pool, nullptr, &stats);
+      SCOPED_TRACE(::testing::Message()
+                   << "fisher " << fisher << " pre-RoPE " << (keys == KeyPosition::kPreRope));
+      const CalibrationStats stats = testing::ExpectInMemoryAndSpilledGive(
+          AllLayersInMemory(*model, tokens, opt), *model, tokens, opt, pool);
       const int64_t rows = 4 * 64 * 2 * model->config.n_layers;
       EXPECT_EQ(stats.spill_bytes,
                 rows * 4 * (model->config.kv_dim() + (fisher ? model->config.kv_dim() / 2 : 0)));
-      for (const CodebookSet* got : {&in_memory, &spilled}) {
-        ASSERT_EQ(got->centroids.size(), want.centroids.size());
-        for (size_t lk = 0; lk < want.centroids.size(); ++lk) {
-          EXPECT_EQ(got->centroids[lk], want.centroids[lk]) << "fisher " << fisher << " " << lk;
-          EXPECT_EQ(got->objective[lk], want.objective[lk]) << "fisher " << fisher << " " << lk;
-        }
-      }
     }
   }
 }
@@ -192,22 +184,11 @@ TEST(Calibrate, StreamedSpillEqualsAllLayersInMemoryOnQuantisedWeights) {
       opt.n_seqs = 3;
       opt.seq_len = 32;
       opt.max_iter = 10;
-      const CodebookSet want = AllLayersInMemory(*model, tokens, opt);
-      const CodebookSet in_memory = Calibrate(*model, tokens, opt, pool);
-      opt.spill_dir = ::testing::TempDir();
-      CalibrationStats stats;
-      const CodebookSet spilled = Calibrate(*model, tokens, opt, pool, nullptr, &stats);
+      SCOPED_TRACE(::testing::Message() << DTypeName(type) << " fisher " << fisher);
+      const CalibrationStats stats = testing::ExpectInMemoryAndSpilledGive(
+          AllLayersInMemory(*model, tokens, opt), *model, tokens, opt, pool);
       EXPECT_EQ(stats.checkpoint_bytes,
                 fisher ? int64_t{4} * 3 * 32 * mc.n_layers * 2 * mc.dim : 0);
-      for (const CodebookSet* got : {&in_memory, &spilled}) {
-        ASSERT_EQ(got->centroids.size(), want.centroids.size());
-        for (size_t lk = 0; lk < want.centroids.size(); ++lk) {
-          EXPECT_EQ(got->centroids[lk], want.centroids[lk])
-              << DTypeName(type) << " fisher " << fisher << " " << lk;
-          EXPECT_EQ(got->objective[lk], want.objective[lk])
-              << DTypeName(type) << " fisher " << fisher << " " << lk;
-        }
-      }
     }
   }
 }

@@ -12,6 +12,7 @@
 #include "kv/cq_cache_testing.h"
 #include "kv/kv_testing.h"
 #include "quant/kmeans.h"
+#include "sanitizer_testing.h"
 #include "test_util.h"
 #include "util/error.h"
 #include "util/fp16.h"
@@ -408,107 +409,89 @@ TEST(CqCache, SpecParsing) {
 // (exact scores through the row accessors) agrees within 1e-6 relative, so every key code is
 // stored and read back where the layout says; decode ranges (approximate key scores) agree within
 // the kernel's stated bound tanh(E / 2) * (max v - min v) + 1e-5 (kernels/attn_cq_fastscan.h),
-// with E = groups * scale / 2 computed here from the codebooks for each query head.
+// with E = groups * scale / 2 computed here from the codebooks for each query head. Every
+// (page size, window) pair; under the sanitizers (26 s there) each page size with one of the
+// windows, so every config still meets both page sizes and both windows in half the runs.
 TEST(CqCache, FastScanKeysMatchPlainLayoutWithinBound) {
   const int n_ctx = 1100, n_pre = 8, group = 4, layer = 1;
+  const std::vector<std::pair<int, int>> layouts =  // (page tokens, window)
+      testing::kSanitized
+          ? std::vector<std::pair<int, int>>{{256, 32}, {1024, 0}}
+          : std::vector<std::pair<int, int>>{{256, 0}, {256, 32}, {1024, 0}, {1024, 32}};
   for (const char* config : {"8c8b", "4c8b", "4c4b", "8c4b"}) {
-    for (int page_tokens : {256, 1024}) {
-      for (int window : {0, 32}) {
-        SCOPED_TRACE(::testing::Message() << config << " page " << page_tokens << " r" << window);
-        KvShape s = Shape(8, 2, 128, n_ctx);
-        s.page_tokens = page_tokens;
-        const int kvd = s.kv_dim(), qd = s.q_dim(), hd = s.head_dim;
-        const CqConfig cfg = CqConfig::Parse(config);
-        const CodebookSet cb = RandomCodebooks(s, cfg, 41);
-        auto plain = MakeCqCache(cb, s, window, "cq:<test>");
-        auto fast = MakeCqCache(cb, s, window, "cq:<test>:fs", true);
-        std::mt19937 rng(9);
-        std::normal_distribution<float> nd;
-        std::vector<float> k(static_cast<size_t>(n_ctx) * kvd), v(k.size()),
-            q(static_cast<size_t>(n_pre) * qd);
-        for (auto* x : {&k, &v, &q}) {
-          for (float& e : *x) e = nd(rng);
+    for (const auto& [page_tokens, window] : layouts) {
+      SCOPED_TRACE(::testing::Message() << config << " page " << page_tokens << " r" << window);
+      KvShape s = Shape(8, 2, 128, n_ctx);
+      s.page_tokens = page_tokens;
+      const int kvd = s.kv_dim(), qd = s.q_dim(), hd = s.head_dim;
+      const CqConfig cfg = CqConfig::Parse(config);
+      const CodebookSet cb = RandomCodebooks(s, cfg, 41);
+      auto plain = MakeCqCache(cb, s, window, "cq:<test>");
+      auto fast = MakeCqCache(cb, s, window, "cq:<test>:fs", true);
+      std::mt19937 rng(9);
+      std::normal_distribution<float> nd;
+      std::vector<float> k(static_cast<size_t>(n_ctx) * kvd), v(k.size()),
+          q(static_cast<size_t>(n_pre) * qd);
+      for (auto* x : {&k, &v, &q}) {
+        for (float& e : *x) e = nd(rng);
+      }
+      int64_t pos = 0;
+      for (int64_t n : {500, 1, 63, 536}) {
+        const ConstMat km(k.data() + pos * kvd, n, kvd), vm(v.data() + pos * kvd, n, kvd);
+        for (int l = 0; l < s.n_layers; ++l) {
+          plain->Append(l, KvBlock{pos, km, km, vm});
+          fast->Append(l, KvBlock{pos, km, km, vm});
         }
-        int64_t pos = 0;
-        for (int64_t n : {500, 1, 63, 536}) {
-          const ConstMat km(k.data() + pos * kvd, n, kvd), vm(v.data() + pos * kvd, n, kvd);
-          for (int l = 0; l < s.n_layers; ++l) {
-            plain->Append(l, KvBlock{pos, km, km, vm});
-            fast->Append(l, KvBlock{pos, km, km, vm});
-          }
-          pos += n;
-        }
-        ThreadPool pool(2);
-        std::vector<float> a(q.size()), b(q.size());
-        plain->Attend(layer, ConstMat(q.data(), n_pre, qd), n_ctx - n_pre, Mat(a.data(), n_pre, qd),
-                      pool);
-        fast->Attend(layer, ConstMat(q.data(), n_pre, qd), n_ctx - n_pre, Mat(b.data(), n_pre, qd),
-                     pool);
-        for (size_t i = 0; i < a.size(); ++i)
-          ASSERT_NEAR(b[i], a[i], 1e-6 * (1 + std::fabs(a[i]))) << "prefill " << i;
-        // Decode ranges: the bound from the codebooks, per query head.
-        const int c = cfg.channels, kc = cfg.n_centroids(), groups = hd / c;
-        std::vector<float> qs(q.begin(), q.begin() + qd);
-        for (float& e : qs) e /= std::sqrt(static_cast<float>(hd));
-        double vmin = INFINITY, vmax = -INFINITY;
-        for (float x : cb.centroids[layer * 2 + 1]) {
-          vmin = std::min<double>(vmin, x);
-          vmax = std::max<double>(vmax, x);
-        }
-        for (int kvh = 0; kvh < s.n_kv_heads; ++kvh) {
-          double E = 0;
-          for (int h = 0; h < group; ++h) {
-            double range = 0;
-            for (int g = 0; g < groups; ++g) {
-              const float* tab = cb.Table(layer, 0, kvh * groups + g);  // (2^b, c)
-              const float* qg = qs.data() + (kvh * group + h) * hd + g * c;
-              double lo = INFINITY, hi = -INFINITY;
-              for (int e = 0; e < kc; ++e) {
-                double dot = 0;
-                for (int j = 0; j < c; ++j) dot += double(qg[j]) * tab[e * c + j];
-                lo = std::min(lo, dot);
-                hi = std::max(hi, dot);
-              }
-              range = std::max(range, hi - lo);
+        pos += n;
+      }
+      ThreadPool pool(2);
+      std::vector<float> a(q.size()), b(q.size());
+      plain->Attend(layer, ConstMat(q.data(), n_pre, qd), n_ctx - n_pre, Mat(a.data(), n_pre, qd),
+                    pool);
+      fast->Attend(layer, ConstMat(q.data(), n_pre, qd), n_ctx - n_pre, Mat(b.data(), n_pre, qd),
+                   pool);
+      for (size_t i = 0; i < a.size(); ++i)
+        ASSERT_NEAR(b[i], a[i], 1e-6 * (1 + std::fabs(a[i]))) << "prefill " << i;
+      // Decode ranges: the bound from the codebooks, per query head.
+      const int c = cfg.channels, kc = cfg.n_centroids(), groups = hd / c;
+      std::vector<float> qs(q.begin(), q.begin() + qd);
+      for (float& e : qs) e /= std::sqrt(static_cast<float>(hd));
+      double vmin = INFINITY, vmax = -INFINITY;
+      for (float x : cb.centroids[layer * 2 + 1]) {
+        vmin = std::min<double>(vmin, x);
+        vmax = std::max<double>(vmax, x);
+      }
+      for (int kvh = 0; kvh < s.n_kv_heads; ++kvh) {
+        double E = 0;
+        for (int h = 0; h < group; ++h) {
+          double range = 0;
+          for (int g = 0; g < groups; ++g) {
+            const float* tab = cb.Table(layer, 0, kvh * groups + g);  // (2^b, c)
+            const float* qg = qs.data() + (kvh * group + h) * hd + g * c;
+            double lo = INFINITY, hi = -INFINITY;
+            for (int e = 0; e < kc; ++e) {
+              double dot = 0;
+              for (int j = 0; j < c; ++j) dot += double(qg[j]) * tab[e * c + j];
+              lo = std::min(lo, dot);
+              hi = std::max(hi, dot);
             }
-            E = std::max(E, groups * range / 255 / 2 * 1.001 + 1e-4);
+            range = std::max(range, hi - lo);
           }
-          const double tol = std::tanh(E / 2) * (vmax - vmin) + 1e-5;
-          for (auto [t0, t1] : {std::pair<int64_t, int64_t>{0, n_ctx}, {301, 1100}, {70, 1000}}) {
-            std::vector<float> m[2], l[2], acc[2];
-            for (int f = 0; f < 2; ++f) {
-              m[f].resize(group);
-              l[f].resize(group);
-              acc[f].resize(static_cast<size_t>(group) * hd);
-              (f ? fast : plain)
-                  ->AttendPartial(layer, kvh, qs.data() + kvh * group * hd, group, t0, t1,
-                                  m[f].data(), l[f].data(), acc[f].data());
-            }
-            for (int i = 0; i < group * hd; ++i)
-              ASSERT_NEAR(acc[1][i] / l[1][i / hd], acc[0][i] / l[0][i / hd], tol)
-                  << "kv head " << kvh << " [" << t0 << ", " << t1 << ") value " << i;
-          }
-          // The bound is loose for diffuse softmaxes (outputs near the values' mean pass it even
-          // with scrambled keys), so also a query aimed at one cached key, 0.3 x k(777): its
-          // exact score leads the others by tens of nats, far above 2E, so both layouts put
-          // nearly all weight on token 777 and agree closely; keys read at the wrong place would
-          // move the weight to other tokens and the output by O(1).
-          std::vector<float> qa(static_cast<size_t>(group) * hd);
-          for (int i = 0; i < group * hd; ++i) qa[i] = 0.3f * k[777 * kvd + kvh * hd + i % hd];
-          std::vector<float> m[2], l[2], acc[2];
-          for (int f = 0; f < 2; ++f) {
-            m[f].resize(group);
-            l[f].resize(group);
-            acc[f].resize(static_cast<size_t>(group) * hd);
-            (f ? fast : plain)
-                ->AttendPartial(layer, kvh, qa.data(), group, 0, n_ctx, m[f].data(), l[f].data(),
-                                acc[f].data());
-          }
+          E = std::max(E, groups * range / 255 / 2 * 1.001 + 1e-4);
+        }
+        const double tol = std::tanh(E / 2) * (vmax - vmin) + 1e-5;
+        for (auto [t0, t1] : {std::pair<int64_t, int64_t>{0, n_ctx}, {301, 1100}, {70, 1000}}) {
+          const float* qg = qs.data() + kvh * group * hd;
+          const auto a = testing::PartialAttention(*plain, layer, kvh, qg, group, t0, t1);
+          const auto b = testing::PartialAttention(*fast, layer, kvh, qg, group, t0, t1);
           for (int i = 0; i < group * hd; ++i)
-            ASSERT_NEAR(acc[1][i] / l[1][i / hd], acc[0][i] / l[0][i / hd], 1e-3)
-                << "aimed query, kv head " << kvh << " value " << i;
+            ASSERT_NEAR(b[i], a[i], tol)
+                << "kv head " << kvh << " [" << t0 << ", " << t1 << ") value " << i;
         }
       }
+      // The bound alone is loose for diffuse softmaxes: also a query aimed at one cached key.
+      ASSERT_NO_FATAL_FAILURE(
+          testing::ExpectAimedQueryAgrees(*plain, *fast, s, layer, k, n_ctx, 777));
     }
   }
   // Pre-RoPE codebooks and code widths other than 4 and 8 are refused, naming the spec.
