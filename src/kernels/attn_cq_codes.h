@@ -132,4 +132,26 @@ inline void KeyTables(const CqHeadView& hv, const float* q, int G, int hd, int h
   }
 }
 
+// Key scores sc[h * n + i] of tokens [b0, b0 + n) from each token's centroids, for ranges too
+// short to pay for key tables (additive and nibble kernels).
+inline void DirectKeyScores(const CqHeadView& hv, const float* q, int G, int hd, int64_t b0,
+                            int64_t n, float* sc) {
+  const int64_t K = int64_t{1} << hv.bits;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t* codes;
+    const int64_t base = CqTokenCodes(hv, 0, b0 + i, &codes);
+    for (int h = 0; h < G; ++h) sc[h * n + i] = 0.0f;
+    for (int gi = 0; gi < hv.groups; ++gi) {
+      const float* cent =
+          hv.k_table + int64_t{gi} * hv.c * K + ReadCqCode(codes, base + gi, hv.bits);
+      for (int h = 0; h < G; ++h) {
+        const float* qg = q + int64_t{h} * hd + gi * hv.c;
+        float s = 0;
+        for (int j = 0; j < hv.c; ++j) s += qg[j] * cent[j * K];
+        sc[h * n + i] += s;
+      }
+    }
+  }
+}
+
 }  // namespace cqkv::cq_codes

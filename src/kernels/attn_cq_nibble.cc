@@ -65,21 +65,7 @@ void KeyScores(const CqHeadView& hv, const float* lut, int hp, const float* q, i
     }
     return;
   }
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t* codes;
-    const int64_t base = CqTokenCodes(hv, 0, b0 + i, &codes);
-    for (int h = 0; h < G; ++h) sc[h * n + i] = 0.0f;
-    for (int gi = 0; gi < hv.groups; ++gi) {
-      const float* cent =
-          hv.k_table + int64_t{gi} * hv.c * K + ReadCqCode(codes, base + gi, hv.bits);
-      for (int h = 0; h < G; ++h) {
-        const float* qg = q + int64_t{h} * hd + gi * hv.c;
-        float s = 0;
-        for (int j = 0; j < hv.c; ++j) s += qg[j] * cent[j * K];
-        sc[h * n + i] += s;
-      }
-    }
-  }
+  cq_codes::DirectKeyScores(hv, q, G, hd, b0, n, sc);
 }
 
 // Stream s's table entry (v, d) sits at tab(s)[v * v_stride + d * d_stride]. k-means, 4-bit:

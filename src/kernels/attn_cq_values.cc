@@ -77,27 +77,6 @@ void TableScores(const CqHeadView& hv, const float* lut, int hp_rt, int G, int64
   }
 }
 
-// Scores (heads, n) from each token's centroids (short ranges, where tables cost more).
-void DirectScores(const CqHeadView& hv, const float* q, int G, int hd, int64_t b0, int64_t n,
-                  float* sc) {
-  const int64_t K = int64_t{1} << hv.bits;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t* codes;
-    const int64_t base = CqTokenCodes(hv, 0, b0 + i, &codes);
-    for (int h = 0; h < G; ++h) sc[h * n + i] = 0.0f;
-    for (int gi = 0; gi < hv.groups; ++gi) {
-      const float* cent =
-          hv.k_table + int64_t{gi} * hv.c * K + ReadCqCode(codes, base + gi, hv.bits);
-      for (int h = 0; h < G; ++h) {
-        const float* qg = q + int64_t{h} * hd + gi * hv.c;
-        float s = 0;
-        for (int j = 0; j < hv.c; ++j) s += qg[j] * cent[j * K];
-        sc[h * n + i] += s;
-      }
-    }
-  }
-}
-
 // `fs`: keys in the fast-scan layout, scored by CqFsScores a block at a time straight into the
 // rows the softmax and the bit sums read (no copy). `ref`: the scalar softmax (SoftmaxBlockRef).
 void AttendAdditive(const CqHeadView& hv, const float* basis, const float* q, int64_t t0,
@@ -177,7 +156,7 @@ void AttendAdditive(const CqHeadView& hv, const float* basis, const float* q, in
     } else if (tables) {
       TableScores<0>(hv, lut.data(), hp, G, b0, n, tmp.data(), sc.data());
     } else {
-      DirectScores(hv, q, G, hd, b0, n, sc.data());
+      cq_codes::DirectKeyScores(hv, q, G, hd, b0, n, sc.data());
     }
     BlockMax(p, G, n, ps, bmax.data());
     bool raises = false;
