@@ -111,47 +111,8 @@ TEST(CqAttendAdditive, MatchesDequantiseThenAttend) {
 // the exact kernels.
 void CheckFastScan(int c, int bits, int hd, int G, int64_t t0, int64_t t1, bool paged,
                    float spread) {
-  const Fixture f(c, bits, hd, t1, c * 10 + bits + G, 1);
-  Fixture fs = f;  // the same codes, keys rewritten in the fast-scan layout
-  const int groups = hd / c;
-  const int64_t blocks = (t1 + kCqFsBlock - 1) / kCqFsBlock;
-  fs.k_codes.assign(static_cast<size_t>(CqFsBlockBytes(groups, bits) * blocks + 4), 0);
-  for (int64_t t = 0; t < t1; ++t) {
-    for (int g = 0; g < groups; ++g) {
-      const uint32_t code = ReadCqCode(f.k_codes.data(), t * groups + g, bits);
-      const int64_t i = CqFsKeyIndex(t, g, groups, bits);
-      if (bits == 8) {
-        fs.k_codes[i] = static_cast<uint8_t>(code);
-      } else {
-        fs.k_codes[i >> 1] |= static_cast<uint8_t>(code << ((i & 1) * 4));
-      }
-    }
-  }
-  fs.Point();
-  const Paged pg(fs, 256, t1);
-  const CqHeadView& view = paged ? pg.view : fs.view;
-  std::mt19937 rng(G + hd + static_cast<int>(t1));
-  std::normal_distribution<float> nd;
-  std::vector<float> q(static_cast<size_t>(G) * hd);
-  for (auto& x : q) x = nd(rng) * spread / std::sqrt(static_cast<float>(hd));
-  CqFsTables t;
-  CqFsBuildTables(view, q.data(), G, hd, &t);
-  const double E = *std::max_element(t.bound.begin(), t.bound.end());
-  const auto [vmin, vmax] = std::minmax_element(f.v_table.begin(), f.v_table.end());
-  const double tol = std::tanh(E / 2) * (*vmax - *vmin) + 1e-5 * f.max_abs_value;
-  State ref(G, hd);
-  CqAttendRef(f.view, q.data(), t0, t1, ref.view());
-  const auto o_ref = ref.Out();
-  testing::ForEachTarget([&] {
-    State a(G, hd);
-    CqAttendAdditiveFastScan(view, f.head_basis, q.data(), t0, t1, a.view());
-    const auto o = a.Out();
-    for (size_t i = 0; i < o.size(); ++i) {
-      ASSERT_NEAR(o[i], o_ref[i], tol)
-          << c << "c" << bits << "b hd=" << hd << " G=" << G << " [" << t0 << "," << t1
-          << ") paged=" << paged << " spread=" << spread << " i=" << i;
-    }
-  });
+  testing::CheckBasisKernelFastScan<Fixture>(c, bits, hd, G, t0, t1, paged, spread,
+                                             [](auto&&... a) { CqAttendAdditiveFastScan(a...); });
 }
 
 TEST(CqAttendAdditive, FastScanKeysWithinBoundOfExactKernel) {
