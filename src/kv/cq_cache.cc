@@ -57,10 +57,11 @@ struct CqShared {
   RopeTable rope;  // (max_tokens) positions; only for pre-RoPE codebooks
   // Additive values (CodebookSet::value_basis): decode sums weights per code bit instead of
   // per centroid (kernels/attn_cq_values.h); every other path reads the expanded tables.
-  // Residual values decode on the exact path from the expanded tables too (their stages are
-  // kept for a kernel that aggregates per stage).
+  // Residual values on 8-bit codes sum two 16-bin histograms per group, one per stage
+  // (kernels/attn_cq_nibble.h).
   ValueKind values = ValueKind::kKMeans;
-  std::vector<std::vector<float>> value_basis;  // [layer] (n_groups, value_basis_rows(), c)
+  std::vector<std::vector<float>> value_basis;  // [layer] (n_groups, basis_rows, c)
+  int basis_rows = 0;                           // CodebookSet::value_basis_rows()
   // Pre-RoPE keys whose groups hold whole RoPE pairs (quant/rope_comm.h; every such k-means
   // codebook is rope-commutative, whatever kind the file records): decode scores them with
   // RopeCommScores from these centroid-major copies of the key tables instead of rotating each
@@ -77,6 +78,7 @@ std::shared_ptr<const CqShared> MakeCqShared(CodebookSet set, const KvShape& sha
   sh->keys = set.keys;
   sh->values = set.values;
   sh->value_basis = std::move(set.value_basis);
+  sh->basis_rows = set.value_basis_rows();
   CQKV_CHECK(set.values == ValueKind::kKMeans ||
                  sh->value_basis.size() == static_cast<size_t>(set.n_layers),
              "KV format '{}': {} values with bases for {} of {} layers", spec,
@@ -385,27 +387,27 @@ class CqKvCache final : public KvCache {
           }
         };
       }
-      const float* basis = shared_->values == ValueKind::kAdditive
-                               ? shared_->value_basis[layer].data() +
-                                     int64_t{kv_head} * groups_per_head_ * (bits_ + 1) * c_
-                               : nullptr;
+      // Additive and residual values carry per-group bases beside their expanded tables.
+      const ValueKind values = shared_->values;
+      const float* basis = values == ValueKind::kKMeans
+                               ? nullptr
+                               : shared_->value_basis[layer].data() +
+                                     int64_t{kv_head} * groups_per_head_ * shared_->basis_rows * c_;
       // Residual values on 8-bit codes: nibble histograms in registers (kernels/attn_cq_nibble.h).
       // 4-bit k-means values stay on CqAttend's paired histograms, measured 3-4x faster
       // (reports/attention/nibble_values.md).
-      const float* residual =
-          shared_->values == ValueKind::kResidual && bits_ == 8
-              ? shared_->value_basis[layer].data() + int64_t{kv_head} * groups_per_head_ * 32 * c_
-              : nullptr;
-      const bool nibble = residual != nullptr && *CqNibbleUnsupported(hv, residual) == '\0';
+      const bool nibble =
+          values == ValueKind::kResidual && bits_ == 8 && *CqNibbleUnsupported(hv, basis) == '\0';
+      const bool additive = values == ValueKind::kAdditive;
       if (nibble && fast_scan_) {
-        CqAttendNibbleFastScan(hv, residual, q_group, t0, code_end, s);
+        CqAttendNibbleFastScan(hv, basis, q_group, t0, code_end, s);
       } else if (nibble) {
-        CqAttendNibble(hv, residual, q_group, t0, code_end, s, score);
-      } else if (fast_scan_ && basis != nullptr) {
+        CqAttendNibble(hv, basis, q_group, t0, code_end, s, score);
+      } else if (fast_scan_ && additive) {
         CqAttendAdditiveFastScan(hv, basis, q_group, t0, code_end, s);
       } else if (fast_scan_) {
         CqAttendFastScan(hv, q_group, t0, code_end, s);
-      } else if (basis != nullptr) {
+      } else if (additive) {
         CqAttendAdditive(hv, basis, q_group, t0, code_end, s, score);
       } else {
         CqAttend(hv, q_group, t0, code_end, s, score);
